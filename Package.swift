@@ -1,0 +1,57 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let strictConcurrency: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "hyper2kvm",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "hyper2kvm", targets: ["hyper2kvm"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // C libraries from Debian's -dev packages.
+        .systemLibrary(name: "CGuestfs", pkgConfig: "libguestfs", providers: [.apt(["libguestfs-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+
+        .target(
+            name: "Journal",
+            dependencies: [.product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strictConcurrency),
+        .target(
+            name: "Stages",
+            dependencies: ["CGuestfs", "COpenSSL"],
+            swiftSettings: strictConcurrency),
+        .target(
+            name: "Daemon",
+            dependencies: [
+                "Journal", "Stages",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictConcurrency),
+        .executableTarget(
+            name: "hyper2kvm",
+            dependencies: [
+                "Daemon", "Journal", "Stages",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictConcurrency),
+        // Benchmark drivers live beside the product so `bench/` scripts can build them in release.
+        .executableTarget(
+            name: "journal-bench",
+            dependencies: ["Journal", .product(name: "GRDB", package: "GRDB.swift")],
+            path: "bench/journal-bench",
+            swiftSettings: strictConcurrency),
+
+        .testTarget(name: "JournalTests", dependencies: ["Journal"], swiftSettings: strictConcurrency),
+        .testTarget(name: "StagesTests", dependencies: ["Stages"], swiftSettings: strictConcurrency),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Journal", "Stages"], swiftSettings: strictConcurrency),
+    ]
+)

@@ -1,0 +1,242 @@
+import Yams
+import Stages
+
+/// How one configuration key is read. The table in `ConfigurationKeys.all` is the single
+/// list of accepted keys: the loader, `config check` and the README reference derive from it.
+struct ConfigurationKey: Sendable {
+    enum Status: Sendable {
+        case implemented
+        /// Known, but starting with an active value fails: never silently ignored.
+        case notImplemented(String)
+        /// Accepted by the earlier implementation, replaced here; always an error.
+        case replaced(String)
+    }
+
+    let name: String
+    let aliases: [String]
+    let type: String
+    let summary: String
+    let status: Status
+    let apply: @Sendable (ConfigurationValue, inout Configuration) throws(ConfigurationValue.Mismatch) -> Void
+    /// For `notImplemented` keys: whether this value asks for the missing behaviour.
+    let isActive: @Sendable (ConfigurationValue) -> Bool
+
+    init(_ name: String, aliases: [String] = [], type: String, _ summary: String, status: Status = .implemented,
+         isActive: @escaping @Sendable (ConfigurationValue) -> Bool = { _ in true },
+         apply: @escaping @Sendable (ConfigurationValue, inout Configuration) throws(ConfigurationValue.Mismatch) -> Void) {
+        self.name = name
+        self.aliases = aliases
+        self.type = type
+        self.summary = summary
+        self.status = status
+        self.isActive = isActive
+        self.apply = apply
+    }
+}
+
+/// A YAML value with typed readers that say what was expected.
+struct ConfigurationValue {
+    struct Mismatch: Error { let expected: String }
+    let node: Node
+
+    func bool() throws(Mismatch) -> Bool {
+        guard case .scalar = node, let value = node.bool else { throw Mismatch(expected: "a boolean (true/false)") }
+        return value
+    }
+    func int(in range: ClosedRange<Int>? = nil) throws(Mismatch) -> Int {
+        let expectation = range.map { "an integer from \($0.lowerBound) to \($0.upperBound)" } ?? "an integer"
+        guard case .scalar = node, let value = node.int else { throw Mismatch(expected: expectation) }
+        if let range, !range.contains(value) { throw Mismatch(expected: expectation) }
+        return value
+    }
+    func number(min: Double = 0) throws(Mismatch) -> Double {
+        guard case .scalar = node, let value = node.float ?? node.int.map(Double.init), value >= min else {
+            throw Mismatch(expected: "a number ≥ \(min)")
+        }
+        return value
+    }
+    func string() throws(Mismatch) -> String {
+        guard case .scalar(let scalar) = node, node.bool == nil || scalar.style != .plain else {
+            throw Mismatch(expected: "a string")
+        }
+        return scalar.string
+    }
+    func path() throws(Mismatch) -> String {
+        let value = try string()
+        guard !value.isEmpty else { throw Mismatch(expected: "a non-empty path") }
+        return value
+    }
+    func oneOf(_ choices: [String]) throws(Mismatch) -> String {
+        let value = try string()
+        guard choices.contains(value) else { throw Mismatch(expected: "one of " + choices.joined(separator: ", ")) }
+        return value
+    }
+    var isFalseOrNull: Bool {
+        if case .scalar(let scalar) = node, scalar.tag == .implicit, scalar.string == "null" || scalar.string == "~" { return true }
+        return node.bool == false
+    }
+}
+
+enum ConfigurationKeys {
+    static let fileStableTimeoutReason =
+        "replaced by file_stable_seconds: hyper2kvm never gives up on a file that is still being written"
+
+    static let all: [ConfigurationKey] = [
+        .init("command", aliases: ["cmd"], type: "daemon|convert|local|ova|ovf|vhd|raw|ami",
+              "what `hyper2kvm --config FILE` runs") { value, config throws(ConfigurationValue.Mismatch) in
+            config.command = Configuration.Command(rawValue: try value.oneOf(Configuration.Command.allCases.map(\.rawValue)))
+        },
+        .init("daemon", type: "bool", "true requires command: daemon (kept for seed compatibility)") { value, config throws(ConfigurationValue.Mismatch) in
+            if try value.bool(), config.command == nil { config.command = .daemon }
+        },
+        .init("input", aliases: ["vmdk", "ova", "ovf", "vhd", "raw", "ami"], type: "path",
+              "source for a one-shot command") { value, config throws(ConfigurationValue.Mismatch) in
+            config.input = try value.path()
+        },
+        .init("watch_dir", type: "path", "queue directory the daemon watches") { value, config throws(ConfigurationValue.Mismatch) in
+            config.watchDir = try value.path()
+        },
+        .init("output_dir", type: "path", "where converted VMs are published, one directory each") { value, config throws(ConfigurationValue.Mismatch) in
+            config.outputDir = try value.path()
+        },
+        .init("workdir", aliases: ["work_dir"], type: "path", "per-job scratch space (same filesystem as output_dir is fastest)") { value, config throws(ConfigurationValue.Mismatch) in
+            config.workDir = try value.path()
+        },
+        .init("state_dir", type: "path", "where the journal lives") { value, config throws(ConfigurationValue.Mismatch) in
+            config.stateDir = try value.path()
+        },
+        .init("flatten", type: "bool", "must stay true: outputs are always standalone images and the source is never modified",
+              status: .notImplemented("flatten: false (upstream modified the source in place; hyper2kvm never does)"),
+              isActive: { $0.isFalseOrNull }) { value, _ throws(ConfigurationValue.Mismatch) in
+            _ = try value.bool()
+        },
+        .init("out_format", type: "qcow2|raw", "output disk format") { value, config throws(ConfigurationValue.Mismatch) in
+            config.conversion.outFormat = try value.oneOf(["qcow2", "raw"])
+        },
+        .init("compress", type: "bool", "zstd-compressed qcow2 clusters") { value, config throws(ConfigurationValue.Mismatch) in
+            config.conversion.compress = try value.bool()
+        },
+        .init("compress_level", type: "int 1-9", "compression level") { value, config throws(ConfigurationValue.Mismatch) in
+            config.conversion.compressLevel = try value.int(in: 1...9)
+        },
+        .init("checksum", type: "bool", "SHA-256 of every output, verified before it is trusted") { value, config throws(ConfigurationValue.Mismatch) in
+            config.conversion.checksum = try value.bool()
+        },
+        .init("enable_recovery", type: "bool", "must stay true: the journal is what makes jobs resumable",
+              status: .notImplemented("enable_recovery: false (the journal cannot be turned off)"),
+              isActive: { $0.isFalseOrNull }) { value, _ throws(ConfigurationValue.Mismatch) in
+            _ = try value.bool()
+        },
+        .init("fstab_mode", type: "stabilize-all|bypath-only|noop", "how /etc/fstab device names are rewritten") { value, config throws(ConfigurationValue.Mismatch) in
+            let raw = try value.oneOf(ConversionOptions.FstabMode.allCases.map(\.rawValue))
+            config.conversion.fstabMode = ConversionOptions.FstabMode(rawValue: raw) ?? .stabilizeAll
+        },
+        .init("regen_initramfs", type: "bool", "rebuild the guest initramfs with virtio drivers") { value, config throws(ConfigurationValue.Mismatch) in
+            config.conversion.regenInitramfs = try value.bool()
+        },
+        .init("update_grub", type: "bool", "regenerate the guest's grub configuration") { value, config throws(ConfigurationValue.Mismatch) in
+            config.conversion.updateGrub = try value.bool()
+        },
+        .init("no_grub", type: "bool", "skip all bootloader changes") { value, config throws(ConfigurationValue.Mismatch) in
+            if try value.bool() { config.conversion.updateGrub = false }
+        },
+        .init("fix_guest", type: "bool", "apply guest OS fixes (false: copy the disk only)") { value, config throws(ConfigurationValue.Mismatch) in
+            config.conversion.fixGuest = try value.bool()
+        },
+        .init("remove_vmware_tools", type: "bool", "uninstall VMware tools from the guest",
+              status: .notImplemented("remove_vmware_tools"), isActive: { !$0.isFalseOrNull }) { value, config throws(ConfigurationValue.Mismatch) in
+            config.conversion.removeVMwareTools = try value.bool()
+        },
+        .init("emit_domain_xml", type: "bool", "write domain.xml beside the disk") { value, config throws(ConfigurationValue.Mismatch) in
+            config.conversion.emitDomainXML = try value.bool()
+        },
+        .init("vm_name", type: "string", "name of the VM (default: from the source)") { value, config throws(ConfigurationValue.Mismatch) in
+            config.conversion.vmName = try value.string()
+        },
+        .init("vm_memory", aliases: ["memory"], type: "int MiB", "memory of the VM (default: from the source, else 2048)") { value, config throws(ConfigurationValue.Mismatch) in
+            config.conversion.vmMemoryMiB = try value.int(in: 16...(16 << 20))
+        },
+        .init("vm_vcpus", aliases: ["vcpus"], type: "int", "vCPUs of the VM (default: from the source, else 2)") { value, config throws(ConfigurationValue.Mismatch) in
+            config.conversion.vmVcpus = try value.int(in: 1...1024)
+        },
+        .init("vm_uefi", aliases: ["uefi"], type: "bool", "force UEFI firmware (default: from the source)") { value, config throws(ConfigurationValue.Mismatch) in
+            config.conversion.vmUEFI = try value.bool()
+        },
+        .init("libvirt_network", type: "string", "libvirt network the NICs join") { value, config throws(ConfigurationValue.Mismatch) in
+            config.conversion.libvirtNetwork = try value.string()
+        },
+        .init("max_concurrent", aliases: ["max_concurrent_jobs"], type: "int ≥ 1", "jobs converted at once") { value, config throws(ConfigurationValue.Mismatch) in
+            config.maxConcurrent = try value.int(in: 1...64)
+        },
+        .init("parallel_processing", type: "bool", "convert the disks of a multi-disk job in parallel") { value, config throws(ConfigurationValue.Mismatch) in
+            config.parallelProcessing = try value.bool()
+        },
+        .init("file_stable_seconds", type: "number", "seconds a file's size and mtime must stay unchanged (and no writer open) before it is taken") { value, config throws(ConfigurationValue.Mismatch) in
+            config.fileStableSeconds = try value.number(min: 0)
+        },
+        .init("file_stable_timeout", type: "-", "", status: .replaced(fileStableTimeoutReason)) { _, _ throws(ConfigurationValue.Mismatch) in },
+        .init("archive_processed", type: "bool", "move converted sources to .processed/<date>/") { value, config throws(ConfigurationValue.Mismatch) in
+            config.archiveProcessed = try value.bool()
+        },
+        .init("enable_deduplication", type: "bool", "report a source whose content was already converted as a duplicate") { value, config throws(ConfigurationValue.Mismatch) in
+            config.enableDeduplication = try value.bool()
+        },
+        .init("deduplication_use_md5", type: "-", "", status: .replaced("duplicates are found by device/inode and SHA-256; MD5 is not used")) { _, _ throws(ConfigurationValue.Mismatch) in },
+        .init("retry_policy", type: "mapping", "enabled, max_retries, retry_delay (s), backoff_multiplier") { value, config throws(ConfigurationValue.Mismatch) in
+            config.retryPolicy = try RetryPolicyReader.read(value)
+        },
+        .init("shutdown_grace_seconds", type: "number", "on SIGTERM, how long running stages may finish before they are interrupted") { value, config throws(ConfigurationValue.Mismatch) in
+            config.shutdownGraceSeconds = try value.number(min: 0)
+        },
+        .init("log_file", type: "path", "also write the log to this file") { value, config throws(ConfigurationValue.Mismatch) in
+            config.logFile = try value.path()
+        },
+        .init("verbose", type: "int 0-3", "log verbosity") { value, config throws(ConfigurationValue.Mismatch) in
+            config.verbose = try value.int(in: 0...3)
+        },
+        .init("notifications", type: "mapping", "webhook/e-mail notifications", status: .notImplemented("notifications"),
+              isActive: { value in value.node.mapping?["enabled"]?.bool == true }) { _, _ throws(ConfigurationValue.Mismatch) in },
+        .init("use_v2v", type: "bool", "delegate conversion to virt-v2v", status: .notImplemented("use_v2v: hyper2kvm converts itself and does not call virt-v2v"),
+              isActive: { !$0.isFalseOrNull }) { value, _ throws(ConfigurationValue.Mismatch) in _ = try value.bool() },
+        .init("v2v_parallel", type: "bool", "parallel disk copies", status: .notImplemented("v2v_parallel (use parallel_processing)"),
+              isActive: { !$0.isFalseOrNull }) { value, _ throws(ConfigurationValue.Mismatch) in _ = try value.bool() },
+        .init("v2v_concurrency", type: "int", "parallel disk copies", status: .notImplemented("v2v_concurrency > 1 (use max_concurrent)"),
+              isActive: { ($0.node.int ?? 2) > 1 }) { value, _ throws(ConfigurationValue.Mismatch) in _ = try value.int(in: 1...64) },
+        .init("win_virtio", type: "bool", "inject virtio drivers into Windows guests", status: .notImplemented("win_virtio (Windows guests)"),
+              isActive: { !$0.isFalseOrNull }) { value, _ throws(ConfigurationValue.Mismatch) in _ = try value.bool() },
+        .init("win_hyperv", type: "bool", "Hyper-V enlightenments for Windows guests", status: .notImplemented("win_hyperv (Windows guests)"),
+              isActive: { !$0.isFalseOrNull }) { value, _ throws(ConfigurationValue.Mismatch) in _ = try value.bool() },
+        .init("libvirt_integration", type: "bool", "define converted VMs in libvirt", status: .notImplemented("libvirt_integration"),
+              isActive: { !$0.isFalseOrNull }) { value, _ throws(ConfigurationValue.Mismatch) in _ = try value.bool() },
+        .init("dry_run", type: "bool", "plan without writing", status: .notImplemented("dry_run"),
+              isActive: { !$0.isFalseOrNull }) { value, _ throws(ConfigurationValue.Mismatch) in _ = try value.bool() },
+        .init("workers", type: "-", "", status: .replaced("use max_concurrent (jobs) and parallel_processing (disks)")) { _, _ throws(ConfigurationValue.Mismatch) in },
+    ]
+
+    static func lookup(_ name: String) -> ConfigurationKey? {
+        all.first { $0.name == name || $0.aliases.contains(name) }
+    }
+
+    static var allNames: [String] { all.flatMap { [$0.name] + $0.aliases } }
+}
+
+enum RetryPolicyReader {
+    static func read(_ value: ConfigurationValue) throws(ConfigurationValue.Mismatch) -> Configuration.RetryPolicy {
+        guard let mapping = value.node.mapping else {
+            throw ConfigurationValue.Mismatch(expected: "a mapping with enabled, max_retries, retry_delay, backoff_multiplier")
+        }
+        var policy = Configuration.RetryPolicy()
+        for (keyNode, node) in mapping {
+            let sub = ConfigurationValue(node: node)
+            switch keyNode.string {
+            case "enabled": policy.enabled = try sub.bool()
+            case "max_retries": policy.maxRetries = try sub.int(in: 0...100)
+            case "retry_delay": policy.retryDelaySeconds = try sub.number(min: 0)
+            case "backoff_multiplier": policy.backoffMultiplier = try sub.number(min: 1)
+            default:
+                throw ConfigurationValue.Mismatch(expected: "only enabled, max_retries, retry_delay, backoff_multiplier (got '\(keyNode.string ?? "?")')")
+            }
+        }
+        return policy
+    }
+}

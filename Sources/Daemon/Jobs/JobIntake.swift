@@ -1,0 +1,35 @@
+import Foundation
+import Journal
+import Stages
+
+/// Turns a source file into a journaled job: records its identity (device, inode, size,
+/// mtime, ctime) so a later change to it is detected, and its kind by extension (the
+/// probe stage then checks the content agrees).
+public enum JobIntake {
+    public static func kind(of url: URL) throws -> InputKind {
+        guard let kind = QueueEntryFilter.inputKind(of: url.lastPathComponent) else {
+            let known = QueueEntryFilter.kindsByExtension.keys.sorted().map { "." + $0 }.joined(separator: " ")
+            throw StageError(.badInput, file: url.path, "unsupported file type (expected one of \(known))")
+        }
+        return kind
+    }
+
+    public static func identity(of url: URL) throws -> SourceIdentity {
+        guard let identity = SourceIdentityCheck.current(of: url) else {
+            throw StageError(.ioFailed, file: url.path, "cannot read: \(String(cString: strerror(errno)))")
+        }
+        return identity
+    }
+
+    /// Creates the job and takes it through discovered → stable → claimed.
+    public static func claimNewJob(source: URL, journal: JobJournal, vmName: String?, detail: String) throws -> JobRecord {
+        let kind = try kind(of: source)
+        let job = try journal.createJob(
+            NewJob(sourcePath: source.path, sourceKind: kind.rawValue, identity: try identity(of: source),
+                   sourceSHA256: nil, vmName: vmName),
+            detail: detail)
+        try journal.transition(job: job.id, to: .stable, stage: nil, detail: "complete on arrival")
+        try journal.transition(job: job.id, to: .claimed, stage: nil, detail: "pid \(getpid())")
+        return try journal.job(job.id) ?? job
+    }
+}

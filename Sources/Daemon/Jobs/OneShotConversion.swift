@@ -1,0 +1,73 @@
+import Foundation
+import Journal
+import Logging
+import Stages
+
+/// `hyper2kvm convert SOURCE`: the same journal and stages as the daemon, for one file.
+/// Running the same command again after a crash resumes the job where it stopped.
+public struct OneShotConversion: Sendable {
+    public let configuration: Configuration
+    public let logger: Logger
+
+    public init(configuration: Configuration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public func run(source: URL, progress: @escaping @Sendable (Int64, Double) -> Void = { _, _ in }) async throws -> JobRunner.Outcome {
+        let stateDirectory = URL(fileURLWithPath: configuration.stateDir)
+        try FileManager.default.createDirectory(at: stateDirectory, withIntermediateDirectories: true)
+        let journal = try JobJournal.openForWriting(stateDirectory: stateDirectory)
+        defer { try? journal.close() }
+
+        let identity = try JobIntake.identity(of: source)
+        let earlier = try journal.jobs(matchingIdentity: identity).filter { $0.sourcePath == source.path }
+        let job: JobRecord
+        if let published = earlier.first(where: { $0.state == .published || $0.state == .archived }) {
+            logger.info("already converted by job \(published.id): \(published.outputPath ?? "?")")
+            return .published(outputPath: published.outputPath ?? configuration.outputDir)
+        } else if let unfinished = earlier.last(where: { JobRecovery.inFlight.contains($0.state) || $0.state == .interrupted }) {
+            try JobRecovery.resume(unfinished, journal: journal, reason: "convert command run again")
+            job = unfinished
+            logger.info("resuming job \(job.id) at its last completed stage")
+        } else {
+            job = try JobIntake.claimNewJob(source: source, journal: journal, vmName: configuration.conversion.vmName,
+                                            detail: "hyper2kvm convert")
+        }
+
+        let runner = JobRunner(
+            journal: journal,
+            stages: StandardPipeline.stages(toolVersion: Hyper2KVMVersion.current,
+                                            parallelDisks: configuration.parallelProcessing),
+            options: configuration.conversion,
+            workRoot: URL(fileURLWithPath: configuration.workDir),
+            outputRoot: URL(fileURLWithPath: configuration.outputDir),
+            logger: logger)
+        let watcher = ProgressWatcher(journal: journal, jobID: job.id, report: progress)
+        let watching = Task { await watcher.watch() }
+        defer { watching.cancel() }
+        let outcome = try await runner.run(jobID: job.id)
+        if case .failed = outcome {
+            try journal.transition(job: job.id, to: .failed, stage: nil, detail: "one-shot conversion stopped at the first failure")
+        }
+        return outcome
+    }
+}
+
+/// Polls the job's recorded progress for the command line's progress bar.
+struct ProgressWatcher: Sendable {
+    let journal: JobJournal
+    let jobID: Int64
+    let report: @Sendable (Int64, Double) -> Void
+
+    func watch() async {
+        var last: Double = -1
+        while !Task.isCancelled {
+            if let job = try? journal.job(jobID), let fraction = job.progress, fraction != last {
+                last = fraction
+                report(jobID, fraction)
+            }
+            try? await Task.sleep(for: .milliseconds(250))
+        }
+    }
+}

@@ -1,0 +1,310 @@
+import Foundation
+import Journal
+import Logging
+import Stages
+
+/// The daemon's state: files waiting to become stable, jobs waiting for a slot, jobs
+/// running. Everything that must survive a crash is in the journal; this only schedules.
+actor DaemonQueue {
+    private let configuration: Configuration
+    private let journal: JobJournal
+    private let logger: Logger
+    private let runner: JobRunner
+    private let sampler: FileStabilitySampler<ContinuousClock>
+    private var tracker: FileStabilityTracker<ContinuousClock.Instant>
+    /// Jobs ready to run, first come first served.
+    private var pending: [Int64] = []
+    private var running: [Int64: Task<Void, Never>] = [:]
+    /// Queue names that already belong to a job (or are waiting to), so no file is taken twice.
+    private var taken: Set<String> = []
+    private var stopping = false
+    private var idleWaiter: CheckedContinuation<Void, Never>?
+
+    init(configuration: Configuration, journal: JobJournal, logger: Logger) {
+        self.configuration = configuration
+        self.journal = journal
+        self.logger = logger
+        runner = JobRunner(
+            journal: journal,
+            stages: StandardPipeline.stages(toolVersion: Hyper2KVMVersion.current,
+                                            parallelDisks: configuration.parallelProcessing),
+            options: configuration.conversion,
+            workRoot: URL(fileURLWithPath: configuration.workDir),
+            outputRoot: URL(fileURLWithPath: configuration.outputDir),
+            logger: logger)
+        sampler = FileStabilitySampler(directory: configuration.watchDir, clock: ContinuousClock(), logger: logger)
+        tracker = FileStabilityTracker(quietPeriod: .milliseconds(Int64(configuration.fileStableSeconds * 1000)))
+    }
+
+    // MARK: - Start
+
+    /// Every job the journal shows mid-pipeline is resumed (interrupted → resumed) and queued
+    /// first, oldest first; jobs published but not archived are archived.
+    func recoverInterruptedJobs() throws {
+        let states = JobRecovery.inFlight.union([.interrupted, .published, .retrying, .stageFailed])
+        for job in try journal.jobs(in: states).sorted(by: { $0.id < $1.id }) {
+            taken.insert(Self.queueName(of: job))
+            switch job.state {
+            case .published:
+                try finishPublished(job)
+            case .stageFailed:
+                try finishFailed(job, message: job.error ?? "failed before the daemon stopped", stage: job.stage)
+            case .retrying:
+                try journal.transition(job: job.id, to: .claimed, stage: nil, detail: "retry after restart")
+                pending.append(job.id)
+            default:
+                try JobRecovery.resume(job, journal: journal, reason: "daemon restarted")
+                logger.info("resuming job \(job.id) (\(job.sourcePath)) after restart")
+                pending.append(job.id)
+            }
+        }
+        schedule()
+    }
+
+    /// Looks at every file in the queue (at start and after an inotify overflow).
+    func rescan(reason: String) {
+        let names: [String]
+        do {
+            names = try QueueDirectoryListing.regularFileNames(in: configuration.watchDir)
+        } catch {
+            logger.error("cannot list \(configuration.watchDir): \(error)")
+            return
+        }
+        let now = ContinuousClock.now
+        for name in names where !taken.contains(name) {
+            if case .candidate = QueueEntryFilter.classify(name) {
+                tracker.noteArrival(name, .discovered, at: now)
+            }
+        }
+        logger.debug("rescan (\(reason)): \(tracker.trackedNames.count) file(s) to check")
+        wakeStabilityChecks()
+    }
+
+    // MARK: - Events
+
+    func handle(_ event: WatchEvent) {
+        guard !stopping else { return }
+        switch event.kind {
+        case .overflow:
+            rescan(reason: "inotify queue overflow")
+            return
+        case .directoryGone:
+            logger.critical("the queue directory \(configuration.watchDir) disappeared")
+            return
+        case .deleted, .movedOut:
+            tracker.forget(event.name)
+            return
+        case .movedIn, .closedAfterWrite, .created, .modified:
+            guard !event.isDirectory, !taken.contains(event.name) else { return }
+            switch QueueEntryFilter.classify(event.name) {
+            case .candidate:
+                tracker.noteArrival(event.name, event.kind == .movedIn ? .movedIn : .written, at: .now)
+                wakeStabilityChecks()
+            case .extent, .ignored:
+                return
+            }
+        }
+    }
+
+    /// Samples tracked files when they are due; sleeps when nothing is pending (no polling while idle).
+    func runStabilityChecks() async {
+        while !stopping && !Task.isCancelled {
+            if let next = evaluate() {
+                try? await Task.sleep(until: next, clock: .continuous)
+            } else {
+                await withCheckedContinuation { idleWaiter = $0 }
+            }
+        }
+    }
+
+    private func wakeStabilityChecks() {
+        idleWaiter?.resume()
+        idleWaiter = nil
+    }
+
+    /// Returns when the next check is due, or nil when no file is waiting.
+    private func evaluate() -> ContinuousClock.Instant? {
+        let names = tracker.trackedNames
+        guard !names.isEmpty else { return nil }
+        var next: ContinuousClock.Instant?
+        for (name, verdict) in sampler.check(names, with: &tracker) {
+            switch verdict {
+            case .stable:
+                tracker.forget(name)
+                intake(name)
+            case .pending(let due):
+                next = next.map { min($0, due) } ?? due
+            case .gone:
+                tracker.forget(name)
+            }
+        }
+        return next
+    }
+
+    // MARK: - Jobs
+
+    private func intake(_ name: String) {
+        guard !stopping, !taken.contains(name) else { return }
+        let source = URL(fileURLWithPath: configuration.watchDir).appendingPathComponent(name)
+        do {
+            let identity = try JobIntake.identity(of: source)
+            let earlier = try journal.jobs(matchingIdentity: identity).filter { $0.sourcePath == source.path }
+            if let done = earlier.first(where: { $0.state == .published || $0.state == .archived }) {
+                logger.info("\(name) was already converted by job \(done.id); archiving it")
+                try finishPublished(done)
+                return
+            }
+            let job = try JobIntake.claimNewJob(source: source, journal: journal, vmName: configuration.conversion.vmName,
+                                                detail: "found in \(configuration.watchDir)")
+            taken.insert(name)
+            logger.info("queued \(name) as job \(job.id)")
+            pending.append(job.id)
+            schedule()
+        } catch {
+            logger.error("cannot queue \(name): \(error)")
+            rejectUnqueued(name: name, message: String(describing: error))
+        }
+    }
+
+    /// A file that could not even become a job (unknown type, unreadable) still goes to
+    /// `.errors/` with a report, so the operator sees why and the queue stays clean.
+    private func rejectUnqueued(name: String, message: String) {
+        let source = configuration.watchDir + "/" + name
+        let report = ErrorReport.make(sourcePath: source, error: message, stage: "intake", jobID: nil, attempt: nil,
+                                      version: Hyper2KVMVersion.current)
+        do {
+            let archived = try SourceArchiver(watchDirectory: configuration.watchDir).archive([.init(name: name)], to: .errors)
+            if let path = archived.first?.path {
+                _ = try ErrorReportWriter(watchDirectory: configuration.watchDir).write(report, forArchivedSource: path)
+            }
+        } catch {
+            logger.error("cannot move \(name) to .errors: \(error)")
+        }
+    }
+
+    private func schedule() {
+        while !stopping, running.count < configuration.maxConcurrent, !pending.isEmpty {
+            let jobID = pending.removeFirst()
+            running[jobID] = Task { [runner, logger] in
+                do {
+                    let outcome = try await runner.run(jobID: jobID)
+                    await self.finish(jobID, outcome)
+                } catch is CancellationError {
+                    logger.notice("job \(jobID) interrupted; it resumes at the next start")
+                    await self.finishInterrupted(jobID)
+                } catch {
+                    logger.error("job \(jobID): \(error)")
+                    await self.finish(jobID, .failed(stage: nil, message: String(describing: error), code: nil))
+                }
+            }
+        }
+    }
+
+    private func finishInterrupted(_ jobID: Int64) {
+        running[jobID] = nil
+    }
+
+    private func finish(_ jobID: Int64, _ outcome: JobRunner.Outcome) {
+        running[jobID] = nil
+        defer { schedule() }
+        do {
+            guard let job = try journal.job(jobID) else { return }
+            switch outcome {
+            case .published(let path):
+                logger.info("job \(jobID) published to \(path)")
+                try finishPublished(job)
+            case .failed(let stage, let message, let code):
+                if try scheduleRetry(job, code: code, message: message) { return }
+                try finishFailed(job, message: message, stage: stage)
+            }
+        } catch {
+            logger.error("job \(jobID): cannot record its end: \(error)")
+        }
+    }
+
+    private func finishPublished(_ job: JobRecord) throws {
+        guard job.state == .published else { return }
+        let name = Self.queueName(of: job)
+        if configuration.archiveProcessed {
+            let archived = try SourceArchiver(watchDirectory: configuration.watchDir)
+                .archive([.init(name: name, identity: FileIdentity(device: job.identity.device, inode: job.identity.inode))],
+                         to: .processed)
+            try journal.transition(job: job.id, to: .archived, stage: nil,
+                                   detail: archived.map(\.path).joined(separator: ", "))
+        } else {
+            try journal.transition(job: job.id, to: .archived, stage: nil, detail: "archive_processed: false; source left in place")
+        }
+        taken.remove(name)
+    }
+
+    /// Failures that may pass (a tool crash, a full disk) are retried with backoff; bad
+    /// input is not. Returns whether a retry was scheduled.
+    private func scheduleRetry(_ job: JobRecord, code: StageError.Code?, message: String) throws -> Bool {
+        let policy = configuration.retryPolicy
+        let retryable: Set<StageError.Code> = [.toolFailed, .ioFailed, .noSpace]
+        guard policy.enabled, let code, retryable.contains(code), job.state == .stageFailed else { return false }
+        let retriesSoFar = try journal.history(job: job.id).filter { $0.to == .retrying }.count
+        guard retriesSoFar < policy.maxRetries else { return false }
+        let delay = policy.retryDelaySeconds * pow(policy.backoffMultiplier, Double(retriesSoFar))
+        try journal.transition(job: job.id, to: .retrying, stage: nil,
+                               detail: "retry \(retriesSoFar + 1)/\(policy.maxRetries) in \(Int(delay)) s after: \(message)")
+        logger.warning("job \(job.id) failed (\(message)); retry \(retriesSoFar + 1)/\(policy.maxRetries) in \(Int(delay)) s")
+        Task {
+            try? await Task.sleep(for: .seconds(delay))
+            await self.requeueAfterRetryDelay(job.id)
+        }
+        return true
+    }
+
+    private func requeueAfterRetryDelay(_ jobID: Int64) {
+        guard !stopping else { return }  // stays `retrying`; the next start claims it
+        do {
+            try journal.transition(job: jobID, to: .claimed, stage: nil, detail: "retry")
+            pending.append(jobID)
+            schedule()
+        } catch {
+            logger.error("job \(jobID): cannot retry: \(error)")
+        }
+    }
+
+    private func finishFailed(_ job: JobRecord, message: String, stage: String?) throws {
+        if job.state != .failed {
+            try journal.transition(job: job.id, to: .failed, stage: nil, detail: message)
+        }
+        let name = Self.queueName(of: job)
+        let history = try journal.history(job: job.id).map { "\($0.at) \($0.from?.rawValue ?? "∅") → \($0.to.rawValue) \($0.stage ?? "") \($0.detail ?? "")" }
+        let report = ErrorReport.make(sourcePath: job.sourcePath, error: message, stage: stage, jobID: String(job.id),
+                                      attempt: job.attempt, history: history, version: Hyper2KVMVersion.current)
+        let archived = try SourceArchiver(watchDirectory: configuration.watchDir)
+            .archive([.init(name: name, identity: FileIdentity(device: job.identity.device, inode: job.identity.inode))],
+                     to: .errors)
+        if let path = archived.first?.path {
+            let reportPath = try ErrorReportWriter(watchDirectory: configuration.watchDir).write(report, forArchivedSource: path)
+            logger.error("job \(job.id) failed: \(message) — see \(reportPath)")
+        }
+        taken.remove(name)
+    }
+
+    // MARK: - Stop
+
+    func shutdown(grace: Duration) async {
+        stopping = true
+        wakeStabilityChecks()
+        let deadline = ContinuousClock.now + grace
+        while !running.isEmpty && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+        for (jobID, task) in running {
+            logger.notice("interrupting job \(jobID)")
+            task.cancel()
+        }
+    }
+
+    func waitForRunningJobs() async {
+        for task in running.values { await task.value }
+    }
+
+    static func queueName(of job: JobRecord) -> String {
+        URL(fileURLWithPath: job.sourcePath).lastPathComponent
+    }
+}

@@ -1,0 +1,27 @@
+/// The conversion settings a stage needs, as plain values (decoded from the configuration
+/// by the Daemon module; stages never read configuration themselves).
+public struct ConversionOptions: Sendable, Codable, Equatable {
+    public enum FstabMode: String, Sendable, Codable, CaseIterable {
+        case stabilizeAll = "stabilize-all"
+        case bypathOnly = "bypath-only"
+        case noop
+    }
+
+    public var outFormat: String = "qcow2"
+    public var compress: Bool = false
+    public var compressLevel: Int = 3
+    public var checksum: Bool = true
+    public var vmName: String?
+    public var vmMemoryMiB: Int?
+    public var vmVcpus: Int?
+    public var vmUEFI: Bool?
+    public var fstabMode: FstabMode = .stabilizeAll
+    public var regenInitramfs: Bool = true
+    public var updateGrub: Bool = true
+    public var removeVMwareTools: Bool = false
+    public var fixGuest: Bool = true
+    public var libvirtNetwork: String = "default"
+    public var emitDomainXML: Bool = true
+
+    public init() {}
+}

@@ -1,0 +1,130 @@
+import Foundation
+
+/// Runs a host tool (qemu-img, tar, gzip…) and captures what it said.
+///
+/// A non-zero exit status is a result, not an error: callers decide what it means and
+/// call `requireSuccess` to turn it into a `StageError` that quotes the tool's stderr.
+public struct ExternalCommand: Sendable {
+    /// Resource limits applied through prlimit(1), as libguestfs does for `qemu-img info`
+    /// on untrusted images (a crafted image must not exhaust memory or CPU).
+    public struct Limits: Sendable {
+        public var addressSpaceBytes: UInt64?
+        public var cpuSeconds: Int?
+        public init(addressSpaceBytes: UInt64? = nil, cpuSeconds: Int? = nil) {
+            self.addressSpaceBytes = addressSpaceBytes
+            self.cpuSeconds = cpuSeconds
+        }
+        public static let untrustedProbe = Limits(addressSpaceBytes: 1 << 30, cpuSeconds: 10)
+    }
+
+    public struct Result: Sendable {
+        public var status: Int32
+        public var stdout: Data
+        public var stderr: Data
+        public var stdoutText: String { String(decoding: stdout, as: UTF8.self) }
+        public var stderrText: String { String(decoding: stderr, as: UTF8.self) }
+    }
+
+    public var executable: String
+    public var arguments: [String]
+    public var limits: Limits?
+    public var environment: [String: String]?
+
+    public init(_ executable: String, _ arguments: [String], limits: Limits? = nil, environment: [String: String]? = nil) {
+        self.executable = executable
+        self.arguments = arguments
+        self.limits = limits
+        self.environment = environment
+    }
+
+    /// The command line as it will be executed (prlimit prefix included), for logs and errors.
+    public var commandLine: [String] {
+        guard let limits else { return [executable] + arguments }
+        var prefix = ["prlimit"]
+        if let bytes = limits.addressSpaceBytes { prefix.append("--as=\(bytes)") }
+        if let cpu = limits.cpuSeconds { prefix.append("--cpu=\(cpu)") }
+        return prefix + ["--", executable] + arguments
+    }
+
+    /// Runs to completion. `onStdoutChunk` sees stdout as it arrives (for progress parsing).
+    public func run(onStdoutChunk: (@Sendable (Data) -> Void)? = nil) async throws -> Result {
+        let line = commandLine
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = line
+        if let environment {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        }
+        let outPipe = Pipe()
+        let errPipe = Pipe()
+        process.standardOutput = outPipe
+        process.standardError = errPipe
+        process.standardInput = FileHandle.nullDevice
+
+        let collected = OutputCollector()
+        outPipe.fileHandleForReading.readabilityHandler = { handle in
+            let chunk = handle.availableData
+            guard !chunk.isEmpty else { return }
+            collected.appendOut(chunk)
+            onStdoutChunk?(chunk)
+        }
+        errPipe.fileHandleForReading.readabilityHandler = { handle in
+            let chunk = handle.availableData
+            guard !chunk.isEmpty else { return }
+            collected.appendErr(chunk)
+        }
+
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Result, Error>) in
+                process.terminationHandler = { finished in
+                    outPipe.fileHandleForReading.readabilityHandler = nil
+                    errPipe.fileHandleForReading.readabilityHandler = nil
+                    // Whatever arrived between the last handler call and exit.
+                    collected.appendOut(outPipe.fileHandleForReading.readDataToEndOfFile())
+                    collected.appendErr(errPipe.fileHandleForReading.readDataToEndOfFile())
+                    let (out, err) = collected.snapshot()
+                    continuation.resume(returning: Result(status: finished.terminationStatus, stdout: out, stderr: err))
+                }
+                do {
+                    try process.run()
+                } catch {
+                    process.terminationHandler = nil
+                    continuation.resume(throwing: StageError(.toolFailed, file: executable,
+                                                             "cannot start \(line.joined(separator: " ")): \(error)"))
+                }
+            }
+        } onCancel: {
+            if process.isRunning { process.terminate() }
+        }
+    }
+
+    /// Runs and throws a `StageError` quoting stderr unless the exit status is 0.
+    @discardableResult
+    public func runChecked(about file: String? = nil) async throws -> Result {
+        let result = try await run()
+        try result.requireSuccess(of: self, about: file)
+        return result
+    }
+}
+
+extension ExternalCommand.Result {
+    public func requireSuccess(of command: ExternalCommand, about file: String? = nil) throws {
+        guard status != 0 else { return }
+        let stderrLines = stderrText.trimmingCharacters(in: .whitespacesAndNewlines)
+        let reason = stderrLines.isEmpty ? "exit status \(status)" : stderrLines
+        let code: StageError.Code = stderrLines.contains("No space left on device") ? .noSpace : .toolFailed
+        throw StageError(code, file: file, "\(URL(fileURLWithPath: command.executable).lastPathComponent) failed: \(reason)")
+    }
+}
+
+/// Accumulates a child's output from the pipes' reader threads.
+private final class OutputCollector: @unchecked Sendable {
+    // Guarded by `lock`; the pipes' readability handlers run on Foundation's threads.
+    private let lock = NSLock()
+    private var out = Data()
+    private var err = Data()
+
+    func appendOut(_ data: Data) { lock.withLock { out.append(data) } }
+    func appendErr(_ data: Data) { lock.withLock { err.append(data) } }
+    func snapshot() -> (Data, Data) { lock.withLock { (out, err) } }
+}

@@ -1,0 +1,33 @@
+/// A failure of one stage, phrased for the operator: which file, and what is wrong with it.
+public struct StageError: Error, CustomStringConvertible, Sendable, Equatable {
+    public enum Code: String, Sendable, Codable {
+        /// The input is not something we can convert (bad magic, truncated, hostile archive…).
+        case badInput = "bad-input"
+        /// An external tool (qemu-img, libguestfs…) failed.
+        case toolFailed = "tool-failed"
+        /// Reading or writing a file failed.
+        case ioFailed = "io-failed"
+        /// The filesystem holding an output is full (ENOSPC).
+        case noSpace = "no-space"
+        /// The source changed while the job was reading it.
+        case sourceChanged = "source-changed"
+        /// The guest cannot be handled (no OS found, unsupported layout…).
+        case unsupportedGuest = "unsupported-guest"
+    }
+
+    public var code: Code
+    /// The file the problem is about, when there is one.
+    public var file: String?
+    public var message: String
+
+    public init(_ code: Code, file: String? = nil, _ message: String) {
+        self.code = code
+        self.file = file
+        self.message = message
+    }
+
+    public var description: String {
+        guard let file else { return message }
+        return "\(file): \(message)"
+    }
+}

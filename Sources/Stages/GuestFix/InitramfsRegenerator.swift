@@ -1,0 +1,219 @@
+import Foundation
+
+/// Makes the guest's initramfs able to find its root disk on virtio: adds the virtio
+/// drivers to the guest's initramfs configuration, then rebuilds the image for every
+/// installed kernel with the guest's own tool, and checks that virtio_blk is inside.
+public struct InitramfsRegenerator: Sendable {
+    /// The generators we know, found by their binaries inside the guest.
+    public enum Tool: String, Codable, Sendable {
+        case initramfsTools = "initramfs-tools"
+        case dracut
+        case mkinitcpio
+
+        var binaries: [String] {
+            switch self {
+            case .initramfsTools: ["/usr/sbin/update-initramfs", "/sbin/update-initramfs"]
+            case .dracut: ["/usr/bin/dracut", "/usr/sbin/dracut", "/sbin/dracut"]
+            case .mkinitcpio: ["/usr/bin/mkinitcpio"]
+            }
+        }
+
+        /// The image path this tool writes for kernel `version`.
+        func imagePath(kernel version: String) -> String {
+            switch self {
+            case .initramfsTools: "/boot/initrd.img-\(version)"
+            case .dracut: "/boot/initramfs-\(version).img"
+            case .mkinitcpio: "/boot/initramfs-linux.img"
+            }
+        }
+    }
+
+    /// Always wanted; without virtio_blk (or virtio_scsi) and virtio_pci the root disk is invisible.
+    static let requiredModules = ["virtio_blk", "virtio_scsi", "virtio_net", "virtio_pci"]
+    /// Wanted when the kernel has them as modules (older kernels; built in elsewhere).
+    static let optionalModules = ["virtio", "virtio_ring"]
+
+    static let dracutConfigPath = "/etc/dracut.conf.d/hyper2kvm-virtio.conf"
+    static let initramfsToolsModulesPath = "/etc/initramfs-tools/modules"
+    static let mkinitcpioConfigPath = "/etc/mkinitcpio.conf"
+
+    public init() {}
+
+    // MARK: - Pure logic
+
+    /// The modules to add for a kernel, given its `modules.dep` and `modules.builtin`
+    /// contents (nil when the file is missing). Built-in drivers need no listing.
+    static func modules(modulesDep: String?, modulesBuiltin: String?) -> [String] {
+        guard let modulesDep else { return requiredModules }
+        let available = moduleNames(in: modulesDep, takeKeysOnly: true)
+        let builtin = moduleNames(in: modulesBuiltin ?? "", takeKeysOnly: false)
+        return (requiredModules + optionalModules).filter { available.contains($0) && !builtin.contains($0) }
+    }
+
+    /// Module names (`virtio_blk`) from modules.dep (`kernel/…/virtio_blk.ko.xz: deps`) or
+    /// modules.builtin (`kernel/…/virtio.ko`). Dashes and underscores are the same to modprobe.
+    static func moduleNames(in text: String, takeKeysOnly: Bool) -> Set<String> {
+        var names: Set<String> = []
+        for line in text.split(separator: "\n") {
+            let path = takeKeysOnly ? line.prefix { $0 != ":" } : line
+            guard let file = path.split(separator: "/").last else { continue }
+            guard let range = file.range(of: ".ko") else { continue }
+            names.insert(file[..<range.lowerBound].replacingOccurrences(of: "-", with: "_"))
+        }
+        return names
+    }
+
+    /// `/etc/initramfs-tools/modules` with the missing modules appended (one per line, as
+    /// the file format wants), or nil when all are listed already.
+    static func initramfsToolsModules(_ text: String, adding modules: [String]) -> String? {
+        let listed = Set(text.split(separator: "\n").compactMap { line -> String? in
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            guard !trimmed.isEmpty, !trimmed.hasPrefix("#") else { return nil }
+            return trimmed.split(separator: " ").first.map { String($0).replacingOccurrences(of: "-", with: "_") }
+        })
+        let missing = modules.filter { !listed.contains($0) }
+        guard !missing.isEmpty else { return nil }
+        var result = text
+        if !result.isEmpty && !result.hasSuffix("\n") { result += "\n" }
+        result += "# Added by hyper2kvm: virtio drivers for the KVM disk and network.\n"
+        result += missing.map { $0 + "\n" }.joined()
+        return result
+    }
+
+    /// Our dracut drop-in (the `+=` and the spaces inside the quotes are required by dracut).
+    static func dracutConfig(modules: [String]) -> String {
+        "# Added by hyper2kvm: virtio drivers for the KVM disk and network.\nadd_drivers+=\" \(modules.joined(separator: " ")) \"\n"
+    }
+
+    /// `/etc/mkinitcpio.conf` with the modules added to `MODULES=(…)`, or nil when nothing changes.
+    static func mkinitcpioConfig(_ text: String, adding modules: [String]) -> TextRewriteResult? {
+        var lines = text.components(separatedBy: "\n")
+        guard let index = lines.firstIndex(where: { $0.hasPrefix("MODULES=(") }),
+              let close = lines[index].lastIndex(of: ")") else { return nil }
+        let line = lines[index]
+        let inside = line[line.index(line.startIndex, offsetBy: "MODULES=(".count)..<close]
+        let present = inside.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+        let missing = modules.filter { !present.contains($0) }
+        guard !missing.isEmpty else { return nil }
+        let edited = "MODULES=(" + (present + missing).joined(separator: " ") + ")" + line[line.index(after: close)...]
+        lines[index] = edited
+        return TextRewriteResult(text: lines.joined(separator: "\n"), edits: [TextEdit(line: index + 1, before: line, after: edited)])
+    }
+
+    /// Bytes that must be free in /boot before a rebuild: the new image is written beside the
+    /// old one before the rename, and may grow (new drivers, compression differences).
+    static func requiredBootSpace(currentImageBytes: Int64) -> Int64 {
+        let estimatedNew = currentImageBytes + currentImageBytes / 4 + 8 * 1024 * 1024
+        return estimatedNew + 16 * 1024 * 1024
+    }
+
+    // MARK: - Application
+
+    /// Installed kernels: `/lib/modules/<v>` directories with a `/boot/vmlinuz-<v>`.
+    static func installedKernels(_ guest: GuestfsHandle) throws -> [String] {
+        guard try guest.isDirectory("/lib/modules") else { return [] }
+        return try guest.list("/lib/modules").filter { version in
+            try guest.exists("/boot/vmlinuz-\(version)")
+        }.sorted()
+    }
+
+    static func detectTool(_ guest: GuestfsHandle) throws -> Tool? {
+        for tool in [Tool.initramfsTools, .dracut, .mkinitcpio] {
+            for binary in tool.binaries where try guest.exists(binary) {
+                return tool
+            }
+        }
+        return nil
+    }
+
+    /// Adds the drivers to the config, checks space, rebuilds and verifies.
+    /// Returns why it did nothing, when it did nothing.
+    func apply(guest: GuestfsHandle, editor: GuestFileEditor, kernels: [String]) throws -> SkippedGuestFix? {
+        guard !kernels.isEmpty else {
+            return SkippedGuestFix(area: "initramfs", reason: "no installed kernel found (no /boot/vmlinuz-<v> with /lib/modules/<v>)")
+        }
+        guard let tool = try Self.detectTool(guest) else {
+            throw StageError(.unsupportedGuest, file: "/boot",
+                             "cannot add virtio drivers to the initramfs: none of update-initramfs, dracut or mkinitcpio is installed in the guest")
+        }
+        let perKernel = try kernels.map { version -> (String, [String]) in
+            let base = "/lib/modules/\(version)"
+            let dep = try guest.isFile("\(base)/modules.dep") ? try guest.cat("\(base)/modules.dep") : nil
+            let builtin = try guest.isFile("\(base)/modules.builtin") ? try guest.cat("\(base)/modules.builtin") : nil
+            return (version, Self.modules(modulesDep: dep, modulesBuiltin: builtin))
+        }
+        // One config for all kernels: the union (a name a kernel lacks is skipped by the tool).
+        var modules: [String] = []
+        for (_, list) in perKernel { for name in list where !modules.contains(name) { modules.append(name) } }
+
+        try configure(tool, modules: modules, editor: editor)
+        for version in kernels {
+            try checkSpace(guest: guest, tool: tool, kernel: version)
+            try rebuild(guest: guest, tool: tool, kernel: version)
+            try verify(guest: guest, tool: tool, kernel: version, expectingBlockDriver: perKernel.first { $0.0 == version }?.1.contains("virtio_blk") ?? false)
+            editor.record(GuestFixChange(area: "initramfs", file: tool.imagePath(kernel: version),
+                                         before: "without virtio drivers", after: "rebuilt by \(tool.rawValue) with \(modules.joined(separator: " "))"))
+        }
+        return nil
+    }
+
+    private func configure(_ tool: Tool, modules: [String], editor: GuestFileEditor) throws {
+        switch tool {
+        case .initramfsTools:
+            let current = try editor.read(Self.initramfsToolsModulesPath) ?? ""
+            guard let updated = Self.initramfsToolsModules(current, adding: modules) else { return }
+            let added = updated.dropFirst(current.count)
+            try editor.replace(Self.initramfsToolsModulesPath, area: "initramfs", with: updated,
+                               edits: [TextEdit(line: 0, before: "", after: String(added))])
+        case .dracut:
+            try editor.create(Self.dracutConfigPath, area: "initramfs", content: Self.dracutConfig(modules: modules))
+        case .mkinitcpio:
+            guard let current = try editor.read(Self.mkinitcpioConfigPath),
+                  let result = Self.mkinitcpioConfig(current, adding: modules) else { return }
+            try editor.replace(Self.mkinitcpioConfigPath, area: "initramfs", with: result.text, edits: result.edits)
+        }
+    }
+
+    private func checkSpace(guest: GuestfsHandle, tool: Tool, kernel version: String) throws {
+        let image = tool.imagePath(kernel: version)
+        let current = try guest.isFile(image) ? try guest.fileSize(image) : 0
+        let required = Self.requiredBootSpace(currentImageBytes: current)
+        let (available, _) = try guest.freeSpace("/boot")
+        guard available >= required else {
+            throw StageError(.noSpace, file: "/boot",
+                             "not enough free space in the guest's /boot to rebuild \(image): \(available / 1_048_576) MiB free, "
+                                 + "\(required / 1_048_576) MiB needed (current image \(current / 1_048_576) MiB + the new one); "
+                                 + "grow the filesystem or remove old kernels and convert again")
+        }
+    }
+
+    private func rebuild(guest: GuestfsHandle, tool: Tool, kernel version: String) throws {
+        let arguments: [String] = switch tool {
+        case .initramfsTools: ["update-initramfs", "-u", "-k", version]
+        case .dracut: ["dracut", "-f", "--kver", version]
+        case .mkinitcpio: ["mkinitcpio", "-P"]
+        }
+        do {
+            try guest.command(arguments)
+        } catch let error as StageError {
+            throw StageError(error.code, file: tool.imagePath(kernel: version),
+                             "\(arguments.joined(separator: " ")) failed inside the guest: \(error.message)")
+        }
+    }
+
+    private func verify(guest: GuestfsHandle, tool: Tool, kernel version: String, expectingBlockDriver: Bool) throws {
+        guard expectingBlockDriver else { return }
+        let image = tool.imagePath(kernel: version)
+        let lister: [String]
+        switch tool {
+        case .initramfsTools: lister = ["lsinitramfs", image]
+        case .dracut: lister = ["lsinitrd", image]
+        case .mkinitcpio: return
+        }
+        let listing = try guest.command(lister)
+        guard listing.contains("virtio_blk") else {
+            throw StageError(.toolFailed, file: image,
+                             "the rebuilt initramfs does not contain virtio_blk (checked with \(lister[0])); the guest would not find its disk on virtio")
+        }
+    }
+}

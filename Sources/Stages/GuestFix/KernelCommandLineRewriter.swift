@@ -1,0 +1,123 @@
+import Foundation
+
+/// Replaces bus-dependent device paths in `root=` and `resume=` kernel parameters with
+/// stable identifiers, in the places a Linux guest keeps its kernel command line.
+///
+/// Every kind of non-stable name is rewritten whatever `fstab_mode` says: a `root=/dev/sda1`
+/// cannot boot once the disk is /dev/vda, and the last `root=` on the line wins, so a
+/// stale one left after a good one breaks the boot (virt-v2v leaves exactly that; see
+/// v2v.md §3.4).
+public enum KernelCommandLineRewriter {
+    /// Parameters whose value is a block device.
+    static let deviceParameters = ["root", "resume"]
+
+    /// Rewrites the device parameters inside one piece of text (a whole command line, or a
+    /// config line that contains one). Quotes and spacing around the parameters stay.
+    public static func rewriteParameters(in text: String, resolve: (DeviceReference) -> String?)
+        -> (text: String, unresolved: [String])
+    {
+        var result = ""
+        var unresolved: [String] = []
+        var index = text.startIndex
+        while index < text.endIndex {
+            let atTokenStart = index == text.startIndex || " \t\"'".contains(text[text.index(before: index)])
+            if atTokenStart, let (name, valueRange) = parameter(at: index, in: text) {
+                let value = String(text[valueRange])
+                let reference = DeviceReference(spec: value)
+                result += name + "="
+                if reference.kind.needsStabilising(in: .stabilizeAll) {
+                    if let stable = resolve(reference) {
+                        result += stable
+                    } else {
+                        result += value
+                        unresolved.append(value)
+                    }
+                } else {
+                    result += value
+                }
+                index = valueRange.upperBound
+                continue
+            }
+            result.append(text[index])
+            index = text.index(after: index)
+        }
+        return (result, unresolved)
+    }
+
+    private static func parameter(at index: String.Index, in text: String) -> (String, Range<String.Index>)? {
+        for name in deviceParameters {
+            let prefix = name + "="
+            guard text[index...].hasPrefix(prefix) else { continue }
+            let valueStart = text.index(index, offsetBy: prefix.count)
+            var valueEnd = valueStart
+            while valueEnd < text.endIndex, !" \t\n\"';".contains(text[valueEnd]) {
+                valueEnd = text.index(after: valueEnd)
+            }
+            return (name, valueStart..<valueEnd)
+        }
+        return nil
+    }
+
+    /// Rewrites the lines selected by `isCommandLine` (given the line without leading blanks).
+    static func rewriteLines(_ text: String, isCommandLine: (String) -> Bool,
+                             resolve: (DeviceReference) -> String?) -> TextRewriteResult {
+        var lines = text.components(separatedBy: "\n")
+        var edits: [TextEdit] = []
+        var unresolved: [String] = []
+        for index in lines.indices {
+            let line = lines[index]
+            let trimmed = line.drop { $0 == " " || $0 == "\t" }
+            guard !trimmed.hasPrefix("#"), isCommandLine(String(trimmed)) else { continue }
+            let (edited, missing) = rewriteParameters(in: line, resolve: resolve)
+            unresolved += missing
+            if edited != line {
+                lines[index] = edited
+                edits.append(TextEdit(line: index + 1, before: line, after: edited))
+            }
+        }
+        return TextRewriteResult(text: lines.joined(separator: "\n"), edits: edits, unresolved: unresolved)
+    }
+
+    /// `/etc/default/grub`: the `GRUB_CMDLINE_LINUX` and `GRUB_CMDLINE_LINUX_DEFAULT`
+    /// assignments, and `GRUB_DISABLE_LINUX_UUID=true` (which makes grub-mkconfig write
+    /// `root=/dev/sdX` itself) commented out.
+    public static func rewriteGrubDefaults(_ text: String, resolve: (DeviceReference) -> String?) -> TextRewriteResult {
+        var result = rewriteLines(text, isCommandLine: { line in
+            let assignment = line.hasPrefix("export ") ? line.dropFirst("export ".count).drop { $0 == " " } : Substring(line)
+            return assignment.hasPrefix("GRUB_CMDLINE_LINUX=") || assignment.hasPrefix("GRUB_CMDLINE_LINUX_DEFAULT=")
+        }, resolve: resolve)
+        var lines = result.text.components(separatedBy: "\n")
+        for index in lines.indices {
+            let trimmed = lines[index].trimmingCharacters(in: .whitespaces)
+            let disabling = ["GRUB_DISABLE_LINUX_UUID=true", "GRUB_DISABLE_LINUX_UUID=\"true\"", "GRUB_DISABLE_LINUX_UUID='true'"]
+            guard disabling.contains(trimmed) else { continue }
+            let before = lines[index]
+            lines[index] = "#\(trimmed)  # commented out by hyper2kvm: root= must not name a bus-dependent device"
+            result.edits.append(TextEdit(line: index + 1, before: before, after: lines[index]))
+        }
+        result.text = lines.joined(separator: "\n")
+        result.edits.sort { $0.line < $1.line }
+        return result
+    }
+
+    /// A BLS entry (`/boot/loader/entries/*.conf`): its `options` line.
+    public static func rewriteBootLoaderEntry(_ text: String, resolve: (DeviceReference) -> String?) -> TextRewriteResult {
+        rewriteLines(text, isCommandLine: { firstWord($0) == "options" }, resolve: resolve)
+    }
+
+    /// A `grub.cfg` (or grub1 `menu.lst`): the `linux`/`linux16`/`linuxefi`/`kernel` commands.
+    /// `set root=…` is grub's own device syntax and is not touched.
+    public static func rewriteGrubConfig(_ text: String, resolve: (DeviceReference) -> String?) -> TextRewriteResult {
+        rewriteLines(text, isCommandLine: { ["linux", "linux16", "linuxefi", "kernel"].contains(firstWord($0)) },
+                     resolve: resolve)
+    }
+
+    /// `/etc/kernel/cmdline` (systemd kernel-install, UKIs): the whole file is the command line.
+    public static func rewriteKernelCmdlineFile(_ text: String, resolve: (DeviceReference) -> String?) -> TextRewriteResult {
+        rewriteLines(text, isCommandLine: { _ in true }, resolve: resolve)
+    }
+
+    private static func firstWord(_ line: String) -> String {
+        String(line.prefix { $0 != " " && $0 != "\t" })
+    }
+}

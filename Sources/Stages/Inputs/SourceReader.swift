@@ -1,0 +1,46 @@
+import Foundation
+
+/// The one entry point the pipeline calls to learn what a source holds: the VM and its
+/// disks, each disk already validated with `InputProbe.inspectImage`.
+public enum SourceReader {
+    public static func describe(source: URL, kind: InputKind, scratchDirectory: URL) async throws -> VMDescription {
+        try await read(source: source, kind: kind, scratchDirectory: scratchDirectory).description
+    }
+
+    /// As `describe`, plus the facts worth journaling (missing manifest, payload chosen…).
+    public static func read(source: URL, kind: InputKind, scratchDirectory: URL) async throws -> SourceReading {
+        var reading: SourceReading
+        switch kind {
+        case .vmdk, .vhd, .vhdx, .raw, .qcow2:
+            let locator = DiskLocator(path: source.path, format: qemuFormat(of: kind))
+            let name = source.deletingPathExtension().lastPathComponent
+            reading = SourceReading(description: VMDescription(name: name, disks: [SourceDisk(id: "disk0", locator: locator, bootOrderHint: 0)],
+                                                               origin: "disk"))
+        case .ova:
+            reading = try OVAReader.read(source)
+        case .ovf:
+            reading = try OVFDirectoryReader.read(source)
+        case .ami:
+            reading = try await AMIReader.read(source, scratchDirectory: scratchDirectory)
+        case .manifest:
+            throw StageError(.badInput, file: source.path, "manifests are not handled by SourceReader (use the manifest reader)")
+        }
+        for index in reading.description.disks.indices {
+            let disk = reading.description.disks[index]
+            let info = try await InputProbe.inspectImage(disk.locator)
+            reading.description.disks[index].virtualSize = info.virtualSize
+            var fact = "disk \(disk.id): \(info.format)"
+            if let createType = info.createType { fact += " (\(createType))" }
+            fact += ", virtual size \(info.virtualSize) bytes, stored \(info.storedSize) bytes"
+            reading.facts.append(fact)
+        }
+        return reading
+    }
+
+    static func qemuFormat(of kind: InputKind) -> String {
+        switch kind {
+        case .vhd: "vpc"
+        default: kind.rawValue
+        }
+    }
+}

@@ -1,0 +1,301 @@
+import Foundation
+
+/// The `metadata.json` document published beside a converted VM: where it came from, what
+/// the source said, what was found and changed in the guest, what was produced, and how long
+/// each stage took. Keys are snake_case and sorted, the file is pretty-printed UTF-8.
+///
+/// Schema `hyper2kvm.metadata/1` (`Sources/Stages/Outputs/METADATA.md` has the same text):
+///
+/// - `schema`: `"hyper2kvm.metadata/1"`. A change that removes or retypes a key bumps the number.
+/// - `created_at`: ISO 8601 UTC time the document was written.
+/// - `tool`: `name`, `version` (hyper2kvm), `qemu_img_version`, `libguestfs_version` (absent when
+///   the guest was not opened).
+/// - `source`: `path` of the dropped file, `kind` (vmdk, ova, ovf, vhd, vhdx, raw, ami, qcow2,
+///   manifest), `format` (qemu driver of the disk payload), `size` in bytes, `sha256` (absent
+///   when checksums are off), `identity` (`device`, `inode`, `size`, `mtime`).
+/// - `vm`: what the OVF/manifest said: `name`, `vcpus`, `memory_mib`, `firmware` (bios, uefi,
+///   unknown), `nics[]` (`mac`, `network`); absent values are omitted.
+/// - `inspection`: free-form object from the guest inspection (os type, distro, version, arch,
+///   root device…); absent when the guest was not inspected.
+/// - `fixes[]`: every change made in the guest: `area` (fstab, grub, initramfs, network…),
+///   `file`, `before`, `after`.
+/// - `outputs[]`: `name` (file name in the published directory), `path`, `format`, `size` in
+///   bytes, `sha256` (absent when checksums are off), `virtual_size` (disks only).
+/// - `stages[]`: in run order, as the journal recorded them: `name`, `status` (`completed` or
+///   `skipped`), `reason` (why skipped), `started_at`, `finished_at` (ISO 8601 UTC), `seconds`.
+public struct ConversionMetadata: Codable, Sendable, Equatable {
+    public static let currentSchema = "hyper2kvm.metadata/1"
+
+    public var schema: String = ConversionMetadata.currentSchema
+    public var createdAt: Date
+    public var tool: Tool
+    public var source: Source
+    public var vm: VM
+    public var inspection: [String: MetadataValue]?
+    public var fixes: [Fix]
+    public var outputs: [Output]
+    public var stages: [Stage]
+
+    public init(createdAt: Date, tool: Tool, source: Source, vm: VM, inspection: [String: MetadataValue]? = nil,
+                fixes: [Fix] = [], outputs: [Output] = [], stages: [Stage] = []) {
+        self.createdAt = createdAt
+        self.tool = tool
+        self.source = source
+        self.vm = vm
+        self.inspection = inspection
+        self.fixes = fixes
+        self.outputs = outputs
+        self.stages = stages
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case schema, tool, source, vm, inspection, fixes, outputs, stages
+        case createdAt = "created_at"
+    }
+
+    public struct Tool: Codable, Sendable, Equatable {
+        public var name: String
+        public var version: String
+        public var qemuImgVersion: String
+        public var libguestfsVersion: String?
+
+        public init(name: String = "hyper2kvm", version: String, qemuImgVersion: String, libguestfsVersion: String? = nil) {
+            self.name = name
+            self.version = version
+            self.qemuImgVersion = qemuImgVersion
+            self.libguestfsVersion = libguestfsVersion
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case name, version
+            case qemuImgVersion = "qemu_img_version"
+            case libguestfsVersion = "libguestfs_version"
+        }
+    }
+
+    /// The identity the job recorded for its source (design: Identity), so a reader can tell
+    /// which exact file was converted.
+    public struct SourceIdentity: Codable, Sendable, Equatable {
+        public var device: UInt64
+        public var inode: UInt64
+        public var size: UInt64
+        /// Modification time, seconds since the epoch (fractional).
+        public var mtime: Double
+
+        public init(device: UInt64, inode: UInt64, size: UInt64, mtime: Double) {
+            self.device = device
+            self.inode = inode
+            self.size = size
+            self.mtime = mtime
+        }
+    }
+
+    public struct Source: Codable, Sendable, Equatable {
+        public var path: String
+        public var kind: InputKind
+        public var format: String
+        public var size: UInt64
+        public var sha256: String?
+        public var identity: SourceIdentity?
+
+        public init(path: String, kind: InputKind, format: String, size: UInt64, sha256: String? = nil,
+                    identity: SourceIdentity? = nil) {
+            self.path = path
+            self.kind = kind
+            self.format = format
+            self.size = size
+            self.sha256 = sha256
+            self.identity = identity
+        }
+    }
+
+    public struct VM: Codable, Sendable, Equatable {
+        public struct NIC: Codable, Sendable, Equatable {
+            public var mac: String?
+            public var network: String?
+            public init(mac: String? = nil, network: String? = nil) {
+                self.mac = mac
+                self.network = network
+            }
+        }
+
+        public var name: String
+        public var vcpus: Int?
+        public var memoryMiB: Int?
+        public var firmware: Firmware
+        public var nics: [NIC]
+
+        public init(name: String, vcpus: Int? = nil, memoryMiB: Int? = nil, firmware: Firmware = .unknown, nics: [NIC] = []) {
+            self.name = name
+            self.vcpus = vcpus
+            self.memoryMiB = memoryMiB
+            self.firmware = firmware
+            self.nics = nics
+        }
+
+        /// The source's own description, before any configuration override.
+        public init(_ description: VMDescription) {
+            self.init(name: description.name, vcpus: description.vcpus, memoryMiB: description.memoryMiB,
+                      firmware: description.firmware,
+                      nics: description.nics.map { NIC(mac: $0.mac, network: $0.network) })
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case name, vcpus, firmware, nics
+            case memoryMiB = "memory_mib"
+        }
+    }
+
+    public struct Fix: Codable, Sendable, Equatable {
+        public var area: String
+        public var file: String
+        public var before: String
+        public var after: String
+        public init(area: String, file: String, before: String, after: String) {
+            self.area = area
+            self.file = file
+            self.before = before
+            self.after = after
+        }
+    }
+
+    public struct Output: Codable, Sendable, Equatable {
+        public var name: String
+        public var path: String
+        public var format: String
+        public var size: UInt64
+        /// Absent when checksums are off.
+        public var sha256: String?
+        public var virtualSize: UInt64?
+
+        public init(name: String, path: String, format: String, size: UInt64, sha256: String?, virtualSize: UInt64? = nil) {
+            self.name = name
+            self.path = path
+            self.format = format
+            self.size = size
+            self.sha256 = sha256
+            self.virtualSize = virtualSize
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case name, path, format, size, sha256
+            case virtualSize = "virtual_size"
+        }
+    }
+
+    /// One stage as the journal recorded it; times are copied verbatim from the journal
+    /// (ISO 8601 UTC), so metadata and `hyper2kvm history` always agree.
+    public struct Stage: Codable, Sendable, Equatable {
+        public var name: String
+        /// `completed` or `skipped`.
+        public var status: String
+        public var reason: String?
+        public var startedAt: String?
+        public var finishedAt: String?
+        public var seconds: Double?
+
+        public init(name: String, status: String, reason: String? = nil, startedAt: String? = nil,
+                    finishedAt: String? = nil, seconds: Double? = nil) {
+            self.name = name
+            self.status = status
+            self.reason = reason
+            self.startedAt = startedAt
+            self.finishedAt = finishedAt
+            self.seconds = seconds
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case name, status, reason, seconds
+            case startedAt = "started_at"
+            case finishedAt = "finished_at"
+        }
+    }
+}
+
+/// Any JSON value, for the free-form `inspection` object.
+public enum MetadataValue: Codable, Sendable, Equatable {
+    case string(String)
+    case number(Double)
+    case bool(Bool)
+    case array([MetadataValue])
+    case object([String: MetadataValue])
+    case null
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            self = .null
+        } else if let value = try? container.decode(Bool.self) {
+            self = .bool(value)
+        } else if let value = try? container.decode(Double.self) {
+            self = .number(value)
+        } else if let value = try? container.decode(String.self) {
+            self = .string(value)
+        } else if let value = try? container.decode([MetadataValue].self) {
+            self = .array(value)
+        } else {
+            self = .object(try container.decode([String: MetadataValue].self))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .string(let value): try container.encode(value)
+        case .number(let value): try container.encode(value)
+        case .bool(let value): try container.encode(value)
+        case .array(let value): try container.encode(value)
+        case .object(let value): try container.encode(value)
+        case .null: try container.encodeNil()
+        }
+    }
+}
+
+/// Encodes and writes `metadata.json`.
+public enum MetadataWriter {
+    /// The document's bytes: sorted keys, pretty-printed, ISO 8601 UTC times with
+    /// milliseconds, trailing newline. Equal metadata gives equal bytes.
+    public static func encode(_ metadata: ConversionMetadata) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(Self.timestamp(date))
+        }
+        var data = try encoder.encode(metadata)
+        data.append(0x0A)
+        return data
+    }
+
+    /// Reads a document written by ``encode(_:)``.
+    public static func decode(_ data: Data, file: String? = nil) throws -> ConversionMetadata {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let text = try decoder.singleValueContainer().decode(String.self)
+            guard let date = Self.parseTimestamp(text) else {
+                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                                                        debugDescription: "not an ISO 8601 time: \(text)"))
+            }
+            return date
+        }
+        do {
+            return try decoder.decode(ConversionMetadata.self, from: data)
+        } catch {
+            throw StageError(.badInput, file: file, "not a hyper2kvm metadata document: \(error)")
+        }
+    }
+
+    /// Writes the document to `url` and fsyncs it (the caller renames it into place).
+    public static func write(_ metadata: ConversionMetadata, to url: URL) throws {
+        try DurableFile.write(try encode(metadata), to: url)
+    }
+
+    static func timestamp(_ date: Date) -> String {
+        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt))
+    }
+
+    static func parseTimestamp(_ text: String) -> Date? {
+        (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt).parse(text))
+            ?? (try? Date.ISO8601FormatStyle(timeZone: .gmt).parse(text))
+    }
+}

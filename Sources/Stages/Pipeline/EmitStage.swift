@@ -1,0 +1,94 @@
+import Foundation
+
+/// Writes `domain.xml` (libvirt) and `metadata.json` for the converted VM.
+public struct EmitStage: PipelineStage {
+    public let name = StageName.emit
+    let qemuImg: QemuImg
+    let toolVersion: String
+
+    public init(qemuImg: QemuImg = QemuImg(), toolVersion: String) {
+        self.qemuImg = qemuImg
+        self.toolVersion = toolVersion
+    }
+
+    public func skipReason(in context: StageContext) -> String? { nil }
+
+    public func run(in context: StageContext) async throws -> StageOutputs {
+        let vm = try StageJSON.read(VMDescription.self, from: context.recordedOutput(StageFiles.vm))
+        let directory = try ReservedPublication(outputDirectory: context.outputRoot, jobID: context.jobID)
+            .reserve(vmName: context.options.vmName ?? vm.name)
+        let layout = PublishedLayout(vm: vm, options: context.options, directory: directory)
+        var files: [String: URL] = [:]
+
+        let targetFile = context.newOutput(named: PublicationTarget.fileName)
+        try StageJSON.write(PublicationTarget(directory: directory.path), to: targetFile)
+        files[PublicationTarget.fileName] = targetFile
+
+        if context.options.emitDomainXML {
+            let disks = vm.disksInBootOrder.map {
+                DomainXMLWriter.Disk(path: layout.diskPath(diskID: $0.id).path, format: context.options.outFormat)
+            }
+            var named = vm
+            named.name = layout.vmName
+            let xml = try DomainXMLWriter().render(vm: named, disks: disks, options: context.options)
+            let xmlFile = context.newOutput(named: StageFiles.domainXML)
+            try DurableFile.write(Data(xml.utf8), to: xmlFile)
+            files[StageFiles.domainXML] = xmlFile
+        }
+
+        let metadata = try await metadataDocument(vm: vm, layout: layout, context: context)
+        let metadataFile = context.newOutput(named: StageFiles.metadata)
+        try MetadataWriter.write(metadata, to: metadataFile)
+        files[StageFiles.metadata] = metadataFile
+        return StageOutputs(files: files, detail: "for \(directory.path)")
+    }
+
+    private func metadataDocument(vm: VMDescription, layout: PublishedLayout, context: StageContext) async throws -> ConversionMetadata {
+        let probe = try StageJSON.read(ProbeReport.self, from: context.recordedOutput(StageFiles.probe))
+        let fixReport = context.recorded[StageFiles.fixReport].flatMap { try? StageJSON.read(GuestFixReport.self, from: $0) }
+        var outputs: [ConversionMetadata.Output] = []
+        for disk in vm.disksInBootOrder {
+            let name = StageFiles.convertedDisk(diskID: disk.id, format: context.options.outFormat)
+            let url = try context.recordedOutput(name)
+            let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? NSNumber)?.uint64Value ?? 0
+            outputs.append(ConversionMetadata.Output(
+                name: layout.diskFileName(diskID: disk.id), path: layout.diskPath(diskID: disk.id).path,
+                format: context.options.outFormat, size: size, sha256: context.recordedSHA256[name] ?? "",
+                virtualSize: disk.virtualSize))
+        }
+        let stages = context.stageHistory.map {
+            ConversionMetadata.Stage(name: $0.name, status: $0.status, reason: $0.reason,
+                                     startedAt: $0.startedAt, finishedAt: $0.finishedAt, seconds: $0.seconds)
+        }
+        let sourceFormat = vm.disks.first?.locator.format ?? probe.kind.rawValue
+        return ConversionMetadata(
+            createdAt: Date(),
+            tool: .init(version: toolVersion, qemuImgVersion: (try? await qemuImg.version()) ?? "unknown",
+                        libguestfsVersion: nil),
+            source: .init(path: context.source.path, kind: probe.kind, format: sourceFormat, size: probe.sizeBytes,
+                          sha256: context.recorded[SourceDigestFile.name].flatMap {
+                              try? StageJSON.read(SourceDigestFile.self, from: $0).sha256
+                          }),
+            vm: .init(vm),
+            inspection: fixReport.flatMap { MetadataValue.object(encoding: $0.inspection) },
+            fixes: fixReport?.changes.map { .init(area: $0.area, file: $0.file, before: $0.before, after: $0.after) } ?? [],
+            outputs: outputs,
+            stages: stages)
+    }
+}
+
+/// The source file's SHA-256, computed while convert reads it (the second core is idle then).
+public struct SourceDigestFile: Codable, Sendable {
+    public static let name = "source-sha256.json"
+    public var sha256: String
+    public init(sha256: String) { self.sha256 = sha256 }
+}
+
+extension MetadataValue {
+    /// A Codable value as a free-form JSON object (nil if it is not an object).
+    static func object<T: Encodable>(encoding value: T) -> [String: MetadataValue]? {
+        guard let data = try? JSONEncoder().encode(value),
+              case .object(let fields)? = try? JSONDecoder().decode(MetadataValue.self, from: data) else { return nil }
+        return fields
+    }
+}

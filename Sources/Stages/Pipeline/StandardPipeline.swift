@@ -1,0 +1,15 @@
+/// The stages every job runs, in order. `emit` comes before `checksum` (the design lists
+/// them the other way) so that SHA256SUMS also covers domain.xml and metadata.json.
+public enum StandardPipeline {
+    public static func stages(toolVersion: String, parallelDisks: Bool) -> [any PipelineStage] {
+        [
+            ProbeStage(),
+            ExtractStage(),
+            FixStage(),
+            ConvertStage(parallelDisks: parallelDisks),
+            EmitStage(toolVersion: toolVersion),
+            ChecksumStage(),
+            PublishStage(),
+        ]
+    }
+}

@@ -1,0 +1,178 @@
+import ArgumentParser
+import Daemon
+import Foundation
+import Journal
+import Stages
+
+@main
+struct Hyper2KVM: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hyper2kvm",
+        abstract: "Convert VMware, Hyper-V, raw and AMI virtual machines into KVM guests that boot.",
+        discussion: "With --config FILE (repeatable, later wins) runs what the file's `command:` says.",
+        version: Hyper2KVMVersion.current,
+        subcommands: [Convert.self, RunDaemon.self, Status.self, History.self, ConfigGroup.self])
+
+    @Option(name: .customLong("config"), help: "Configuration file (YAML); may be given several times.")
+    var configFiles: [String] = []
+
+    func run() async throws {
+        guard !configFiles.isEmpty else { throw CleanExit.helpRequest(self) }
+        let configuration = try ConfigurationLoader.load(files: configFiles)
+        switch configuration.command {
+        case nil:
+            throw ValidationError("\(configFiles.last ?? "config"): no 'command:' key; say what to run (daemon, convert, …)")
+        case .daemon?:
+            try await DaemonLauncher.run(configuration)
+        case .some:
+            guard let input = configuration.input else { throw ValidationError("no input given") }
+            try await ConvertLauncher.run(source: input, configuration: configuration)
+        }
+    }
+}
+
+/// Options every journal-reading command shares: where the journal is.
+struct JournalLocation: ParsableArguments {
+    @Option(name: .customLong("config"), help: "The configuration the daemon runs with (its state_dir is used).")
+    var configFiles: [String] = []
+
+    @Option(name: .customLong("state-dir"), help: "The directory holding the journal.")
+    var stateDir: String?
+
+    func openJournal() throws -> JobJournal {
+        let directory: String
+        if let stateDir {
+            directory = stateDir
+        } else if !configFiles.isEmpty {
+            directory = try ConfigurationLoader.load(files: configFiles).stateDir
+        } else {
+            directory = Configuration().stateDir
+        }
+        return try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: directory))
+    }
+}
+
+struct Convert: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Convert one VM now, through the same journal and stages as the daemon.",
+        discussion: "Run the same command again after an interruption: the job resumes at its last completed stage.")
+
+    @Argument(help: "The source: .vmdk .ova .ovf .vhd .vhdx .raw .img .ami .qcow2")
+    var source: String
+
+    @Option(name: .customLong("output-dir"), help: "Where the converted VM's directory is published.")
+    var outputDir: String?
+    @Option(name: .customLong("config"), help: "Configuration file(s) for defaults.")
+    var configFiles: [String] = []
+    @Option(name: .customLong("state-dir"), help: "Journal directory (default: <output-dir>/.hyper2kvm/state).")
+    var stateDir: String?
+    @Option(name: .customLong("work-dir"), help: "Scratch directory (default: <output-dir>/.hyper2kvm/work).")
+    var workDir: String?
+    @Option(name: .customLong("out-format"), help: "qcow2 or raw.")
+    var outFormat: String?
+    @Flag(help: "zstd-compressed qcow2.")
+    var compress = false
+    @Flag(name: .customLong("no-checksum"), help: "Do not compute SHA-256 of large outputs.")
+    var noChecksum = false
+    @Flag(name: .customLong("no-fix"), help: "Copy the disks only; no guest OS changes.")
+    var noFix = false
+    @Option(name: .customLong("vm-name"), help: "Name of the VM (default: from the source).")
+    var vmName: String?
+    @Option(help: "Memory in MiB (default: from the source).")
+    var memory: Int?
+    @Option(help: "vCPUs (default: from the source).")
+    var vcpus: Int?
+    @Flag(help: "Force UEFI firmware.")
+    var uefi = false
+    @Flag(name: .shortAndLong, help: "More log output (repeatable).")
+    var verbose: Int
+
+    func run() async throws {
+        var configuration = try ConfigurationLoader.load(files: configFiles)
+        if let outputDir {
+            let base = URL(fileURLWithPath: outputDir).appendingPathComponent(".hyper2kvm").path
+            configuration.outputDir = outputDir
+            configuration.stateDir = base + "/state"
+            configuration.workDir = base + "/work"
+        } else if configFiles.isEmpty {
+            throw ValidationError("give --output-dir (or --config with output_dir)")
+        }
+        if let stateDir { configuration.stateDir = stateDir }
+        if let workDir { configuration.workDir = workDir }
+        if let outFormat {
+            guard ["qcow2", "raw"].contains(outFormat) else { throw ValidationError("--out-format must be qcow2 or raw") }
+            configuration.conversion.outFormat = outFormat
+        }
+        if compress { configuration.conversion.compress = true }
+        if noChecksum { configuration.conversion.checksum = false }
+        if noFix { configuration.conversion.fixGuest = false }
+        if let vmName { configuration.conversion.vmName = vmName }
+        if let memory { configuration.conversion.vmMemoryMiB = memory }
+        if let vcpus { configuration.conversion.vmVcpus = vcpus }
+        if uefi { configuration.conversion.vmUEFI = true }
+        if verbose > 0 { configuration.verbose = verbose + 1 }
+        try await ConvertLauncher.run(source: source, configuration: configuration)
+    }
+}
+
+struct RunDaemon: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "daemon",
+        abstract: "Watch the queue directory and convert what is dropped into it.")
+
+    @Option(name: .customLong("config"), help: "Configuration file(s).")
+    var configFiles: [String] = []
+    @Option(name: .customLong("base-dir"), help: "Put queue, output, work and state under this directory.")
+    var baseDir: String?
+
+    func run() async throws {
+        let base = baseDir.map { Configuration(baseDirectory: URL(fileURLWithPath: $0).standardizedFileURL.path) } ?? Configuration()
+        var configuration = try ConfigurationLoader.load(files: configFiles, base: base)
+        configuration.command = .daemon
+        try await DaemonLauncher.run(configuration)
+    }
+}
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show every job in the journal (works while a daemon runs).")
+    @OptionGroup var location: JournalLocation
+    @Flag(help: "Machine-readable output.")
+    var json = false
+
+    func run() async throws {
+        let journal = try location.openJournal()
+        print(try JournalReports.status(journal.allJobs(), json: json))
+    }
+}
+
+struct History: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show one job's transitions, in order, and its artifacts.")
+    @Argument(help: "Job id (see `status`).")
+    var job: Int64
+    @OptionGroup var location: JournalLocation
+    @Flag(help: "Machine-readable output.")
+    var json = false
+
+    func run() async throws {
+        let journal = try location.openJournal()
+        guard let record = try journal.job(job) else { throw ValidationError("no job \(job) in \(journal.path)") }
+        print(try JournalReports.history(record, journal.history(job: job), artifacts: journal.artifacts(job: job), json: json))
+    }
+}
+
+struct ConfigGroup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "config", abstract: "Configuration tools.", subcommands: [Check.self])
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the effective configuration of FILE… (later wins), or every error in them.")
+        @Argument(help: "Configuration files.")
+        var files: [String]
+
+        func run() async throws {
+            let configuration = try ConfigurationLoader.load(files: files)
+            print(EffectiveConfiguration.render(configuration))
+        }
+    }
+}

@@ -1,0 +1,166 @@
+import Foundation
+import Testing
+@testable import Daemon
+
+@Suite struct ConfigurationLoaderTests {
+    let directory: URL
+
+    init() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("h2k-config-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    func file(_ name: String, _ text: String) throws -> String {
+        let url = directory.appendingPathComponent(name)
+        try text.write(to: url, atomically: true, encoding: .utf8)
+        return url.path
+    }
+
+    func errors(_ files: [String]) -> [ConfigurationError] {
+        do {
+            _ = try ConfigurationLoader.load(files: files)
+            return []
+        } catch let error as ConfigurationErrors {
+            return error.errors
+        } catch {
+            Issue.record("unexpected error \(error)")
+            return []
+        }
+    }
+
+    @Test func everyImplementedKeyParses() throws {
+        let path = try file("all.yaml", """
+            command: daemon
+            daemon: true
+            watch_dir: /q
+            output_dir: /o
+            workdir: /w
+            state_dir: /s
+            flatten: true
+            out_format: qcow2
+            compress: true
+            compress_level: 6
+            checksum: true
+            enable_recovery: true
+            fstab_mode: bypath-only
+            regen_initramfs: false
+            update_grub: false
+            no_grub: false
+            fix_guest: true
+            remove_vmware_tools: false
+            emit_domain_xml: true
+            vm_name: web01
+            vm_memory: 4096
+            vm_vcpus: 4
+            vm_uefi: true
+            libvirt_network: br0
+            max_concurrent: 3
+            parallel_processing: true
+            file_stable_seconds: 2.5
+            archive_processed: false
+            enable_deduplication: false
+            retry_policy: {enabled: true, max_retries: 5, retry_delay: 10, backoff_multiplier: 1.5}
+            shutdown_grace_seconds: 30
+            log_file: /tmp/x.log
+            verbose: 2
+            notifications: {enabled: false}
+            use_v2v: false
+            v2v_parallel: false
+            v2v_concurrency: 1
+            input: /tmp/in.vmdk
+            win_virtio: false
+            win_hyperv: false
+            libvirt_integration: false
+            dry_run: false
+            """)
+        let c = try ConfigurationLoader.load(files: [path])
+        #expect(c.command == .daemon)
+        #expect(c.watchDir == "/q" && c.outputDir == "/o" && c.workDir == "/w" && c.stateDir == "/s")
+        #expect(c.conversion.compress && c.conversion.compressLevel == 6)
+        #expect(c.conversion.fstabMode == .bypathOnly)
+        #expect(!c.conversion.regenInitramfs && !c.conversion.updateGrub)
+        #expect(c.conversion.vmName == "web01" && c.conversion.vmMemoryMiB == 4096 && c.conversion.vmVcpus == 4)
+        #expect(c.conversion.vmUEFI == true && c.conversion.libvirtNetwork == "br0")
+        #expect(c.maxConcurrent == 3 && c.parallelProcessing && c.fileStableSeconds == 2.5)
+        #expect(!c.archiveProcessed && !c.enableDeduplication)
+        #expect(c.retryPolicy == .init(enabled: true, maxRetries: 5, retryDelaySeconds: 10, backoffMultiplier: 1.5))
+        #expect(c.shutdownGraceSeconds == 30 && c.logFile == "/tmp/x.log" && c.verbose == 2)
+    }
+
+    @Test func everyKeyInTheTableIsExercisedByTheTestAbove() throws {
+        // Keeps the table and the documentation test in step: a new key needs a line above.
+        let source = try String(contentsOfFile: #filePath, encoding: .utf8)
+        for key in ConfigurationKeys.all {
+            if case .replaced = key.status { continue }
+            #expect(source.contains("\n    \(key.name):") || source.contains("        \(key.name):"), "key \(key.name) untested")
+        }
+    }
+
+    @Test func unknownKeyNamesFileKeyAndNearestKey() throws {
+        let path = try file("typo.yaml", "command: daemon\nwach_dir: /q\n")
+        let found = errors([path])
+        #expect(found.count == 1)
+        #expect(found.first?.description == "\(path): key 'wach_dir': unknown key (did you mean 'watch_dir'?)")
+    }
+
+    @Test func wrongTypeNamesTheExpectedType() throws {
+        let path = try file("type.yaml", "max_concurrent: many\ncompress: sometimes\nfstab_mode: minimal\n")
+        let text = errors([path]).map(\.description)
+        #expect(text.contains("\(path): key 'max_concurrent': expected an integer from 1 to 64, got 'many'"))
+        #expect(text.contains("\(path): key 'compress': expected a boolean (true/false), got 'sometimes'"))
+        #expect(text.contains("\(path): key 'fstab_mode': expected one of stabilize-all, bypath-only, noop, got 'minimal'"))
+    }
+
+    @Test func cmdIsAnAliasOfCommandAndDashesAreUnderscores() throws {
+        let path = try file("alias.yaml", "cmd: daemon\nwatch-dir: /queue\n")
+        let c = try ConfigurationLoader.load(files: [path])
+        #expect(c.command == .daemon && c.watchDir == "/queue")
+    }
+
+    @Test func laterFilesWin() throws {
+        let first = try file("a.yaml", "command: daemon\nmax_concurrent: 2\ncompress: true\n")
+        let second = try file("b.yaml", "max_concurrent: 4\n")
+        let c = try ConfigurationLoader.load(files: [first, second])
+        #expect(c.maxConcurrent == 4 && c.conversion.compress && c.command == .daemon)
+        #expect(c.sources == [first, second])
+    }
+
+    @Test func keysAcceptedButNotImplementedFailWhenActive() throws {
+        let path = try file("prod.yaml", "command: daemon\nwin_virtio: true\nuse_v2v: true\nflatten: false\n")
+        let text = errors([path]).map(\.description)
+        #expect(text.contains { $0.contains("key 'win_virtio': accepted but not implemented yet") })
+        #expect(text.contains { $0.contains("key 'use_v2v': accepted but not implemented yet") })
+        #expect(text.contains { $0.contains("key 'flatten': accepted but not implemented yet") })
+    }
+
+    @Test func replacedKeysSayWhatReplacesThem() throws {
+        let path = try file("old.yaml", "file_stable_timeout: 30\n")
+        #expect(errors([path]).first?.message == ConfigurationKeys.fileStableTimeoutReason)
+    }
+
+    @Test func malformedAndNonMappingFilesAreClearErrors() throws {
+        let broken = try file("broken.yaml", "command: [daemon\n")
+        #expect(errors([broken]).first?.description.hasPrefix("\(broken): not valid YAML") == true)
+        let list = try file("list.yaml", "- a\n- b\n")
+        #expect(errors([list]).first?.description == "\(list): the configuration must be a mapping of key: value")
+        #expect(errors([directory.appendingPathComponent("missing.yaml").path]).first?.message.hasPrefix("cannot read") == true)
+    }
+
+    @Test func duplicateKeyThroughAnAliasIsAnError() throws {
+        let path = try file("dup.yaml", "command: daemon\ncmd: daemon\n")
+        #expect(errors([path]).first?.message.contains("more than once") == true)
+    }
+
+    @Test func seedMinimalConfigurationLoads() throws {
+        let path = try file("minimal.yaml", "command: daemon\ndaemon: true\nwatch_dir: /incoming\noutput_dir: /output\n")
+        let c = try ConfigurationLoader.load(files: [path])
+        #expect(c.command == .daemon && c.watchDir == "/incoming" && c.outputDir == "/output")
+    }
+
+    @Test func oneShotCommandNeedsAnInput() throws {
+        let path = try file("ova.yaml", "command: ova\n")
+        #expect(errors([path]).first?.message.contains("needs an input") == true)
+        let ok = try file("ova2.yaml", "command: ova\nova: /x/vm.ova\n")
+        #expect(try ConfigurationLoader.load(files: [ok]).input == "/x/vm.ova")
+    }
+}

@@ -1,0 +1,82 @@
+import Foundation
+import Testing
+@testable import Stages
+
+/// The test guests built by `scripts/build-test-guest`, cached outside the repository.
+enum GuestFixTestGuests {
+    static let repositoryRoot = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    static var cacheDirectory: URL {
+        URL(fileURLWithPath: ProcessInfo.processInfo.environment["HYPER2KVM_TEST_CACHE"] ?? "/var/cache/hyper2kvm-test")
+    }
+
+    /// Raw phony Debian (guestfish-made, no libc): sda1 /, sda2 swap, sda3 /srv.
+    static func phony() async throws -> URL { try await ensure("phony", file: "phony-debian.img") }
+
+    /// Real Debian 12 made like a VMware export, as a streamOptimized VMDK.
+    static func debian12() async throws -> URL { try await ensure("debian12", file: "debian12-vmware.vmdk") }
+
+    /// libguestfs needs TCG on the build machines (KVM hangs there); tests set it, the product never does.
+    static func configureLibguestfsForTests() {
+        setenv("LIBGUESTFS_BACKEND", "direct", 0)
+        if ProcessInfo.processInfo.environment["HYPER2KVM_TEST_KVM"] != "1" {
+            setenv("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg", 0)
+        }
+    }
+
+    private static func ensure(_ name: String, file: String) async throws -> URL {
+        let url = cacheDirectory.appendingPathComponent(file)
+        if FileManager.default.fileExists(atPath: url.path) { return url }
+        let script = repositoryRoot.appendingPathComponent("scripts/build-test-guest").path
+        try await ExternalCommand(script, [name]).runChecked(about: url.path)
+        return url
+    }
+
+    static func run(_ executable: String, _ arguments: [String]) async throws -> ExternalCommand.Result {
+        try await ExternalCommand(executable, arguments).runChecked()
+    }
+}
+
+/// A temporary directory removed when the test is done with it.
+final class GuestFixScratchDirectory {
+    let url: URL
+
+    init() throws {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("hyper2kvm-guestfix-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(at: url)
+    }
+
+    func file(_ name: String) -> URL { url.appendingPathComponent(name) }
+}
+
+/// Reads files of a disk image through guestfish (a separate appliance, read-only), to
+/// check what the fixer wrote without going through the code under test.
+enum GuestfishReader {
+    static func read(_ image: URL, format: String, files: [String]) async throws -> [String: String] {
+        var script = ""
+        for file in files {
+            script += "echo ==== \(file)\n-cat \(file)\n"
+        }
+        let scriptFile = FileManager.default.temporaryDirectory.appendingPathComponent("guestfish-\(UUID().uuidString).txt")
+        try script.write(to: scriptFile, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: scriptFile) }
+        let result = try await ExternalCommand("sh", ["-c", "guestfish --ro --format=\(format) -a '\(image.path)' -i -f '\(scriptFile.path)'"])
+            .runChecked(about: image.path)
+        var contents: [String: String] = [:]
+        var current: String?
+        for line in result.stdoutText.components(separatedBy: "\n") {
+            if line.hasPrefix("==== ") {
+                current = String(line.dropFirst(5))
+                contents[current ?? ""] = ""
+            } else if let current {
+                contents[current, default: ""] += line + "\n"
+            }
+        }
+        return contents
+    }
+}

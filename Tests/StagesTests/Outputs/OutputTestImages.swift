@@ -1,0 +1,41 @@
+import Foundation
+@testable import Stages
+
+/// Disks with real content for the Outputs suites: an ext4 filesystem made from a directory
+/// tree with `mkfs.ext4 -d`, followed by random data and a hole.
+enum OutputTestImages {
+    /// A 32 MiB raw disk: 24 MiB ext4 (text files, nested directories, a symlink and 2 MiB of
+    /// random bytes), then 4 MiB random, then a 4 MiB hole.
+    static func makeFilesystemDisk(at url: URL, scratch: URL) throws {
+        let tree = scratch.appendingPathComponent("tree-\(UUID().uuidString.prefix(6))")
+        let nested = tree.appendingPathComponent("etc/deep/er")
+        try FileManager.default.createDirectory(at: nested, withIntermediateDirectories: true)
+        try Data("/dev/sda1 / ext4 defaults 0 1\n".utf8).write(to: tree.appendingPathComponent("etc/fstab"))
+        try Data(String(repeating: "hyper2kvm test line\n", count: 5000).utf8)
+            .write(to: nested.appendingPathComponent("compressible.txt"))
+        try TestImageFactory.writeRandom(at: tree.appendingPathComponent("random.bin"), bytes: 2 << 20)
+        try FileManager.default.createSymbolicLink(atPath: tree.appendingPathComponent("link").path,
+                                                   withDestinationPath: "etc/fstab")
+        try TestImageFactory.run("mkfs.ext4", ["-q", "-F", "-L", "h2ktest", "-d", tree.path, url.path, "24M"])
+        try TestImageFactory.run("dd", ["if=/dev/urandom", "of=\(url.path)", "bs=1M", "seek=24", "count=4",
+                                        "conv=notrunc", "status=none"])
+        try TestImageFactory.run("truncate", ["-s", "32M", url.path])
+        try FileManager.default.removeItem(at: tree)
+    }
+
+    /// Runs a command and returns its exit status and combined output, for tools whose
+    /// failure is the thing under test (virt-xml-validate, virsh, sha256sum -c).
+    static func status(_ executable: String, _ arguments: [String], in directory: URL? = nil) throws -> (Int32, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [executable] + arguments
+        if let directory { process.currentDirectoryURL = directory }
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+}
