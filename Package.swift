@@ -26,7 +26,7 @@ let package = Package(
             swiftSettings: strictConcurrency),
         .target(
             name: "Stages",
-            dependencies: ["CGuestfs", "COpenSSL"],
+            dependencies: ["CGuestfs", "COpenSSL", .product(name: "Yams", package: "Yams")],
             swiftSettings: strictConcurrency),
         .target(
             name: "Daemon",
@@ -48,6 +48,12 @@ let package = Package(
             name: "journal-bench",
             dependencies: ["Journal", .product(name: "GRDB", package: "GRDB.swift")],
             path: "bench/journal-bench",
+            swiftSettings: strictConcurrency),
+
+        .executableTarget(
+            name: "digest-bench",
+            dependencies: ["Stages"],
+            path: "bench/digest-bench",
             swiftSettings: strictConcurrency),
 
         .testTarget(name: "JournalTests", dependencies: ["Journal"], swiftSettings: strictConcurrency),

@@ -11,7 +11,7 @@ struct Hyper2KVM: AsyncParsableCommand {
         abstract: "Convert VMware, Hyper-V, raw and AMI virtual machines into KVM guests that boot.",
         discussion: "With --config FILE (repeatable, later wins) runs what the file's `command:` says.",
         version: Hyper2KVMVersion.current,
-        subcommands: [Convert.self, RunDaemon.self, Status.self, History.self, ConfigGroup.self])
+        subcommands: [Convert.self, RunDaemon.self, Status.self, History.self, ConfigGroup.self, ListCrashPoints.self])
 
     @Option(name: .customLong("config"), help: "Configuration file (YAML); may be given several times.")
     var configFiles: [String] = []
@@ -174,5 +174,16 @@ struct ConfigGroup: AsyncParsableCommand {
             let configuration = try ConfigurationLoader.load(files: files)
             print(EffectiveConfiguration.render(configuration))
         }
+    }
+}
+
+struct ListCrashPoints: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "crash-points",
+        abstract: "List the named crash points (armed by HYPER2KVM_CRASH_POINT=<name>, for crash tests).",
+        shouldDisplay: false)
+
+    func run() async throws {
+        print(CrashPoints.all.joined(separator: "\n"))
     }
 }

@@ -30,6 +30,7 @@ public enum JobIntake {
             detail: detail)
         try journal.transition(job: job.id, to: .stable, stage: nil, detail: "complete on arrival")
         try journal.transition(job: job.id, to: .claimed, stage: nil, detail: "pid \(getpid())")
+        CrashPoints.hit("after-claim")
         return try journal.job(job.id) ?? job
     }
 }

@@ -49,6 +49,7 @@ public struct OneShotConversion: Sendable {
         let outcome = try await runner.run(jobID: job.id)
         if case .failed = outcome {
             try journal.transition(job: job.id, to: .failed, stage: nil, detail: "one-shot conversion stopped at the first failure")
+            runner.releaseReservation(jobID: job.id)
         }
         return outcome
     }

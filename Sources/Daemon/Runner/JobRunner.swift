@@ -67,16 +67,20 @@ public struct JobRunner: Sendable {
                 ledger.noteSkipped(stageName, reason: reason)
                 continue
             }
+            CrashPoints.hit("\(stageName).before-start")
             let started = try journal.transition(job: jobID, to: .stageStarted, stage: stageName,
                                                  detail: ledger.pendingDetail ?? "attempt \(ledger.attempts(of: stageName) + 1)")
             ledger.pendingDetail = nil
+            CrashPoints.hit("\(stageName).after-start")
             try removeLeftovers(in: workDirectory)
             logger.info("\(stageName) started", metadata: ["job": "\(jobID)", "attempt": "\(started.attempt)"])
             let began = ContinuousClock.now
             do {
                 let outputs = try await stage.run(in: context)
                 let artifacts = try record(outputs, in: workDirectory, ledger: ledger)
+                CrashPoints.hit("\(stageName).outputs-durable")
                 try journal.completeStage(job: jobID, stage: stageName, artifacts: artifacts, detail: outputs.detail)
+                CrashPoints.hit("\(stageName).after-commit")
                 ledger.noteCompleted(stageName, artifacts: artifacts, startedAt: started.at,
                                      seconds: (ContinuousClock.now - began).seconds)
                 logger.info("\(stageName) completed in \(String(format: "%.2f", (ContinuousClock.now - began).seconds)) s",
@@ -99,9 +103,26 @@ public struct JobRunner: Sendable {
 
         let published = ledger.recordedFiles[PublishStage.directoryArtifact]?.path ?? outputRoot.path
         try journal.updateJob(job: jobID, vmName: nil, outputPath: published, error: nil, sourceSHA256: nil)
+        CrashPoints.hit("before-published")
         try journal.transition(job: jobID, to: .published, stage: nil, detail: published)
+        CrashPoints.hit("after-published")
         try? FileManager.default.removeItem(at: workDirectory)
         return .published(outputPath: published)
+    }
+
+    /// Gives back the output directory a job reserved, once the job has failed for good,
+    /// and removes its work directory.
+    public func releaseReservation(jobID: Int64) {
+        let target = (try? journal.artifacts(job: jobID))?.first { $0.name == PublicationTarget.fileName }
+        if let target, let data = FileManager.default.contents(atPath: target.path),
+           let reserved = try? JSONDecoder().decode(PublicationTarget.self, from: data) {
+            do {
+                try OutputPublisher(outputDirectory: outputRoot).release(URL(fileURLWithPath: reserved.directory), jobID: jobID)
+            } catch {
+                logger.warning("cannot release \(reserved.directory): \(error)", metadata: ["job": "\(jobID)"])
+            }
+        }
+        try? FileManager.default.removeItem(at: workDirectory(of: jobID))
     }
 
     /// Index of the first stage that must run: every stage before it completed (and its

@@ -188,13 +188,13 @@ actor DaemonQueue {
             running[jobID] = Task { [runner, logger] in
                 do {
                     let outcome = try await runner.run(jobID: jobID)
-                    await self.finish(jobID, outcome)
+                    self.finish(jobID, outcome)
                 } catch is CancellationError {
                     logger.notice("job \(jobID) interrupted; it resumes at the next start")
-                    await self.finishInterrupted(jobID)
+                    self.finishInterrupted(jobID)
                 } catch {
                     logger.error("job \(jobID): \(error)")
-                    await self.finish(jobID, .failed(stage: nil, message: String(describing: error), code: nil))
+                    self.finish(jobID, .failed(stage: nil, message: String(describing: error), code: nil))
                 }
             }
         }
@@ -225,6 +225,7 @@ actor DaemonQueue {
     private func finishPublished(_ job: JobRecord) throws {
         guard job.state == .published else { return }
         let name = Self.queueName(of: job)
+        CrashPoints.hit("before-archive")
         if configuration.archiveProcessed {
             let archived = try SourceArchiver(watchDirectory: configuration.watchDir)
                 .archive([.init(name: name, identity: FileIdentity(device: job.identity.device, inode: job.identity.inode))],
@@ -234,6 +235,7 @@ actor DaemonQueue {
         } else {
             try journal.transition(job: job.id, to: .archived, stage: nil, detail: "archive_processed: false; source left in place")
         }
+        CrashPoints.hit("after-archive")
         taken.remove(name)
     }
 
@@ -251,7 +253,7 @@ actor DaemonQueue {
         logger.warning("job \(job.id) failed (\(message)); retry \(retriesSoFar + 1)/\(policy.maxRetries) in \(Int(delay)) s")
         Task {
             try? await Task.sleep(for: .seconds(delay))
-            await self.requeueAfterRetryDelay(job.id)
+            self.requeueAfterRetryDelay(job.id)
         }
         return true
     }
@@ -271,6 +273,7 @@ actor DaemonQueue {
         if job.state != .failed {
             try journal.transition(job: job.id, to: .failed, stage: nil, detail: message)
         }
+        runner.releaseReservation(jobID: job.id)
         let name = Self.queueName(of: job)
         let history = try journal.history(job: job.id).map { "\($0.at) \($0.from?.rawValue ?? "∅") → \($0.to.rawValue) \($0.stage ?? "") \($0.detail ?? "")" }
         let report = ErrorReport.make(sourcePath: job.sourcePath, error: message, stage: stage, jobID: String(job.id),

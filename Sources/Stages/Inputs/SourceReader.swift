@@ -23,7 +23,9 @@ public enum SourceReader {
         case .ami:
             reading = try await AMIReader.read(source, scratchDirectory: scratchDirectory)
         case .manifest:
-            throw StageError(.badInput, file: source.path, "manifests are not handled by SourceReader (use the manifest reader)")
+            // The manifest reader checks each disk itself (checksum first, then content
+            // against the declared format, including vdi, which bare inputs never are).
+            return try await ArtifactManifestReader.read(source)
         }
         for index in reading.description.disks.indices {
             let disk = reading.description.disks[index]

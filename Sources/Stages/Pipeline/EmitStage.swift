@@ -15,8 +15,8 @@ public struct EmitStage: PipelineStage {
 
     public func run(in context: StageContext) async throws -> StageOutputs {
         let vm = try StageJSON.read(VMDescription.self, from: context.recordedOutput(StageFiles.vm))
-        let directory = try ReservedPublication(outputDirectory: context.outputRoot, jobID: context.jobID)
-            .reserve(vmName: context.options.vmName ?? vm.name)
+        let directory = try OutputPublisher(outputDirectory: context.outputRoot)
+            .reserve(vmName: context.options.vmName ?? vm.name, jobID: context.jobID)
         let layout = PublishedLayout(vm: vm, options: context.options, directory: directory)
         var files: [String: URL] = [:]
 
@@ -53,7 +53,7 @@ public struct EmitStage: PipelineStage {
             let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? NSNumber)?.uint64Value ?? 0
             outputs.append(ConversionMetadata.Output(
                 name: layout.diskFileName(diskID: disk.id), path: layout.diskPath(diskID: disk.id).path,
-                format: context.options.outFormat, size: size, sha256: context.recordedSHA256[name] ?? "",
+                format: context.options.outFormat, size: size, sha256: context.recordedSHA256[name],
                 virtualSize: disk.virtualSize))
         }
         let stages = context.stageHistory.map {

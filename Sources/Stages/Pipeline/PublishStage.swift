@@ -22,8 +22,8 @@ public struct PublishStage: PipelineStage {
         for name in [StageFiles.domainXML, StageFiles.metadata, StageFiles.checksums] {
             if let url = context.recorded[name] { files.append((name, .init(name: name, source: url))) }
         }
-        let published = try ReservedPublication(outputDirectory: context.outputRoot, jobID: context.jobID)
-            .publish(files.map(\.file), into: directory)
+        let published = try OutputPublisher(outputDirectory: context.outputRoot)
+            .publish(files.map(\.file), into: directory, jobID: context.jobID)
         var recorded = [Self.directoryArtifact: published]
         for entry in files { recorded[entry.artifact] = published.appendingPathComponent(entry.file.name) }
         return StageOutputs(published: recorded, detail: published.path)

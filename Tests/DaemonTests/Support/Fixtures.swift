@@ -1,0 +1,88 @@
+import Foundation
+import Testing
+
+/// A temporary directory removed when the test ends.
+final class Scratch {
+    let url: URL
+
+    init(_ label: String) throws {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("h2k-\(label)-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(at: url) }
+
+    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
+}
+
+/// Runs a host tool; fails the test with its stderr when it fails.
+@discardableResult
+func sh(_ arguments: [String], environment: [String: String] = [:], allowFailure: Bool = false) throws -> (status: Int32, out: String, err: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    let errData = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    let result = (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+    if !allowFailure && result.0 != 0 {
+        throw FixtureError("\(arguments.joined(separator: " ")) failed (\(result.0)): \(result.2)")
+    }
+    return result
+}
+
+struct FixtureError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Small real disk images: an ext4 filesystem holding random data, in every input format.
+enum TestDisks {
+    /// A 48 MiB raw disk: ext4 made from a directory with 8 MiB of random bytes.
+    static func makeRaw(at path: String) throws {
+        let content = path + ".content"
+        try FileManager.default.createDirectory(atPath: content + "/etc", withIntermediateDirectories: true)
+        try "hello from hyper2kvm tests\n".write(toFile: content + "/etc/motd", atomically: true, encoding: .utf8)
+        try sh(["dd", "if=/dev/urandom", "of=\(content)/random.bin", "bs=1M", "count=8", "status=none"])
+        try sh(["truncate", "-s", "48M", path])
+        try sh(["mkfs.ext4", "-q", "-F", "-d", content, path])
+        try FileManager.default.removeItem(atPath: content)
+    }
+
+    /// qemu-img options for each variant: (extension, qemu format, extra options).
+    static let variants: [(name: String, ext: String, format: String, options: [String])] = [
+        ("vmdk-sparse", "vmdk", "vmdk", []),
+        ("vmdk-stream", "vmdk", "vmdk", ["-o", "subformat=streamOptimized"]),
+        ("vhd", "vhd", "vpc", []),
+        ("vhdx", "vhdx", "vhdx", []),
+        ("raw", "raw", "raw", []),
+        ("img", "img", "raw", []),
+        ("qcow2", "qcow2", "qcow2", []),
+    ]
+
+    static func convert(raw: String, to path: String, format: String, options: [String]) throws {
+        try sh(["qemu-img", "convert", "-f", "raw", "-O", format] + options + [raw, path])
+    }
+
+    static func sha256(_ path: String) throws -> String {
+        String(try sh(["sha256sum", path]).out.prefix(64))
+    }
+}
+
+/// The built `hyper2kvm` binary (swift build --build-tests builds it beside the tests).
+enum ProductBinary {
+    static var path: String {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent()
+        let candidates = [
+            Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("hyper2kvm").path,
+            root.appendingPathComponent(".build/debug/hyper2kvm").path,
+        ]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[1]
+    }
+}
