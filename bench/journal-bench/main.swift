@@ -10,7 +10,7 @@ import Journal
 
 struct BenchOptions {
     var rounds = 7
-    var transitionsPerRound = 4000
+    var transitionsPerRound = 2000
     var directory = URL(fileURLWithPath: NSTemporaryDirectory())
 
     init(arguments: [String]) throws {
@@ -49,6 +49,7 @@ enum BenchError: Error, CustomStringConvertible {
 /// completions carrying one artifact each.
 struct JournalWorkload {
     static let stages = ["probe", "extract", "convert", "fix-guest", "compress", "checksum", "emit", "publish"]
+    static let transitionsPerJob = 5 + 2 * stages.count
     let journal: JobJournal
     private var nextSeed: UInt64 = 0
 
@@ -56,31 +57,27 @@ struct JournalWorkload {
         self.journal = journal
     }
 
-    /// Runs whole jobs until at least `count` transitions are committed; returns the count.
-    mutating func run(transitions count: Int) throws -> Int {
-        var committed = 0
-        while committed < count {
-            nextSeed += 1
-            let identity = SourceIdentity(device: 2049, inode: nextSeed, size: 1 << 30,
-                                          mtimeNanoseconds: 1_700_000_000_000_000_000, ctimeNanoseconds: 1_700_000_000_000_000_000)
-            let job = try journal.createJob(
-                NewJob(sourcePath: "/srv/queue/vm\(nextSeed).ova", sourceKind: "ova", identity: identity), detail: nil)
-            try journal.transition(job: job.id, to: .stable)
-            try journal.transition(job: job.id, to: .claimed)
-            committed += 3
-            for stage in Self.stages {
-                try journal.transition(job: job.id, to: .stageStarted, stage: stage)
-                let artifact = NewArtifact(
-                    name: "\(stage).out", path: "/srv/work/\(job.id)/\(stage).out", size: 1 << 20,
-                    sha256: String(repeating: "ab", count: 32))
-                try journal.completeStage(job: job.id, stage: stage, artifacts: [artifact], detail: nil)
-                committed += 2
-            }
-            try journal.transition(job: job.id, to: .published)
-            try journal.transition(job: job.id, to: .archived)
+    /// Runs one whole job; returns the number of transitions committed.
+    mutating func runJob() throws -> Int {
+        nextSeed += 1
+        let identity = SourceIdentity(device: 2049, inode: nextSeed, size: 1 << 30,
+                                      mtimeNanoseconds: 1_700_000_000_000_000_000, ctimeNanoseconds: 1_700_000_000_000_000_000)
+        let job = try journal.createJob(
+            NewJob(sourcePath: "/srv/queue/vm\(nextSeed).ova", sourceKind: "ova", identity: identity), detail: nil)
+        try journal.transition(job: job.id, to: .stable)
+        try journal.transition(job: job.id, to: .claimed)
+        var committed = 3
+        for stage in Self.stages {
+            try journal.transition(job: job.id, to: .stageStarted, stage: stage)
+            let artifact = NewArtifact(
+                name: "\(stage).out", path: "/srv/work/\(job.id)/\(stage).out", size: 1 << 20,
+                sha256: String(repeating: "ab", count: 32))
+            try journal.completeStage(job: job.id, stage: stage, artifacts: [artifact], detail: nil)
             committed += 2
         }
-        return committed
+        try journal.transition(job: job.id, to: .published)
+        try journal.transition(job: job.id, to: .archived)
+        return committed + 2
     }
 }
 
@@ -164,12 +161,19 @@ func median(_ values: [Double]) -> Double {
     return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
 }
 
-func ratePerSecond(_ body: () throws -> Int) rethrows -> Double {
-    let clock = ContinuousClock()
-    var count = 0
-    let elapsed = try clock.measure { count = try body() }
-    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-    return Double(count) / seconds
+/// Time spent and transitions committed by one side of the comparison.
+struct Tally {
+    var transitions = 0
+    var seconds = 0.0
+    var rate: Double { seconds > 0 ? Double(transitions) / seconds : 0 }
+
+    mutating func measure(_ body: () throws -> Int) rethrows {
+        let clock = ContinuousClock()
+        var count = 0
+        let elapsed = try clock.measure { count = try body() }
+        transitions += count
+        seconds += Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    }
 }
 
 func formatted(_ value: Double) -> String {
@@ -194,23 +198,32 @@ func runBench() throws {
     }
 
     // Warm-up: first commits on a new file pay for file growth and cold caches.
-    _ = try workload.run(transitions: 200)
+    for _ in 0..<10 { _ = try workload.runJob() }
     _ = try raw.run(transitions: 200)
 
     var apiRates: [Double] = []
     var rawRates: [Double] = []
     print("round   journal API tx/s   raw SQLite tx/s   ratio")
     for round in 1...options.rounds {
-        // Alternate the order so drift on a shared machine hits both sides alike.
-        let apiFirst = round % 2 == 1
-        var apiRate = 0.0
-        var rawRate = 0.0
-        if apiFirst { apiRate = try ratePerSecond { try workload.run(transitions: options.transitionsPerRound) } }
-        rawRate = try ratePerSecond { try raw.run(transitions: options.transitionsPerRound) }
-        if !apiFirst { apiRate = try ratePerSecond { try workload.run(transitions: options.transitionsPerRound) } }
-        apiRates.append(apiRate)
-        rawRates.append(rawRate)
-        print("\(String(format: "%5d", round))   \(formatted(apiRate))          \(formatted(rawRate))         \(String(format: "%5.1f%%", 100 * apiRate / rawRate))")
+        // The two sides alternate job by job (one job's 20 transitions, then 20 raw
+        // commits, order swapped each time), so load from other work on a shared machine
+        // falls on both alike instead of on whichever ran during a busy second.
+        var api = Tally()
+        var rawSide = Tally()
+        var apiFirst = round % 2 == 1
+        while api.transitions < options.transitionsPerRound {
+            if apiFirst {
+                try api.measure { try workload.runJob() }
+                try rawSide.measure { try raw.run(transitions: JournalWorkload.transitionsPerJob) }
+            } else {
+                try rawSide.measure { try raw.run(transitions: JournalWorkload.transitionsPerJob) }
+                try api.measure { try workload.runJob() }
+            }
+            apiFirst.toggle()
+        }
+        apiRates.append(api.rate)
+        rawRates.append(rawSide.rate)
+        print("\(String(format: "%5d", round))   \(formatted(api.rate))          \(formatted(rawSide.rate))         \(String(format: "%5.1f%%", 100 * api.rate / rawSide.rate))")
     }
     let apiMedian = median(apiRates)
     let rawMedian = median(rawRates)

@@ -20,11 +20,21 @@ public struct OneShotConversion: Sendable {
         let journal = try JobJournal.openForWriting(stateDirectory: stateDirectory)
         defer { try? journal.close() }
 
+        let runner = JobRunner(
+            journal: journal,
+            stages: StandardPipeline.stages(toolVersion: Hyper2KVMVersion.current,
+                                            parallelDisks: configuration.parallelProcessing),
+            options: configuration.conversion,
+            workRoot: URL(fileURLWithPath: configuration.workDir),
+            outputRoot: URL(fileURLWithPath: configuration.outputDir),
+            logger: logger)
         let identity = try JobIntake.identity(of: source)
         let earlier = try journal.jobs(matchingIdentity: identity).filter { $0.sourcePath == source.path }
         let job: JobRecord
         if let published = earlier.first(where: { $0.state == .published || $0.state == .archived }) {
             logger.info("already converted by job \(published.id): \(published.outputPath ?? "?")")
+            // A crash right after `published` may have left the scratch files behind.
+            try? FileManager.default.removeItem(at: runner.workDirectory(of: published.id))
             return .published(outputPath: published.outputPath ?? configuration.outputDir)
         } else if let unfinished = earlier.last(where: { JobRecovery.inFlight.contains($0.state) || $0.state == .interrupted }) {
             try JobRecovery.resume(unfinished, journal: journal, reason: "convert command run again")
@@ -35,14 +45,6 @@ public struct OneShotConversion: Sendable {
                                             detail: "hyper2kvm convert")
         }
 
-        let runner = JobRunner(
-            journal: journal,
-            stages: StandardPipeline.stages(toolVersion: Hyper2KVMVersion.current,
-                                            parallelDisks: configuration.parallelProcessing),
-            options: configuration.conversion,
-            workRoot: URL(fileURLWithPath: configuration.workDir),
-            outputRoot: URL(fileURLWithPath: configuration.outputDir),
-            logger: logger)
         let watcher = ProgressWatcher(journal: journal, jobID: job.id, report: progress)
         let watching = Task { await watcher.watch() }
         defer { watching.cancel() }

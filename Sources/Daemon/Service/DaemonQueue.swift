@@ -224,6 +224,7 @@ actor DaemonQueue {
 
     private func finishPublished(_ job: JobRecord) throws {
         guard job.state == .published else { return }
+        try? FileManager.default.removeItem(at: runner.workDirectory(of: job.id))
         let name = Self.queueName(of: job)
         CrashPoints.hit("before-archive")
         if configuration.archiveProcessed {

@@ -1,0 +1,58 @@
+import Foundation
+import Testing
+import Journal
+
+/// kill -9 at every named crash point of a one-shot conversion, then run the same command
+/// again: the job finishes, its outputs verify, and no stage is recorded complete twice.
+@Suite(.serialized) struct CrashResumeTests {
+    static var pipelinePoints: [String] {
+        guard let listed = try? sh([ProductBinary.path, "crash-points"]).out else { return [] }
+        // Archive points belong to the daemon; a one-shot conversion never passes them.
+        return listed.split(separator: "\n").map(String.init).filter { !$0.contains("archive") }
+    }
+
+    @Test func crashPointsAreEnumerableFromTheBinary() throws {
+        let points = Self.pipelinePoints
+        #expect(points.contains("convert.after-start"))
+        #expect(points.contains("publish.outputs-durable"))
+        #expect(points.count >= 20)
+    }
+
+    @Test(arguments: pipelinePoints)
+    func killedAtPointThenResumed(point: String) throws {
+        let scratch = try Scratch("crash")
+        let raw = scratch.path("base.raw")
+        try TestDisks.makeRaw(at: raw)
+        let source = scratch.path("vm.vmdk")
+        try TestDisks.convert(raw: raw, to: source, format: "vmdk", options: [])
+        let out = scratch.path("out")
+        let command = [ProductBinary.path, "convert", source, "--output-dir", out, "--no-fix"]
+
+        let crashed = try sh(command, environment: ["HYPER2KVM_CRASH_POINT": point], allowFailure: true)
+        let stageSkipped = point.hasPrefix("extract.") || point.hasPrefix("fix.")
+        if !stageSkipped {
+            #expect(crashed.status != 0, "\(point) was never reached")
+            #expect(crashed.err.contains("crash point \(point)"))
+        }
+        let resumed = try sh(command, allowFailure: true)
+        #expect(resumed.status == 0, "resume after \(point) failed: \(resumed.err)")
+
+        let directory = out + "/vm"
+        let compare = try sh(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, directory + "/vm.qcow2"], allowFailure: true)
+        #expect(compare.status == 0)
+        let sums = try sh(["sh", "-c", "cd '\(directory)' && sha256sum -c SHA256SUMS"], allowFailure: true)
+        #expect(sums.status == 0, "\(sums.out)")
+        let published = try FileManager.default.contentsOfDirectory(atPath: out).filter { !$0.hasPrefix(".") }
+        #expect(published == ["vm"], "exactly one published directory expected: \(published)")
+
+        let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: out + "/.hyper2kvm/state"))
+        let jobs = try journal.allJobs()
+        #expect(jobs.count == 1 && jobs.first?.state == .published)
+        let history = try journal.history(job: jobs.first?.id ?? 0)
+        let completions = history.filter { $0.to == .stageCompleted }.compactMap(\.stage)
+        #expect(completions.count == Set(completions).count, "a stage was committed twice: \(completions)")
+        #expect(history.filter { $0.to == .published }.count == 1)
+        let work = try FileManager.default.contentsOfDirectory(atPath: out + "/.hyper2kvm/work")
+        #expect(work.isEmpty, "work directory left behind: \(work)")
+    }
+}

@@ -1,0 +1,138 @@
+import Foundation
+import Testing
+import Journal
+
+/// The daemon as operators run it: the real binary watching a real directory.
+@Suite(.serialized) struct DaemonServiceTests {
+    final class RunningDaemon {
+        let process = Process()
+        let log: URL
+
+        init(base: String, config: String, environment: [String: String] = [:]) throws {
+            log = URL(fileURLWithPath: base + ".log")
+            FileManager.default.createFile(atPath: log.path, contents: nil)
+            process.executableURL = URL(fileURLWithPath: ProductBinary.path)
+            process.arguments = ["daemon", "--base-dir", base, "--config", config]
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+            let handle = try FileHandle(forWritingTo: log)
+            process.standardOutput = handle
+            process.standardError = handle
+            try process.run()
+        }
+
+        var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+
+        func stop() -> Int32 {
+            if process.isRunning { process.terminate() }
+            process.waitUntilExit()
+            return process.terminationStatus
+        }
+    }
+
+    func writeConfig(_ scratch: Scratch) throws -> String {
+        let path = scratch.path("daemon.yaml")
+        try """
+            command: daemon
+            file_stable_seconds: 1
+            fix_guest: false
+            verbose: 2
+            retry_policy: {enabled: false}
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// Polls (in the test only) until `condition` holds or `seconds` pass.
+    func waitFor(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if try condition() { return true }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        return try condition()
+    }
+
+    func exists(_ path: String) -> Bool { FileManager.default.fileExists(atPath: path) }
+
+    @Test func convertsWhatIsDroppedArchivesItAndRejectsGarbage() throws {
+        let scratch = try Scratch("daemon")
+        let base = scratch.path("data")
+        let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch))
+        defer { _ = daemon.stop() }
+        let queue = base + "/queue"
+        #expect(waitFor(10) { exists(queue) })
+
+        let raw = scratch.path("base.raw")
+        try TestDisks.makeRaw(at: raw)
+        // A rename into the queue is taken at once.
+        try TestDisks.convert(raw: raw, to: scratch.path("moved.vmdk"), format: "vmdk", options: [])
+        try FileManager.default.moveItem(atPath: scratch.path("moved.vmdk"), toPath: queue + "/moved.vmdk")
+        // A file written slowly in place is not taken while its writer is open.
+        try TestDisks.convert(raw: raw, to: scratch.path("slow.src.vhd"), format: "vpc", options: [])
+        let slowCopy = Process()
+        slowCopy.executableURL = URL(fileURLWithPath: "/bin/sh")
+        slowCopy.arguments = ["-c", "exec 3>'\(queue)/slow.vhd'; head -c 1048576 '\(scratch.path("slow.src.vhd"))' >&3; sleep 3; tail -c +1048577 '\(scratch.path("slow.src.vhd"))' >&3"]
+        try slowCopy.run()
+        // Garbage named like a disk goes to .errors with a report.
+        try sh(["dd", "if=/dev/urandom", "of=\(queue)/garbage.vmdk", "bs=64k", "count=2", "status=none"])
+
+        #expect(waitFor(90) { exists(base + "/output/moved/moved.qcow2") && exists(base + "/output/slow/slow.qcow2") },
+                "not published; log:\n\(daemon.output)")
+        slowCopy.waitUntilExit()
+        #expect(waitFor(20) { exists(queue + "/.errors/garbage.vmdk.error.json") }, "log:\n\(daemon.output)")
+        #expect(waitFor(20) { !exists(queue + "/moved.vmdk") && !exists(queue + "/slow.vhd") })
+
+        let processed = try FileManager.default.subpathsOfDirectory(atPath: queue + "/.processed")
+        #expect(processed.contains { $0.hasSuffix("/moved.vmdk") } && processed.contains { $0.hasSuffix("/slow.vhd") })
+        let compare = try sh(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, base + "/output/slow/slow.qcow2"], allowFailure: true)
+        #expect(compare.status == 0, "the slowly copied file was converted before it was complete")
+
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: queue + "/.errors/garbage.vmdk.error.json"))) as? [String: Any]
+        #expect((report?["error"] as? String)?.contains("garbage.vmdk") == true)
+        #expect(report?["filename"] as? String == "garbage.vmdk")
+
+        let status = try sh([ProductBinary.path, "status", "--state-dir", base + "/state", "--json"]).out
+        let jobs = try JSONDecoder().decode([JobRecord].self, from: Data(status.utf8))
+        #expect(jobs.filter { $0.state == .archived }.count == 2)
+        #expect(jobs.filter { $0.state == .failed }.count == 1)
+
+        #expect(daemon.stop() == 0, "SIGTERM should stop the daemon cleanly; log:\n\(daemon.output)")
+    }
+
+    @Test func aSecondDaemonOnTheSameStateIsRefused() throws {
+        let scratch = try Scratch("daemon-lock")
+        let base = scratch.path("data")
+        let config = try writeConfig(scratch)
+        let first = try RunningDaemon(base: base, config: config)
+        defer { _ = first.stop() }
+        #expect(waitFor(10) { first.output.contains("watching") })
+        let second = try sh([ProductBinary.path, "daemon", "--base-dir", base, "--config", config], allowFailure: true)
+        #expect(second.status != 0)
+        #expect(second.err.contains("\(first.process.processIdentifier)"), "the error should name the holder's pid: \(second.err)")
+    }
+
+    @Test func killedMidConversionResumesAfterRestart() throws {
+        let scratch = try Scratch("daemon-crash")
+        let base = scratch.path("data")
+        let config = try writeConfig(scratch)
+        let raw = scratch.path("base.raw")
+        try TestDisks.makeRaw(at: raw)
+        try FileManager.default.createDirectory(atPath: base + "/queue", withIntermediateDirectories: true)
+        try TestDisks.convert(raw: raw, to: base + "/queue/vm.vmdk", format: "vmdk", options: [])
+
+        let crashing = try RunningDaemon(base: base, config: config, environment: ["HYPER2KVM_CRASH_POINT": "convert.outputs-durable"])
+        crashing.process.waitUntilExit()
+        #expect(crashing.process.terminationReason == .uncaughtSignal, "log:\n\(crashing.output)")
+
+        let restarted = try RunningDaemon(base: base, config: config)
+        defer { _ = restarted.stop() }
+        #expect(waitFor(60) { exists(base + "/output/vm/vm.qcow2") && !exists(base + "/queue/vm.vmdk") }, "log:\n\(restarted.output)")
+        let compare = try sh(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, base + "/output/vm/vm.qcow2"], allowFailure: true)
+        #expect(compare.status == 0)
+
+        let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: base + "/state"))
+        let history = try journal.history(job: 1)
+        #expect(history.contains { $0.to == .interrupted } && history.contains { $0.to == .resumed })
+        #expect(history.filter { $0.to == .stageCompleted && $0.stage == "probe" }.count == 1, "probe was redone")
+        #expect(waitFor(10) { (try? journal.job(1))??.state == .archived })
+    }
+}
