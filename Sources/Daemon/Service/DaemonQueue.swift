@@ -43,7 +43,7 @@ actor DaemonQueue {
     func recoverInterruptedJobs() throws {
         let states = JobRecovery.inFlight.union([.interrupted, .published, .retrying, .stageFailed])
         for job in try journal.jobs(in: states).sorted(by: { $0.id < $1.id }) {
-            taken.insert(Self.queueName(of: job))
+            taken.formUnion(archiveMembers(of: job).map(\.name))
             switch job.state {
             case .published:
                 try finishPublished(job)
@@ -127,23 +127,54 @@ actor DaemonQueue {
         let names = tracker.trackedNames
         guard !names.isEmpty else { return nil }
         var next: ContinuousClock.Instant?
+        var stable: [String] = []
         for (name, verdict) in sampler.check(names, with: &tracker) {
             switch verdict {
             case .stable:
                 tracker.forget(name)
-                intake(name)
+                stable.append(name)
             case .pending(let due):
                 next = next.map { min($0, due) } ?? due
             case .gone:
                 tracker.forget(name)
             }
         }
+        if !stable.isEmpty { intakeStableFiles(stable) }
         return next
+    }
+
+    /// Groups the queue into jobs (an OVF with its disks, a descriptor with its extents)
+    /// and takes each job whose files are all present and stable.
+    private func intakeStableFiles(_ stable: [String]) {
+        let grouping = currentGrouping()
+        let stillSettling = Set(tracker.trackedNames)
+        for name in stable.sorted() {
+            guard let job = grouping.job(containing: name) else {
+                intake(name, members: [name])
+                continue
+            }
+            guard job.missing.isEmpty else {
+                logger.info("\(job.primary) waits for \(job.missing.joined(separator: ", "))")
+                continue
+            }
+            // Whichever member settles last brings the whole job in.
+            guard job.members.allSatisfy({ !stillSettling.contains($0) && !taken.contains($0) }) else { continue }
+            intake(job.primary, members: job.members)
+        }
+    }
+
+    private func currentGrouping() -> QueueJobGrouping {
+        let names = (try? QueueDirectoryListing.regularFileNames(in: configuration.watchDir)) ?? []
+        let directory = URL(fileURLWithPath: configuration.watchDir)
+        return QueueEntryFilter.groupJobs(names: names) { name, kind in
+            guard kind == .ovf else { return [] }
+            return try OVFDescriptor.load(directory.appendingPathComponent(name)).referencedFiles
+        }
     }
 
     // MARK: - Jobs
 
-    private func intake(_ name: String) {
+    private func intake(_ name: String, members: [String]) {
         guard !stopping, !taken.contains(name) else { return }
         let source = URL(fileURLWithPath: configuration.watchDir).appendingPathComponent(name)
         do {
@@ -154,9 +185,11 @@ actor DaemonQueue {
                 try finishPublished(done)
                 return
             }
+            let detail = members.count > 1 ? "found in \(configuration.watchDir) with \(members.dropFirst().joined(separator: ", "))"
+                                           : "found in \(configuration.watchDir)"
             let job = try JobIntake.claimNewJob(source: source, journal: journal, vmName: configuration.conversion.vmName,
-                                                detail: "found in \(configuration.watchDir)")
-            taken.insert(name)
+                                                detail: detail)
+            taken.formUnion(members)
             logger.info("queued \(name) as job \(job.id)")
             pending.append(job.id)
             schedule()
@@ -225,19 +258,27 @@ actor DaemonQueue {
     private func finishPublished(_ job: JobRecord) throws {
         guard job.state == .published else { return }
         try? FileManager.default.removeItem(at: runner.workDirectory(of: job.id))
-        let name = Self.queueName(of: job)
+        let members = archiveMembers(of: job)
+        defer { for member in members { taken.remove(member.name) } }
         CrashPoints.hit("before-archive")
         if configuration.archiveProcessed {
             let archived = try SourceArchiver(watchDirectory: configuration.watchDir)
-                .archive([.init(name: name, identity: FileIdentity(device: job.identity.device, inode: job.identity.inode))],
-                         to: .processed)
+                .archive(members, to: .processed)
             try journal.transition(job: job.id, to: .archived, stage: nil,
                                    detail: archived.map(\.path).joined(separator: ", "))
         } else {
             try journal.transition(job: job.id, to: .archived, stage: nil, detail: "archive_processed: false; source left in place")
         }
         CrashPoints.hit("after-archive")
-        taken.remove(name)
+    }
+
+    /// The job's source with the files that belong to it (extents, an OVF's disks), so
+    /// they move together; the source carries the identity the journal recorded.
+    private func archiveMembers(of job: JobRecord) -> [SourceArchiver.Member] {
+        let name = Self.queueName(of: job)
+        let others = currentGrouping().job(containing: name).map { $0.members.filter { $0 != name } } ?? []
+        return [.init(name: name, identity: FileIdentity(device: job.identity.device, inode: job.identity.inode))]
+            + others.map { .init(name: $0) }
     }
 
     /// Failures that may pass (a tool crash, a full disk) are retried with backoff; bad
@@ -275,18 +316,17 @@ actor DaemonQueue {
             try journal.transition(job: job.id, to: .failed, stage: nil, detail: message)
         }
         runner.releaseReservation(jobID: job.id)
-        let name = Self.queueName(of: job)
         let history = try journal.history(job: job.id).map { "\($0.at) \($0.from?.rawValue ?? "∅") → \($0.to.rawValue) \($0.stage ?? "") \($0.detail ?? "")" }
         let report = ErrorReport.make(sourcePath: job.sourcePath, error: message, stage: stage, jobID: String(job.id),
                                       attempt: job.attempt, history: history, version: Hyper2KVMVersion.current)
+        let members = archiveMembers(of: job)
+        defer { for member in members { taken.remove(member.name) } }
         let archived = try SourceArchiver(watchDirectory: configuration.watchDir)
-            .archive([.init(name: name, identity: FileIdentity(device: job.identity.device, inode: job.identity.inode))],
-                     to: .errors)
+            .archive(members, to: .errors)
         if let path = archived.first?.path {
             let reportPath = try ErrorReportWriter(watchDirectory: configuration.watchDir).write(report, forArchivedSource: path)
             logger.error("job \(job.id) failed: \(message) — see \(reportPath)")
         }
-        taken.remove(name)
     }
 
     // MARK: - Stop

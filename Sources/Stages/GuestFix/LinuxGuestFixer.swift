@@ -2,8 +2,9 @@ import Foundation
 import Synchronization
 
 /// The fix-guest stage for Linux: one libguestfs appliance over all of a job's disks
-/// inspects the guest, then stabilises fstab/crypttab, removes MAC pinning, fixes the boot
-/// loader and rebuilds the initramfs with virtio drivers, recording every change.
+/// inspects the guest, then stabilises fstab/crypttab, removes MAC pinning and stale device
+/// caches (and VMware tools when asked), fixes the boot loader and rebuilds the initramfs
+/// with virtio drivers, recording every change.
 ///
 /// - Important: it writes to the disks it is given. The pipeline passes qcow2 overlays
 ///   over the sources (`GuestFixOverlay`), never the sources themselves.
@@ -109,6 +110,10 @@ public struct LinuxGuestFixer: Sendable {
         }
         try timed("network") {
             skipped += try NetworkPinningRemover().apply(guest: guest, editor: editor)
+        }
+        try timed("leftovers") {
+            let remover = HypervisorLeftoversRemover(removeVMwareTools: options.removeVMwareTools && knownDistro)
+            warnings += try remover.apply(guest: guest, editor: editor, inspection: inspection)
         }
         try timed("bootloader") {
             let fixer = BootloaderFixer(runGuestTool: options.updateGrub && knownDistro)

@@ -52,6 +52,7 @@ extension ArtifactManifest {
         let tree: Value
         switch syntax {
         case .json:
+            try checkJSONSyntax(data, file: file)
             let decoder = JSONDecoder()
             manifest = try decoding(file: file, syntax: syntax) { try decoder.decode(ArtifactManifest.self, from: data) }
             tree = try decoding(file: file, syntax: syntax) { try decoder.decode(Value.self, from: data) }
@@ -74,6 +75,25 @@ extension ArtifactManifest {
         }
         manifest.unrecognisedKeys = unrecognisedKeys(in: tree)
         return manifest
+    }
+
+    /// JSONDecoder says only "not valid JSON"; JSONSerialization says where, as a byte
+    /// offset, which is turned into a line and column an operator can find.
+    private static func checkJSONSyntax(_ data: Data, file: String) throws {
+        do {
+            _ = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+        } catch {
+            let detail = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? "\(error)"
+            var location = ""
+            if let range = detail.range(of: "character "),
+               let offset = Int(detail[range.upperBound...].prefix { $0.isNumber }), offset <= data.count {
+                let before = data.prefix(offset)
+                let line = before.reduce(1) { $1 == UInt8(ascii: "\n") ? $0 + 1 : $0 }
+                let column = offset - (before.lastIndex(of: UInt8(ascii: "\n")).map { $0 - data.startIndex + 1 } ?? 0) + 1
+                location = " at line \(line), column \(column)"
+            }
+            throw StageError(.badInput, file: file, "not valid JSON\(location): \(detail)")
+        }
     }
 
     /// Counts nodes depth-first and stops as soon as the budget is spent, so an alias bomb
@@ -150,8 +170,8 @@ extension ArtifactManifest {
         case is Int.Type, is Int64.Type: "an integer"
         case is Double.Type: "a number"
         default:
-            if "\(type)".hasPrefix("Array") { "a list" }
-            else if "\(type)".hasPrefix("Dictionary") { "a mapping" }
+            if "\(type)".hasPrefix("Array") || "\(type)".contains("Sequence") { "a list" }
+            else if "\(type)".hasPrefix("Dictionary") || "\(type)".contains("Mapping") { "a mapping" }
             else { "an object (\(type))" }
         }
     }

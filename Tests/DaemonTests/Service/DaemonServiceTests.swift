@@ -136,3 +136,39 @@ import Journal
         #expect(waitFor(10) { (try? journal.job(1))??.state == .archived })
     }
 }
+
+extension DaemonServiceTests {
+    @Test func anOVFWithItsDisksAndADescriptorWithItsExtentAreOneJobEach() throws {
+        let scratch = try Scratch("daemon-groups")
+        let base = scratch.path("data")
+        let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch))
+        defer { _ = daemon.stop() }
+        let queue = base + "/queue"
+        #expect(waitFor(10) { exists(queue) })
+        let raw = scratch.path("base.raw")
+        try TestDisks.makeRaw(at: raw)
+
+        // An OVA unpacked by hand: web01.ovf + web01.mf + web01-disk1.vmdk.
+        let ova = try OVABuilder.make(name: "web01", raw: raw, in: scratch.url.path)
+        let unpacked = scratch.path("unpacked")
+        try FileManager.default.createDirectory(atPath: unpacked, withIntermediateDirectories: true)
+        try sh(["tar", "-C", unpacked, "-xf", ova])
+        // A descriptor with its flat extent.
+        try TestDisks.convert(raw: raw, to: unpacked + "/flat.vmdk", format: "vmdk", options: ["-o", "subformat=monolithicFlat"])
+        for name in try FileManager.default.contentsOfDirectory(atPath: unpacked).sorted() {
+            try FileManager.default.moveItem(atPath: unpacked + "/" + name, toPath: queue + "/" + name)
+        }
+
+        #expect(waitFor(90) { exists(base + "/output/web01/web01.qcow2") && exists(base + "/output/flat/flat.qcow2") },
+                "log:\n\(daemon.output)")
+        #expect(waitFor(20) { (try? FileManager.default.contentsOfDirectory(atPath: queue).filter { !$0.hasPrefix(".") })?.isEmpty == true },
+                "files left in the queue: \((try? FileManager.default.contentsOfDirectory(atPath: queue)) ?? [])")
+        let status = try sh([ProductBinary.path, "status", "--state-dir", base + "/state", "--json"]).out
+        let jobs = try JSONDecoder().decode([JobRecord].self, from: Data(status.utf8))
+        #expect(jobs.count == 2, "expected one job per VM: \(jobs.map(\.sourcePath))")
+        let xml = try String(contentsOfFile: base + "/output/web01/domain.xml", encoding: .utf8)
+        #expect(xml.contains("00:50:56:aa:bb:cc"))
+        let compare = try sh(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, base + "/output/flat/flat.qcow2"], allowFailure: true)
+        #expect(compare.status == 0)
+    }
+}

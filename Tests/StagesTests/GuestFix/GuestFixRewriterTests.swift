@@ -338,6 +338,14 @@ struct GuestFixRewriterTests {
         #expect(link.contains("[Link]\nName=ens192\n"))
     }
 
+    @Test("VMware tools removal command by package format")
+    func vmwareToolsRemoval() {
+        #expect(HypervisorLeftoversRemover.removalCommand(packageFormat: "deb", installed: ["open-vm-tools"]) == ["dpkg", "--purge", "open-vm-tools"])
+        #expect(HypervisorLeftoversRemover.removalCommand(packageFormat: "rpm", installed: ["open-vm-tools"]) == ["rpm", "-e", "--nodeps", "open-vm-tools"])
+        #expect(HypervisorLeftoversRemover.removalCommand(packageFormat: "deb", installed: []) == nil)
+        #expect(HypervisorLeftoversRemover.removalCommand(packageFormat: "apk", installed: ["open-vm-tools"]) == nil)
+    }
+
     @Test("reports round-trip through JSON")
     func reportCodable() throws {
         let report = GuestFixReport(
