@@ -22,15 +22,27 @@ public enum JobIntake {
     }
 
     /// Creates the job and takes it through discovered → stable → claimed.
-    public static func claimNewJob(source: URL, journal: JobJournal, vmName: String?, detail: String) throws -> JobRecord {
+    public static func claimNewJob(source: URL, journal: JobJournal, vmName: String?, detail: String,
+                                   sourceSHA256: String? = nil) throws -> JobRecord {
         let kind = try kind(of: source)
         let job = try journal.createJob(
             NewJob(sourcePath: source.path, sourceKind: kind.rawValue, identity: try identity(of: source),
-                   sourceSHA256: nil, vmName: vmName),
+                   sourceSHA256: sourceSHA256, vmName: vmName),
             detail: detail)
         try journal.transition(job: job.id, to: .stable, stage: nil, detail: "complete on arrival")
         try journal.transition(job: job.id, to: .claimed, stage: nil, detail: "pid \(getpid())")
         CrashPoints.hit("after-claim")
+        return try journal.job(job.id) ?? job
+    }
+
+    /// Journals a file whose content an earlier job already converted: discovered → duplicate.
+    public static func recordDuplicate(source: URL, of original: JobRecord, sha256: String, journal: JobJournal) throws -> JobRecord {
+        let job = try journal.createJob(
+            NewJob(sourcePath: source.path, sourceKind: try kind(of: source).rawValue, identity: try identity(of: source),
+                   sourceSHA256: sha256, vmName: nil),
+            detail: "found in the queue")
+        try journal.transition(job: job.id, to: .duplicate, stage: nil,
+                               detail: "same content (SHA-256 \(sha256)) as job \(original.id): \(original.outputPath ?? original.sourcePath)")
         return try journal.job(job.id) ?? job
     }
 }

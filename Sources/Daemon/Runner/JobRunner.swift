@@ -81,6 +81,12 @@ public struct JobRunner: Sendable {
                 CrashPoints.hit("\(stageName).outputs-durable")
                 try journal.completeStage(job: jobID, stage: stageName, artifacts: artifacts, detail: outputs.detail)
                 CrashPoints.hit("\(stageName).after-commit")
+                if let digest = artifacts.first(where: { $0.name == SourceDigestFile.name }),
+                   let data = FileManager.default.contents(atPath: digest.path),
+                   let sourceDigest = try? JSONDecoder().decode(SourceDigestFile.self, from: data) {
+                    // Lets a later drop of the same content be recognised as a duplicate.
+                    try journal.updateJob(job: jobID, vmName: nil, outputPath: nil, error: nil, sourceSHA256: sourceDigest.sha256)
+                }
                 ledger.noteCompleted(stageName, artifacts: artifacts, startedAt: started.at,
                                      seconds: (ContinuousClock.now - began).seconds)
                 logger.info("\(stageName) completed in \(String(format: "%.2f", (ContinuousClock.now - began).seconds)) s",
@@ -176,7 +182,7 @@ public struct JobRunner: Sendable {
             throw StageError(.ioFailed, file: url.path, "output '\(name)' is missing after the stage")
         }
         var isDirectory: ObjCBool = false
-        FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory)
+        _ = FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory)
         let hash: String? = isDirectory.boolValue || !(options.checksum || size <= ArtifactVerifier.alwaysHashedBytes)
             ? nil : try FileDigest.sha256(of: url)
         return NewArtifact(name: name, path: url.path, size: size, sha256: hash)

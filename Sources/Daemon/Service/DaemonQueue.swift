@@ -167,8 +167,17 @@ actor DaemonQueue {
         let names = (try? QueueDirectoryListing.regularFileNames(in: configuration.watchDir)) ?? []
         let directory = URL(fileURLWithPath: configuration.watchDir)
         return QueueEntryFilter.groupJobs(names: names) { name, kind in
-            guard kind == .ovf else { return [] }
-            return try OVFDescriptor.load(directory.appendingPathComponent(name)).referencedFiles
+            switch kind {
+            case .ovf:
+                return try OVFDescriptor.load(directory.appendingPathComponent(name)).referencedFiles
+            case .manifest:
+                // Disks a manifest names inside the queue belong to its job, not jobs of their own.
+                let queuePath = directory.standardizedFileURL.path + "/"
+                return try ArtifactManifest.load(from: directory.appendingPathComponent(name)).disks
+                    .map(\.localPath).filter { $0.hasPrefix(queuePath) }.map { String($0.dropFirst(queuePath.count)) }
+            default:
+                return []
+            }
         }
     }
 
@@ -185,18 +194,64 @@ actor DaemonQueue {
                 try finishPublished(done)
                 return
             }
-            let detail = members.count > 1 ? "found in \(configuration.watchDir) with \(members.dropFirst().joined(separator: ", "))"
-                                           : "found in \(configuration.watchDir)"
-            let job = try JobIntake.claimNewJob(source: source, journal: journal, vmName: configuration.conversion.vmName,
-                                                detail: detail)
             taken.formUnion(members)
-            logger.info("queued \(name) as job \(job.id)")
-            pending.append(job.id)
-            schedule()
+            let sameSize = configuration.enableDeduplication
+                ? try journal.allJobs().filter {
+                    $0.identity.size == identity.size && $0.sourceSHA256 != nil && ($0.state == .published || $0.state == .archived)
+                } : []
+            guard !sameSize.isEmpty else {
+                try claim(name, members: members, sha256: nil)
+                return
+            }
+            // Only a file the size of an earlier conversion is hashed: most drops cost no extra read.
+            Task {
+                let digest = try? await BlockingWork.run("hyper2kvm.duplicate-check") { try FileDigest.sha256(of: source) }
+                self.finishIntake(name, members: members, sha256: digest, candidates: sameSize)
+            }
         } catch {
+            taken.subtract(members)
             logger.error("cannot queue \(name): \(error)")
             rejectUnqueued(name: name, message: String(describing: error))
         }
+    }
+
+    private func finishIntake(_ name: String, members: [String], sha256: String?, candidates: [JobRecord]) {
+        let source = URL(fileURLWithPath: configuration.watchDir).appendingPathComponent(name)
+        do {
+            if let sha256, let original = candidates.first(where: { $0.sourceSHA256 == sha256 }) {
+                let duplicate = try JobIntake.recordDuplicate(source: source, of: original, sha256: sha256, journal: journal)
+                let archived = try SourceArchiver(watchDirectory: configuration.watchDir)
+                    .archive(members.map { SourceArchiver.Member(name: $0) }, to: .processed)
+                if let path = archived.first?.path {
+                    let note = DuplicateNote(duplicate_of_job: original.id, original_source: original.sourcePath,
+                                             output: original.outputPath, sha256: sha256, job: duplicate.id)
+                    try DurableFile.write(JSONEncoder().encode(note), to: URL(fileURLWithPath: path + ".duplicate.json"))
+                }
+                logger.notice("\(name) has the same content as job \(original.id); not converted again (job \(duplicate.id))")
+                taken.subtract(members)
+                return
+            }
+            try claim(name, members: members, sha256: sha256)
+        } catch {
+            taken.subtract(members)
+            logger.error("cannot queue \(name): \(error)")
+            rejectUnqueued(name: name, message: String(describing: error))
+        }
+    }
+
+    private func claim(_ name: String, members: [String], sha256: String?) throws {
+        guard !stopping else {
+            taken.subtract(members)  // found again by the next start's scan
+            return
+        }
+        let source = URL(fileURLWithPath: configuration.watchDir).appendingPathComponent(name)
+        let detail = members.count > 1 ? "found in \(configuration.watchDir) with \(members.dropFirst().joined(separator: ", "))"
+                                       : "found in \(configuration.watchDir)"
+        let job = try JobIntake.claimNewJob(source: source, journal: journal, vmName: configuration.conversion.vmName,
+                                            detail: detail, sourceSHA256: sha256)
+        logger.info("queued \(name) as job \(job.id)")
+        pending.append(job.id)
+        schedule()
     }
 
     /// A file that could not even become a job (unknown type, unreadable) still goes to
@@ -346,6 +401,15 @@ actor DaemonQueue {
 
     func waitForRunningJobs() async {
         for task in running.values { await task.value }
+    }
+
+    /// Written beside a duplicate archived in `.processed/`, so the operator sees why it was not converted.
+    struct DuplicateNote: Encodable {
+        let duplicate_of_job: Int64
+        let original_source: String
+        let output: String?
+        let sha256: String
+        let job: Int64
     }
 
     static func queueName(of job: JobRecord) -> String {

@@ -56,3 +56,43 @@ import Journal
         #expect(work.isEmpty, "work directory left behind: \(work)")
     }
 }
+
+extension CrashResumeTests {
+    /// A completed stage's output damaged while the process was down is noticed at resume
+    /// (size, then SHA-256), journaled, and its stage rerun; nothing damaged is published.
+    @Test(arguments: ["append", "flip"])
+    func damagedOutputIsDetectedAndItsStageRerun(damage: String) throws {
+        let scratch = try Scratch("damage")
+        let raw = scratch.path("base.raw")
+        try TestDisks.makeRaw(at: raw)
+        let source = scratch.path("vm.vmdk")
+        try TestDisks.convert(raw: raw, to: source, format: "vmdk", options: [])
+        let out = scratch.path("out")
+        let command = [ProductBinary.path, "convert", source, "--output-dir", out, "--no-fix"]
+        _ = try sh(command, environment: ["HYPER2KVM_CRASH_POINT": "emit.after-commit"], allowFailure: true)
+
+        let disk = out + "/.hyper2kvm/work/job-1/disk-disk0.qcow2"
+        let handle = try #require(FileHandle(forUpdatingAtPath: disk))
+        if damage == "append" {
+            handle.seekToEndOfFile()
+            handle.write(Data([0x42]))
+        } else {
+            handle.seek(toFileOffset: 70_000)
+            let byte = handle.readData(ofLength: 1).first ?? 0
+            handle.seek(toFileOffset: 70_000)
+            handle.write(Data([byte ^ 0xFF]))
+        }
+        try handle.close()
+
+        let resumed = try sh(command, allowFailure: true)
+        #expect(resumed.status == 0, "\(resumed.err)")
+        let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: out + "/.hyper2kvm/state"))
+        let history = try journal.history(job: 1)
+        let rerun = history.first { $0.to == .stageStarted && $0.stage == "convert" && ($0.detail ?? "").hasPrefix("rerun:") }
+        #expect(rerun != nil, "the damage was not journaled: \(history.map { "\($0.to) \($0.stage ?? "") \($0.detail ?? "")" })")
+        let compare = try sh(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, out + "/vm/vm.qcow2"], allowFailure: true)
+        #expect(compare.status == 0)
+        let sums = try sh(["sh", "-c", "cd '\(out)/vm' && sha256sum -c SHA256SUMS"], allowFailure: true)
+        #expect(sums.status == 0)
+    }
+}

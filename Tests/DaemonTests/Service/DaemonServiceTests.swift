@@ -172,3 +172,74 @@ extension DaemonServiceTests {
         #expect(compare.status == 0)
     }
 }
+
+extension DaemonServiceTests {
+    @Test func sameContentUnderAnotherNameIsADuplicateAndAFailedFileIsRetriedWhenDroppedAgain() throws {
+        let scratch = try Scratch("daemon-dup")
+        let base = scratch.path("data")
+        let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch))
+        defer { _ = daemon.stop() }
+        let queue = base + "/queue"
+        #expect(waitFor(10) { exists(queue) })
+        let raw = scratch.path("base.raw")
+        try TestDisks.makeRaw(at: raw)
+        try TestDisks.convert(raw: raw, to: scratch.path("first.vmdk"), format: "vmdk", options: [])
+        try FileManager.default.copyItem(atPath: scratch.path("first.vmdk"), toPath: scratch.path("again.vmdk"))
+        try FileManager.default.moveItem(atPath: scratch.path("first.vmdk"), toPath: queue + "/first.vmdk")
+        #expect(waitFor(60) { exists(base + "/output/first/first.qcow2") && !exists(queue + "/first.vmdk") }, "log:\n\(daemon.output)")
+
+        try FileManager.default.moveItem(atPath: scratch.path("again.vmdk"), toPath: queue + "/again.vmdk")
+        #expect(waitFor(30) { !exists(queue + "/again.vmdk") }, "log:\n\(daemon.output)")
+        #expect(!exists(base + "/output/again"), "the duplicate was converted again")
+        let processed = try FileManager.default.subpathsOfDirectory(atPath: queue + "/.processed")
+        #expect(processed.contains { $0.hasSuffix("again.vmdk.duplicate.json") }, "\(processed)")
+
+        // A file that failed goes to .errors; dropped again (fixed), it is converted.
+        try sh(["dd", "if=/dev/urandom", "of=\(queue)/later.vmdk", "bs=64k", "count=2", "status=none"])
+        #expect(waitFor(30) { exists(queue + "/.errors/later.vmdk.error.json") })
+        try TestDisks.convert(raw: raw, to: scratch.path("later.vmdk"), format: "vmdk", options: ["-o", "subformat=streamOptimized"])
+        try FileManager.default.moveItem(atPath: scratch.path("later.vmdk"), toPath: queue + "/later.vmdk")
+        #expect(waitFor(60) { exists(base + "/output/later/later.qcow2") }, "log:\n\(daemon.output)")
+
+        let status = try sh([ProductBinary.path, "status", "--state-dir", base + "/state", "--json"]).out
+        let jobs = try JSONDecoder().decode([JobRecord].self, from: Data(status.utf8))
+        #expect(jobs.map(\.state).filter { $0 == .duplicate }.count == 1)
+        #expect(jobs.map(\.state).filter { $0 == .failed }.count == 1)
+        #expect(jobs.map(\.state).filter { $0 == .archived }.count == 2)
+    }
+
+    @Test func anArtifactManifestIsAJobWithItsDisks() throws {
+        let scratch = try Scratch("daemon-manifest")
+        let base = scratch.path("data")
+        let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch))
+        defer { _ = daemon.stop() }
+        let queue = base + "/queue"
+        #expect(waitFor(10) { exists(queue) })
+        let raw = scratch.path("base.raw")
+        try TestDisks.makeRaw(at: raw)
+        let exports = scratch.path("exports")
+        try FileManager.default.createDirectory(atPath: exports, withIntermediateDirectories: true)
+        try TestDisks.convert(raw: raw, to: exports + "/db01-disk0.vmdk", format: "vmdk", options: [])
+        try TestDisks.convert(raw: raw, to: exports + "/db01-disk1.qcow2", format: "qcow2", options: [])
+        let manifest = """
+            {"manifest_version": "1.0",
+             "source": {"provider": "vsphere", "vm_name": "db01"},
+             "vm": {"cpu": 2, "mem_gb": 2, "firmware": "bios"},
+             "disks": [
+               {"id": "disk-0", "source_format": "vmdk", "bytes": 50331648, "local_path": "\(exports)/db01-disk0.vmdk",
+                "checksum": "sha256:\(try TestDisks.sha256(exports + "/db01-disk0.vmdk"))"},
+               {"id": "disk-1", "source_format": "qcow2", "bytes": 50331648, "local_path": "\(exports)/db01-disk1.qcow2",
+                "boot_order_hint": 1}
+             ],
+             "nics": [{"id": "nic0", "mac": "00:50:56:01:02:03", "network": "VM Network"}]}
+            """
+        try manifest.write(toFile: scratch.path("db01.json"), atomically: true, encoding: .utf8)
+        try FileManager.default.moveItem(atPath: scratch.path("db01.json"), toPath: queue + "/db01.json")
+        #expect(waitFor(90) { exists(base + "/output/db01/db01.qcow2") && exists(base + "/output/db01/db01-disk-1.qcow2") },
+                "log:\n\(daemon.output)")
+        let xml = try String(contentsOfFile: base + "/output/db01/domain.xml", encoding: .utf8)
+        let first = try #require(xml.range(of: "db01.qcow2")), second = try #require(xml.range(of: "db01-disk-1.qcow2"))
+        #expect(first.lowerBound < second.lowerBound, "the boot disk (disk-0, hint omitted = 0) must come first")
+        #expect(xml.contains("00:50:56:01:02:03") && xml.contains("2048"))
+    }
+}
