@@ -73,6 +73,25 @@ public struct JobRecord: Codable, Sendable, Hashable {
     /// ISO 8601 UTC with milliseconds, see `JournalTimestamp`.
     public var createdAt: String
     public var updatedAt: String
+
+    public init(id: Int64, sourcePath: String, sourceKind: String, identity: SourceIdentity, sourceSHA256: String?,
+                vmName: String?, state: JobState, stage: String?, attempt: Int, progress: Double?,
+                outputPath: String?, error: String?, createdAt: String, updatedAt: String) {
+        self.id = id
+        self.sourcePath = sourcePath
+        self.sourceKind = sourceKind
+        self.identity = identity
+        self.sourceSHA256 = sourceSHA256
+        self.vmName = vmName
+        self.state = state
+        self.stage = stage
+        self.attempt = attempt
+        self.progress = progress
+        self.outputPath = outputPath
+        self.error = error
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+    }
 }
 
 /// One row of a job's history: a committed state change.
@@ -90,6 +109,18 @@ public struct TransitionRecord: Codable, Sendable, Hashable {
     /// ISO 8601 UTC with milliseconds.
     public var at: String
     public var detail: String?
+
+    public init(id: Int64, jobID: Int64, from: JobState?, to: JobState, stage: String?, attempt: Int,
+                at: String, detail: String?) {
+        self.id = id
+        self.jobID = jobID
+        self.from = from
+        self.to = to
+        self.stage = stage
+        self.attempt = attempt
+        self.at = at
+        self.detail = detail
+    }
 }
 
 /// An output recorded with a stage completion.
@@ -106,4 +137,18 @@ public struct ArtifactRecord: Codable, Sendable, Hashable {
     public var recordedAt: String
     /// When `verify` (or resume) last re-hashed it and found it intact.
     public var verifiedAt: String?
+
+    public init(id: Int64, jobID: Int64, stage: String, name: String, path: String, size: Int64,
+                sha256: String?, attempt: Int, recordedAt: String, verifiedAt: String?) {
+        self.id = id
+        self.jobID = jobID
+        self.stage = stage
+        self.name = name
+        self.path = path
+        self.size = size
+        self.sha256 = sha256
+        self.attempt = attempt
+        self.recordedAt = recordedAt
+        self.verifiedAt = verifiedAt
+    }
 }

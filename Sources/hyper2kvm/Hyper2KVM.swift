@@ -11,13 +11,22 @@ struct Hyper2KVM: AsyncParsableCommand {
         abstract: "Convert VMware, Hyper-V, raw and AMI virtual machines into KVM guests that boot.",
         discussion: "With --config FILE (repeatable, later wins) runs what the file's `command:` says.",
         version: Hyper2KVMVersion.current,
-        subcommands: [Convert.self, RunDaemon.self, Status.self, History.self, ConfigGroup.self, ListCrashPoints.self])
+        subcommands: [RunConfigured.self, Convert.self, RunDaemon.self, Status.self, History.self, ConfigGroup.self,
+                      ListCrashPoints.self],
+        defaultSubcommand: RunConfigured.self)
+}
 
-    @Option(name: .customLong("config"), help: "Configuration file (YAML); may be given several times.")
+/// `hyper2kvm --config FILE…`: a subcommand of its own (the default one) so that the
+/// root command declares no `--config` that would swallow a subcommand's.
+struct RunConfigured: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run", abstract: "Run what the configuration files' `command:` says (the default).")
+
+    @Option(name: .customLong("config"), help: "Configuration file (YAML); may be given several times, later wins.")
     var configFiles: [String] = []
 
     func run() async throws {
-        guard !configFiles.isEmpty else { throw CleanExit.helpRequest(self) }
+        guard !configFiles.isEmpty else { throw CleanExit.helpRequest(Hyper2KVM.self) }
         let configuration = try ConfigurationLoader.load(files: configFiles)
         switch configuration.command {
         case nil:

@@ -20,15 +20,17 @@ public struct JobRunner: Sendable {
     let workRoot: URL
     let outputRoot: URL
     let logger: Logger
+    let stopFlag: StopFlag
 
     public init(journal: JobJournal, stages: [any PipelineStage], options: ConversionOptions,
-                workRoot: URL, outputRoot: URL, logger: Logger) {
+                workRoot: URL, outputRoot: URL, logger: Logger, stopFlag: StopFlag = StopFlag()) {
         self.journal = journal
         self.stages = stages
         self.options = options
         self.workRoot = workRoot
         self.outputRoot = outputRoot
         self.logger = logger
+        self.stopFlag = stopFlag
     }
 
     public func workDirectory(of jobID: Int64) -> URL {
@@ -50,6 +52,11 @@ public struct JobRunner: Sendable {
 
         for stage in stages.dropFirst(firstToRun) {
             let stageName = stage.name.rawValue
+            if stopFlag.isSet {
+                // Shutting down: no new stage starts; the next start resumes here.
+                try journal.transition(job: jobID, to: .interrupted, stage: nil, detail: "stopped before \(stageName)")
+                throw CancellationError()
+            }
             if let change = SourceIdentityCheck.change(of: source, recorded: job.identity) {
                 let message = "the source changed while the job ran (\(change)); outputs discarded"
                 try journal.transition(job: jobID, to: .failed, stage: nil, detail: message)
@@ -206,6 +213,14 @@ extension Duration {
         let parts = components
         return Double(parts.seconds) + Double(parts.attoseconds) / 1e18
     }
+}
+
+/// Set when the daemon is stopping: running jobs start no further stage.
+public final class StopFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    public init() {}
+    public var isSet: Bool { value.load(ordering: .relaxed) }
+    public func set() { value.store(true, ordering: .relaxed) }
 }
 
 /// Records progress at most a few times a second: `status` needs a figure, not a stream.

@@ -18,11 +18,15 @@ public struct ConversionDaemon: Sendable {
 
     public func run() async throws {
         let c = configuration
-        for directory in [c.watchDir, c.outputDir, c.workDir, c.stateDir] {
+        logger.info("🚀 Starting daemon mode (hyper2kvm \(Hyper2KVMVersion.current), pid \(getpid()))")
+        for (key, directory) in [("watch_dir", c.watchDir), ("output_dir", c.outputDir), ("workdir", c.workDir), ("state_dir", c.stateDir)] {
             do {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             } catch {
-                throw StageError(.ioFailed, file: directory, "cannot create directory: \(error.localizedDescription)")
+                throw StageError(.ioFailed, file: directory, "\(key): cannot create directory: \(error.localizedDescription)")
+            }
+            guard access(directory, W_OK | X_OK) == 0 else {
+                throw StageError(.ioFailed, file: directory, "\(key): not writable by uid \(getuid()): \(String(cString: strerror(errno)))")
             }
         }
         let journal = try JobJournal.openForWriting(stateDirectory: URL(fileURLWithPath: c.stateDir))
@@ -30,30 +34,61 @@ public struct ConversionDaemon: Sendable {
         let watcher = try InotifyWatcher(directory: c.watchDir, logger: logger)
         let queue = DaemonQueue(configuration: c, journal: journal, logger: logger)
 
-        logger.info("watching \(c.watchDir); output \(c.outputDir); state \(c.stateDir); max_concurrent \(c.maxConcurrent)")
+        logger.info("👀 Watching: \(c.watchDir)")
+        logger.info("📤 Output: \(c.outputDir)")
+        logger.info("⚙️  Workers: \(c.maxConcurrent) (journal in \(c.stateDir))")
+        let notifier = SystemdNotifier()
+        let signals = ShutdownSignals()
         try await queue.recoverInterruptedJobs()
         watcher.start()
         await queue.rescan(reason: "start")
+        notifier.send("READY=1\nSTATUS=\(await queue.statusLine())")
+        logger.info("✅ Daemon ready")
 
-        let signals = ShutdownSignals()
-        await withTaskGroup(of: Void.self) { group in
+        // Runs until a signal has been handled (or the queue directory vanished); the other
+        // tasks end or are cancelled then.
+        enum Ended { case watcher, checks, watchdog, signal }
+        await withTaskGroup(of: Ended.self) { group in
+            group.addTask {
+                // The ping goes through the queue's actor, so a wedged daemon stops pinging.
+                guard notifier.isActive, let interval = notifier.watchdogInterval else { return .watchdog }
+                while !Task.isCancelled {
+                    let status = await queue.statusLine()
+                    notifier.send("WATCHDOG=1\nSTATUS=\(status)")
+                    try? await Task.sleep(for: interval / 2)
+                }
+                return .watchdog
+            }
             group.addTask {
                 for await event in watcher.events {
                     await queue.handle(event)
                 }
+                return .watcher
             }
-            group.addTask { await queue.runStabilityChecks() }
+            group.addTask {
+                await queue.runStabilityChecks()
+                return .checks
+            }
             group.addTask {
                 let signal = await signals.next()
-                logger.notice("received \(signal), shutting down: no new jobs; running stages get \(Int(c.shutdownGraceSeconds)) s")
+                notifier.send("STOPPING=1")
+                logger.notice("🛑 Received \(signal), shutting down gracefully: no new jobs; running stages get \(Int(c.shutdownGraceSeconds)) s")
                 watcher.stop()
                 await queue.shutdown(grace: .seconds(c.shutdownGraceSeconds))
+                return .signal
             }
-            await group.next()
+            while let ended = await group.next() {
+                if ended == .signal { break }
+                if ended == .watcher && !FileManager.default.fileExists(atPath: c.watchDir) {
+                    logger.critical("the queue directory \(c.watchDir) is gone; stopping")
+                    await queue.shutdown(grace: .seconds(c.shutdownGraceSeconds))
+                    break
+                }
+            }
             group.cancelAll()
         }
         await queue.waitForRunningJobs()
-        logger.notice("daemon stopped")
+        logger.notice("✅ Daemon shutdown complete")
     }
 }
 

@@ -19,6 +19,7 @@ actor DaemonQueue {
     private var taken: Set<String> = []
     private var stopping = false
     private var idleWaiter: CheckedContinuation<Void, Never>?
+    private let stopFlag = StopFlag()
 
     init(configuration: Configuration, journal: JobJournal, logger: Logger) {
         self.configuration = configuration
@@ -31,7 +32,8 @@ actor DaemonQueue {
             options: configuration.conversion,
             workRoot: URL(fileURLWithPath: configuration.workDir),
             outputRoot: URL(fileURLWithPath: configuration.outputDir),
-            logger: logger)
+            logger: logger,
+            stopFlag: stopFlag)
         sampler = FileStabilitySampler(directory: configuration.watchDir, clock: ContinuousClock(), logger: logger)
         tracker = FileStabilityTracker(quietPeriod: .milliseconds(Int64(configuration.fileStableSeconds * 1000)))
     }
@@ -249,7 +251,7 @@ actor DaemonQueue {
                                        : "found in \(configuration.watchDir)"
         let job = try JobIntake.claimNewJob(source: source, journal: journal, vmName: configuration.conversion.vmName,
                                             detail: detail, sourceSHA256: sha256)
-        logger.info("queued \(name) as job \(job.id)")
+        logger.info("📥 New file queued: \(name) (job \(job.id))")
         pending.append(job.id)
         schedule()
     }
@@ -273,6 +275,7 @@ actor DaemonQueue {
     private func schedule() {
         while !stopping, running.count < configuration.maxConcurrent, !pending.isEmpty {
             let jobID = pending.removeFirst()
+            logger.info("🔄 Processing: job \(jobID)")
             running[jobID] = Task { [runner, logger] in
                 do {
                     let outcome = try await runner.run(jobID: jobID)
@@ -299,7 +302,7 @@ actor DaemonQueue {
             guard let job = try journal.job(jobID) else { return }
             switch outcome {
             case .published(let path):
-                logger.info("job \(jobID) published to \(path)")
+                logger.info("✅ Completed: \(job.sourcePath) → \(path)")
                 try finishPublished(job)
             case .failed(let stage, let message, let code):
                 if try scheduleRetry(job, code: code, message: message) { return }
@@ -380,14 +383,21 @@ actor DaemonQueue {
             .archive(members, to: .errors)
         if let path = archived.first?.path {
             let reportPath = try ErrorReportWriter(watchDirectory: configuration.watchDir).write(report, forArchivedSource: path)
-            logger.error("job \(job.id) failed: \(message) — see \(reportPath)")
+            logger.error("❌ Failed to process \(job.sourcePath): \(message) — see \(reportPath)")
         }
+    }
+
+    /// One line for systemd's STATUS= and the log.
+    func statusLine() -> String {
+        "\(running.count) running, \(pending.count) queued, \(tracker.trackedNames.count) arriving"
     }
 
     // MARK: - Stop
 
     func shutdown(grace: Duration) async {
+        guard !stopping else { return }
         stopping = true
+        stopFlag.set()
         wakeStabilityChecks()
         let deadline = ContinuousClock.now + grace
         while !running.isEmpty && ContinuousClock.now < deadline {

@@ -70,7 +70,8 @@ import Journal
         try TestDisks.convert(raw: raw, to: scratch.path("slow.src.vhd"), format: "vpc", options: [])
         let slowCopy = Process()
         slowCopy.executableURL = URL(fileURLWithPath: "/bin/sh")
-        slowCopy.arguments = ["-c", "exec 3>'\(queue)/slow.vhd'; head -c 1048576 '\(scratch.path("slow.src.vhd"))' >&3; sleep 3; tail -c +1048577 '\(scratch.path("slow.src.vhd"))' >&3"]
+        // 20 chunks, one a second: a copy that takes 20 s, with pauses longer than file_stable_seconds.
+        slowCopy.arguments = ["-c", "exec 3>'\(queue)/slow.vhd'; src='\(scratch.path("slow.src.vhd"))'; size=$(stat -c %s \"$src\"); chunk=$(( (size + 19) / 20 )); i=0; while [ $i -lt 20 ]; do dd if=\"$src\" bs=$chunk skip=$i count=1 status=none >&3; sleep 1; i=$((i+1)); done"]
         try slowCopy.run()
         // Garbage named like a disk goes to .errors with a report.
         try sh(["dd", "if=/dev/urandom", "of=\(queue)/garbage.vmdk", "bs=64k", "count=2", "status=none"])
@@ -104,7 +105,7 @@ import Journal
         let config = try writeConfig(scratch)
         let first = try RunningDaemon(base: base, config: config)
         defer { _ = first.stop() }
-        #expect(waitFor(10) { first.output.contains("watching") })
+        #expect(waitFor(10) { first.output.contains("Daemon ready") })
         let second = try sh([ProductBinary.path, "daemon", "--base-dir", base, "--config", config], allowFailure: true)
         #expect(second.status != 0)
         #expect(second.err.contains("\(first.process.processIdentifier)"), "the error should name the holder's pid: \(second.err)")
@@ -191,8 +192,9 @@ extension DaemonServiceTests {
         try FileManager.default.moveItem(atPath: scratch.path("again.vmdk"), toPath: queue + "/again.vmdk")
         #expect(waitFor(30) { !exists(queue + "/again.vmdk") }, "log:\n\(daemon.output)")
         #expect(!exists(base + "/output/again"), "the duplicate was converted again")
-        let processed = try FileManager.default.subpathsOfDirectory(atPath: queue + "/.processed")
-        #expect(processed.contains { $0.hasSuffix("again.vmdk.duplicate.json") }, "\(processed)")
+        #expect(waitFor(10) {
+            ((try? FileManager.default.subpathsOfDirectory(atPath: queue + "/.processed")) ?? []).contains { $0.hasSuffix("again.vmdk.duplicate.json") }
+        }, "log:\n\(daemon.output)")
 
         // A file that failed goes to .errors; dropped again (fixed), it is converted.
         try sh(["dd", "if=/dev/urandom", "of=\(queue)/later.vmdk", "bs=64k", "count=2", "status=none"])
@@ -241,5 +243,124 @@ extension DaemonServiceTests {
         let first = try #require(xml.range(of: "db01.qcow2")), second = try #require(xml.range(of: "db01-disk-1.qcow2"))
         #expect(first.lowerBound < second.lowerBound, "the boot disk (disk-0, hint omitted = 0) must come first")
         #expect(xml.contains("00:50:56:01:02:03") && xml.contains("2048"))
+    }
+}
+
+extension DaemonServiceTests {
+    @Test func twentyFilesWithTwoAtATimeAreEachConvertedOnce() throws {
+        let scratch = try Scratch("daemon-burst")
+        let base = scratch.path("data")
+        let config = scratch.path("burst.yaml")
+        try "command: daemon\nfile_stable_seconds: 0.5\nfix_guest: false\nmax_concurrent: 2\nchecksum: false\n"
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let daemon = try RunningDaemon(base: base, config: config)
+        defer { _ = daemon.stop() }
+        let queue = base + "/queue"
+        #expect(waitFor(10) { exists(queue) })
+        let raw = scratch.path("base.raw")
+        try TestDisks.makeRaw(at: raw)
+        let staging = scratch.path("staging")
+        try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
+        try TestDisks.convert(raw: raw, to: staging + "/template.qcow2", format: "qcow2", options: [])
+        for index in 0..<20 {
+            // Distinct content per file, so none is a duplicate of another.
+            try sh(["qemu-img", "convert", "-f", "qcow2", "-O", "qcow2", staging + "/template.qcow2", staging + "/vm\(index).qcow2"])
+            try sh(["qemu-io", "-f", "qcow2", "-c", "write -P \(index + 1) 0 64k", staging + "/vm\(index).qcow2"])
+        }
+        for index in 0..<20 {
+            try FileManager.default.moveItem(atPath: staging + "/vm\(index).qcow2", toPath: queue + "/vm\(index).qcow2")
+        }
+        #expect(waitFor(240) { (0..<20).allSatisfy { exists(base + "/output/vm\($0)/vm\($0).qcow2") } }, "log:\n\(daemon.output)")
+
+        let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: base + "/state"))
+        let jobs = try journal.allJobs()
+        #expect(jobs.count == 20)
+        var intervals: [(String, String)] = []
+        for job in jobs {
+            let history = try journal.history(job: job.id)
+            #expect(history.filter { $0.to == .published }.count == 1)
+            if let start = history.first(where: { $0.to == .stageStarted })?.at, let end = history.first(where: { $0.to == .published })?.at {
+                intervals.append((start, end))
+            }
+        }
+        // ISO 8601 UTC timestamps of equal format sort as strings.
+        var events: [(at: String, delta: Int)] = []
+        for (start, end) in intervals {
+            events.append((start, 1))
+            events.append((end, -1))
+        }
+        // At equal times an end counts before a start.
+        events.sort { lhs, rhs in lhs.at == rhs.at ? lhs.delta < rhs.delta : lhs.at < rhs.at }
+        var concurrent = 0, peak = 0
+        for (_, delta) in events {
+            concurrent += delta
+            peak = max(peak, concurrent)
+        }
+        #expect(peak <= 2, "more than max_concurrent jobs ran at once: \(peak)")
+        #expect(peak == 2, "the two slots were never used together")
+    }
+
+    @Test func sigtermDuringAConversionInterruptsAndTheNextStartFinishes() throws {
+        let scratch = try Scratch("daemon-term")
+        let base = scratch.path("data")
+        let config = scratch.path("term.yaml")
+        try "command: daemon\nfile_stable_seconds: 0.5\nfix_guest: false\ncompress: true\nshutdown_grace_seconds: 1\n"
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: base + "/queue", withIntermediateDirectories: true)
+        // 768 MiB of random data compressed with zstd: long enough to be caught in the act.
+        let raw = scratch.path("big.raw")
+        try sh(["dd", "if=/dev/urandom", "of=\(raw)", "bs=1M", "count=768", "status=none"])
+        try FileManager.default.moveItem(atPath: raw, toPath: base + "/queue/big.raw")
+
+        let first = try RunningDaemon(base: base, config: config)
+        #expect(waitFor(60) { first.output.contains("convert started") }, "log:\n\(first.output)")
+        let stopAsked = Date()
+        first.process.terminate()
+        first.process.waitUntilExit()
+        let stopSeconds = Date().timeIntervalSince(stopAsked)
+        #expect(first.process.terminationStatus == 0, "log:\n\(first.output)")
+        #expect(stopSeconds < 10, "took \(stopSeconds) s to stop")
+
+        let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: base + "/state"))
+        #expect(try journal.job(1)?.state == .interrupted, "log:\n\(first.output)")
+
+        let second = try RunningDaemon(base: base, config: config)
+        defer { _ = second.stop() }
+        #expect(waitFor(180) { exists(base + "/output/big/big.qcow2") && !exists(base + "/queue/big.raw") }, "log:\n\(second.output)")
+        let history = try journal.history(job: 1)
+        #expect(history.filter { $0.to == .stageCompleted && $0.stage == "probe" }.count == 1, "probe was redone")
+        #expect(history.contains { $0.to == .resumed })
+    }
+
+    @Test func tellsSystemdWhenReadyAndWhenStopping() throws {
+        let scratch = try Scratch("daemon-notify")
+        let base = scratch.path("data")
+        let socket = scratch.path("notify.sock")
+        let received = scratch.path("notify.log")
+        let listener = Process()
+        listener.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        listener.arguments = ["python3", "-c", """
+            import socket, sys
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1]); s.settimeout(30)
+            with open(sys.argv[2], "a") as out:
+                while True:
+                    try: data = s.recv(4096)
+                    except socket.timeout: break
+                    out.write(data.decode() + "\\n--\\n"); out.flush()
+                    if b"STOPPING=1" in data: break
+            """, socket, received]
+        try listener.run()
+        defer { if listener.isRunning { listener.terminate() } }
+        #expect(waitFor(10) { exists(socket) })
+        let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch),
+                                       environment: ["NOTIFY_SOCKET": socket, "WATCHDOG_USEC": "400000"])
+        #expect(waitFor(15) { ((try? String(contentsOfFile: received, encoding: .utf8)) ?? "").contains("WATCHDOG=1") },
+                "log:\n\(daemon.output)")
+        #expect(daemon.stop() == 0)
+        listener.waitUntilExit()
+        let messages = try String(contentsOfFile: received, encoding: .utf8)
+        #expect(messages.contains("READY=1"))
+        #expect(messages.contains("STATUS=0 running, 0 queued"))
+        #expect(messages.contains("STOPPING=1"))
     }
 }
