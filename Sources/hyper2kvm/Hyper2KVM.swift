@@ -11,8 +11,8 @@ struct Hyper2KVM: AsyncParsableCommand {
         abstract: "Convert VMware, Hyper-V, raw and AMI virtual machines into KVM guests that boot.",
         discussion: "With --config FILE (repeatable, later wins) runs what the file's `command:` says.",
         version: Hyper2KVMVersion.current,
-        subcommands: [RunConfigured.self, Convert.self, RunDaemon.self, Status.self, History.self, ConfigGroup.self,
-                      ListCrashPoints.self],
+        subcommands: [RunConfigured.self, Convert.self, RunDaemon.self, Status.self, History.self, Verify.self,
+                      JournalGroup.self, ConfigGroup.self, ListCrashPoints.self],
         defaultSubcommand: RunConfigured.self)
 }
 
@@ -194,5 +194,47 @@ struct ListCrashPoints: AsyncParsableCommand {
 
     func run() async throws {
         print(CrashPoints.all.joined(separator: "\n"))
+    }
+}
+
+struct Verify: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-hash every recorded artifact; exit non-zero listing each mismatch.")
+    @Option(help: "Only this job.")
+    var job: Int64?
+    @OptionGroup var location: JournalLocation
+    @Flag(help: "Machine-readable output.")
+    var json = false
+
+    func run() async throws {
+        let report = try ArtifactAudit(journal: location.openJournal()).run(jobID: job)
+        print(try ArtifactAudit.render(report, json: json))
+        if !report.ok { throw ExitCode(1) }
+    }
+}
+
+struct JournalGroup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "journal", abstract: "Read the whole journal.", subcommands: [Replay.self, Export.self])
+
+    struct Replay: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print every job's transitions in order.")
+        @OptionGroup var location: JournalLocation
+
+        func run() async throws {
+            let journal = try location.openJournal()
+            for job in try journal.allJobs() {
+                print(try JournalReports.history(job, journal.history(job: job.id), artifacts: journal.artifacts(job: job.id), json: false))
+            }
+        }
+    }
+
+    struct Export: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Write the journal as JSON lines (jobs, transitions, artifacts).")
+        @OptionGroup var location: JournalLocation
+
+        func run() async throws {
+            for line in try JournalExport.lines(from: location.openJournal()) { print(line) }
+        }
     }
 }

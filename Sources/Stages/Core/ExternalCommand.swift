@@ -94,7 +94,13 @@ public struct ExternalCommand: Sendable {
                 }
             }
         } onCancel: {
-            if process.isRunning { process.terminate() }
+            guard process.isRunning else { return }
+            process.terminate()
+            // qemu-img finishes in-flight requests on SIGTERM; a shutdown waits at most 2 s for it.
+            let pid = process.processIdentifier
+            DispatchQueue.global().asyncAfter(deadline: .now() + 2) {
+                if process.isRunning { kill(pid, SIGKILL) }
+            }
         }
     }
 

@@ -136,6 +136,8 @@ public enum FileDigest {
         var position = offset
         var remaining = wanted
         while remaining > 0 {
+            // Hashing hundreds of gigabytes must not hold up a shutdown (checked per buffer).
+            if Task.isCancelled { throw CancellationError() }
             let chunk = Int(min(UInt64(bufferSize), remaining))
             let count = pread(fd, buffer.baseAddress, chunk, off_t(position))
             if count < 0 {

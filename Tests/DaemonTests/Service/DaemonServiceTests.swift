@@ -319,7 +319,8 @@ extension DaemonServiceTests {
         first.process.waitUntilExit()
         let stopSeconds = Date().timeIntervalSince(stopAsked)
         #expect(first.process.terminationStatus == 0, "log:\n\(first.output)")
-        #expect(stopSeconds < 10, "took \(stopSeconds) s to stop")
+        // Grace (1 s) + at most 2 s for qemu-img to die + the journal; generous for a loaded CI machine.
+        #expect(stopSeconds < 15, "took \(stopSeconds) s to stop")
 
         let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: base + "/state"))
         #expect(try journal.job(1)?.state == .interrupted, "log:\n\(first.output)")
