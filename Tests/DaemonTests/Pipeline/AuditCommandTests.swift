@@ -1,0 +1,57 @@
+import Foundation
+import Testing
+
+/// `verify`, `journal replay` and `journal export` on a real conversion.
+@Suite(.serialized) struct AuditCommandTests {
+    @Test func verifyCatchesAFlippedByteAndExportListsEverything() throws {
+        let scratch = try Scratch("audit")
+        let raw = scratch.path("base.raw")
+        try TestDisks.makeRaw(at: raw)
+        let source = scratch.path("vm.vmdk")
+        try TestDisks.convert(raw: raw, to: source, format: "vmdk", options: [])
+        let out = scratch.path("out")
+        try sh([ProductBinary.path, "convert", source, "--output-dir", out, "--no-fix"])
+        let state = ["--state-dir", out + "/.hyper2kvm/state"]
+
+        let clean = try sh([ProductBinary.path, "verify"] + state, allowFailure: true)
+        #expect(clean.status == 0, "\(clean.out) \(clean.err)")
+        #expect(clean.out.contains("0 mismatch(es)"))
+
+        let disk = out + "/vm/vm.qcow2"
+        let handle = try #require(FileHandle(forUpdatingAtPath: disk))
+        handle.seek(toFileOffset: 200_000)
+        let byte = handle.readData(ofLength: 1).first ?? 0
+        handle.seek(toFileOffset: 200_000)
+        handle.write(Data([byte ^ 0x01]))
+        try handle.close()
+
+        let damaged = try sh([ProductBinary.path, "verify", "--job", "1"] + state, allowFailure: true)
+        #expect(damaged.status != 0)
+        #expect(damaged.out.contains("MISMATCH job 1 publish/") && damaged.out.contains(disk))
+
+        let export = try sh([ProductBinary.path, "journal", "export"] + state).out.split(separator: "\n")
+        #expect(export.contains { $0.contains("\"type\":\"job\"") })
+        #expect(export.filter { $0.contains("\"type\":\"transition\"") }.count >= 10)
+        #expect(export.contains { $0.contains("\"type\":\"artifact\"") })
+        let replay = try sh([ProductBinary.path, "journal", "replay"] + state).out
+        #expect(replay.contains("stage-completed [convert #1]"))
+    }
+
+    @Test func aDamagedJournalIsRefusedWithARecoveryHint() throws {
+        let scratch = try Scratch("audit-damaged")
+        let raw = scratch.path("base.raw")
+        try TestDisks.makeRaw(at: raw)
+        let source = scratch.path("vm.vmdk")
+        try TestDisks.convert(raw: raw, to: source, format: "vmdk", options: [])
+        let out = scratch.path("out")
+        try sh([ProductBinary.path, "convert", source, "--output-dir", out, "--no-fix"])
+        let database = out + "/.hyper2kvm/state/journal.sqlite"
+        try sh(["sqlite3", database, "PRAGMA wal_checkpoint(TRUNCATE);"])
+        try sh(["dd", "if=/dev/urandom", "of=\(database)", "bs=4096", "seek=1", "count=2", "conv=notrunc", "status=none"])
+        let status = try sh([ProductBinary.path, "status", "--state-dir", out + "/.hyper2kvm/state"], allowFailure: true)
+        #expect(status.status != 0)
+        #expect(status.err.contains("damaged") && status.err.contains("journal.sqlite"), "\(status.err)")
+        let again = try sh([ProductBinary.path, "convert", source, "--output-dir", out, "--no-fix"], allowFailure: true)
+        #expect(again.status != 0, "a damaged journal must never be silently replaced")
+    }
+}
