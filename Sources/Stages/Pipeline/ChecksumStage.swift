@@ -12,7 +12,7 @@ public struct ChecksumStage: PipelineStage {
     }
 
     public func run(in context: StageContext) async throws -> StageOutputs {
-        let vm = try StageJSON.read(VMDescription.self, from: context.recordedOutput(StageFiles.vm))
+        let vm = try context.vmDescription()
         let target = try StageJSON.read(PublicationTarget.self, from: context.recordedOutput(PublicationTarget.fileName))
         let layout = PublishedLayout(vm: vm, options: context.options, directory: URL(fileURLWithPath: target.directory))
         var entries: [ChecksumFile.Entry] = []

@@ -17,7 +17,7 @@ public struct ConvertStage: PipelineStage {
     public func skipReason(in context: StageContext) -> String? { nil }
 
     public func run(in context: StageContext) async throws -> StageOutputs {
-        let vm = try StageJSON.read(VMDescription.self, from: context.recordedOutput(StageFiles.vm))
+        let vm = try context.vmDescription()
         let format = context.options.outFormat
         let plans = vm.disks.map { disk -> (String, URL, String, String) in
             let overlayName = StageFiles.overlay(diskID: disk.id)

@@ -14,7 +14,7 @@ public struct EmitStage: PipelineStage {
     public func skipReason(in context: StageContext) -> String? { nil }
 
     public func run(in context: StageContext) async throws -> StageOutputs {
-        let vm = try StageJSON.read(VMDescription.self, from: context.recordedOutput(StageFiles.vm))
+        let vm = try context.vmDescription()
         let directory = try OutputPublisher(outputDirectory: context.outputRoot)
             .reserve(vmName: context.options.vmName ?? vm.name, jobID: context.jobID)
         let layout = PublishedLayout(vm: vm, options: context.options, directory: directory)

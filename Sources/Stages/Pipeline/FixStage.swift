@@ -1,17 +1,84 @@
 import Foundation
 
-/// Guest OS fixes on a qcow2 overlay over each source disk (the source is never written);
-/// convert then copies overlay + source in one pass.
+/// Guest OS fixes on a qcow2 overlay over each source disk (the source is never written):
+/// one libguestfs appliance inspects the guest and applies the Linux fixes; convert then
+/// copies overlay + source in a single pass.
 public struct FixStage: PipelineStage {
     public let name = StageName.fix
-    public init() {}
+    let fixer: LinuxGuestFixer
+    let qemuImg: QemuImg
+
+    public init(fixer: LinuxGuestFixer = LinuxGuestFixer(), qemuImg: QemuImg = QemuImg()) {
+        self.fixer = fixer
+        self.qemuImg = qemuImg
+    }
 
     public func skipReason(in context: StageContext) -> String? {
         if !context.options.fixGuest { return "fix_guest: false" }
-        return "guest fixes are not implemented yet"
+        if context.kind == .manifest, let manifest = try? ArtifactManifest.load(from: context.source),
+           !manifest.restricting(context.options).fixGuest {
+            return "the manifest sets pipeline.fix.enabled: false"
+        }
+        return nil
     }
 
     public func run(in context: StageContext) async throws -> StageOutputs {
-        StageOutputs()
+        let vm = try StageJSON.read(VMDescription.self, from: context.recordedOutput(StageFiles.vm))
+        var options = context.options
+        if context.kind == .manifest {
+            options = try ArtifactManifest.load(from: context.source).restricting(options)
+        }
+        var files: [String: URL] = [:]
+        var overlays: [(path: URL, format: String)] = []
+        for disk in vm.disks {
+            let name = StageFiles.overlay(diskID: disk.id)
+            let overlay = context.newOutput(named: name)
+            try? FileManager.default.removeItem(at: overlay)
+            try await qemuImg.createOverlay(backing: disk.locator.qemuImageSpec, backingFormat: disk.locator.format, at: overlay)
+            overlays.append((overlay, "qcow2"))
+            files[name] = overlay
+        }
+        let report = try await fixer.fix(disks: overlays, options: options, identifier: "job-\(context.jobID)")
+        let reportFile = context.newOutput(named: StageFiles.fixReport)
+        try StageJSON.write(report, to: reportFile)
+        files[StageFiles.fixReport] = reportFile
+
+        if let index = BootDisk.index(ofRootDevice: report.inspection.rootDevice), vm.disks.indices.contains(index) {
+            let bootFile = context.newOutput(named: BootDisk.fileName)
+            try StageJSON.write(BootDisk(diskID: vm.disks[index].id, rootDevice: report.inspection.rootDevice), to: bootFile)
+            files[BootDisk.fileName] = bootFile
+        }
+        let inspection = report.inspection
+        return StageOutputs(files: files, detail: "\(inspection.distro) \(inspection.majorVersion).\(inspection.minorVersion) "
+                                + "(\(inspection.arch)), root \(inspection.rootDevice): \(report.changes.count) change(s)"
+                                + (report.skipped.isEmpty ? "" : ", skipped: " + report.skipped.map { "\($0.area) (\($0.reason))" }.joined(separator: "; ")))
+    }
+}
+
+/// The disk inspection found the operating system on: it boots, whatever the source's order.
+public struct BootDisk: Codable, Sendable, Equatable {
+    public static let fileName = "boot-disk.json"
+    public var diskID: String
+    public var rootDevice: String
+
+    /// libguestfs names the job's disks /dev/sda, /dev/sdb… in the order they were added.
+    static func index(ofRootDevice device: String) -> Int? {
+        guard device.hasPrefix("/dev/sd") || device.hasPrefix("/dev/vd"),
+              let letter = device.dropFirst("/dev/sd".count).first, let value = letter.asciiValue,
+              value >= UInt8(ascii: "a"), value <= UInt8(ascii: "z") else { return nil }
+        return Int(value - UInt8(ascii: "a"))
+    }
+}
+
+extension StageContext {
+    /// The VM as the source describes it, with the boot disk inspection found moved first.
+    public func vmDescription() throws -> VMDescription {
+        var vm = try StageJSON.read(VMDescription.self, from: recordedOutput(StageFiles.vm))
+        if let bootFile = recorded[BootDisk.fileName],
+           let boot = try? StageJSON.read(BootDisk.self, from: bootFile),
+           let index = vm.disks.firstIndex(where: { $0.id == boot.diskID }) {
+            for other in vm.disks.indices { vm.disks[other].bootOrderHint = other == index ? 0 : 1 + other }
+        }
+        return vm
     }
 }

@@ -10,7 +10,7 @@ public struct PublishStage: PipelineStage {
     public func skipReason(in context: StageContext) -> String? { nil }
 
     public func run(in context: StageContext) async throws -> StageOutputs {
-        let vm = try StageJSON.read(VMDescription.self, from: context.recordedOutput(StageFiles.vm))
+        let vm = try context.vmDescription()
         let target = try StageJSON.read(PublicationTarget.self, from: context.recordedOutput(PublicationTarget.fileName))
         let directory = URL(fileURLWithPath: target.directory)
         let layout = PublishedLayout(vm: vm, options: context.options, directory: directory)
