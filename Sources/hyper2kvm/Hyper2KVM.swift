@@ -12,7 +12,7 @@ struct Hyper2KVM: AsyncParsableCommand {
         discussion: "With --config FILE (repeatable, later wins) runs what the file's `command:` says.",
         version: Hyper2KVMVersion.current,
         subcommands: [RunConfigured.self, Convert.self, RunDaemon.self, Status.self, History.self, Verify.self,
-                      JournalGroup.self, ConfigGroup.self, ListCrashPoints.self],
+                      JournalGroup.self, ConfigGroup.self, ListInstances.self, ListCrashPoints.self],
         defaultSubcommand: RunConfigured.self)
 }
 
@@ -48,10 +48,15 @@ struct JournalLocation: ParsableArguments {
     @Option(name: .customLong("state-dir"), help: "The directory holding the journal.")
     var stateDir: String?
 
+    @Option(name: .customLong("instance"), help: "A daemon instance: NAME reads /etc/hyper2kvm/NAME.yaml (hyper2kvm: the default instance).")
+    var instance: String?
+
     func openJournal() throws -> JobJournal {
         let directory: String
         if let stateDir {
             directory = stateDir
+        } else if let instance {
+            directory = try InstanceLayout.fromEnvironment().instance(named: instance).stateDirectory()
         } else if !configFiles.isEmpty {
             directory = try ConfigurationLoader.load(files: configFiles).stateDir
         } else {
@@ -93,6 +98,8 @@ struct Convert: AsyncParsableCommand {
     var vcpus: Int?
     @Flag(help: "Force UEFI firmware.")
     var uefi = false
+    @OptionGroup(title: "libvirt")
+    var libvirt: LibvirtOptions
     @Flag(name: .shortAndLong, help: "More log output (repeatable).")
     var verbose: Int
 
@@ -120,7 +127,42 @@ struct Convert: AsyncParsableCommand {
         if let vcpus { configuration.conversion.vmVcpus = vcpus }
         if uefi { configuration.conversion.vmUEFI = true }
         if verbose > 0 { configuration.verbose = verbose + 1 }
+        try libvirt.apply(to: &configuration.conversion)
         try await ConvertLauncher.run(source: source, configuration: configuration)
+    }
+
+    /// Registration in libvirt after publishing; each flag overrides the configuration.
+    struct LibvirtOptions: ParsableArguments {
+        @Flag(name: .customLong("libvirt"), help: "Define the converted VM in libvirt after publishing it.")
+        var enabled = false
+        @Option(name: .customLong("libvirt-uri"), help: "libvirt connection URI (default: qemu:///system).")
+        var uri: String?
+        @Option(name: .customLong("libvirt-network"), help: "libvirt network the NICs join (default: default).")
+        var network: String?
+        @Option(name: .customLong("libvirt-bridge"), help: "Host bridge the NICs join instead of a libvirt network.")
+        var bridge: String?
+        @Option(name: .customLong("libvirt-pool"), help: "Import the disks into this storage pool (default: use the published files).")
+        var pool: String?
+        @Flag(name: .customLong("libvirt-autostart"), help: "Start the domain when the host boots.")
+        var autostart = false
+
+        func apply(to options: inout ConversionOptions) throws {
+            if network != nil && bridge != nil {
+                throw ValidationError("--libvirt-network and --libvirt-bridge are mutually exclusive")
+            }
+            if enabled { options.libvirtIntegration = true }
+            if let uri { options.libvirtURI = uri }
+            if let network {
+                options.libvirtNetwork = network
+                options.libvirtBridge = nil
+            }
+            if let bridge {
+                options.libvirtBridge = bridge
+                options.libvirtNetwork = "default"
+            }
+            if let pool { options.libvirtPool = pool }
+            if autostart { options.libvirtAutostart = true }
+        }
     }
 }
 
@@ -183,6 +225,19 @@ struct ConfigGroup: AsyncParsableCommand {
             let configuration = try ConfigurationLoader.load(files: files)
             print(EffectiveConfiguration.render(configuration))
         }
+    }
+}
+
+struct ListInstances: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "instances",
+        abstract: "List daemon instances (/etc/hyper2kvm/*.yaml): unit, state directory, whether a daemon holds it.")
+    @Flag(help: "Machine-readable output.")
+    var json = false
+
+    func run() async throws {
+        let instances = try InstanceLayout.fromEnvironment().configuredInstances()
+        print(try InstanceSummary.render(instances.map(InstanceSummary.survey), json: json))
     }
 }
 

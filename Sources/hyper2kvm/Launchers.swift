@@ -19,6 +19,8 @@ enum ConvertLauncher {
             print("converted \(source) → \(path) in \(elapsed.formatted(.units(allowed: [.hours, .minutes, .seconds], width: .narrow)))")
         case .failed(let stage, let message, _):
             throw ConversionFailed(stage: stage, message: message)
+        case .waitingForSpace(let stage, let message):
+            throw ConversionFailed(stage: stage, message: message)
         }
     }
 }

@@ -34,6 +34,8 @@ public struct Configuration: Sendable, Equatable {
     public var enableDeduplication = true
     public var retryPolicy = RetryPolicy()
     public var shutdownGraceSeconds = 60.0
+    /// How often a job waiting for space checks whether it has returned.
+    public var spaceCheckSeconds = 30.0
 
     public var logFile: String?
     public var verbose = 1

@@ -162,8 +162,34 @@ enum ConfigurationKeys {
         .init("vm_uefi", aliases: ["uefi"], type: "bool", "force UEFI firmware (default: from the source)") { value, config throws(ConfigurationValue.Mismatch) in
             config.conversion.vmUEFI = try value.bool()
         },
-        .init("libvirt_network", type: "string", "libvirt network the NICs join") { value, config throws(ConfigurationValue.Mismatch) in
+        .init("libvirt_network", type: "string", "libvirt network the NICs join (default: default)") { value, config throws(ConfigurationValue.Mismatch) in
             config.conversion.libvirtNetwork = try value.string()
+            try LibvirtKeyCheck.networkAndBridge(config.conversion)
+        },
+        .init("libvirt_integration", type: "bool", "define each published VM in libvirt (the register stage)") { value, config throws(ConfigurationValue.Mismatch) in
+            config.conversion.libvirtIntegration = try value.bool()
+        },
+        .init("libvirt_uri", type: "string", "libvirt connection URI (default: qemu:///system)") { value, config throws(ConfigurationValue.Mismatch) in
+            let uri = try value.string()
+            guard uri.contains(":") else { throw ConfigurationValue.Mismatch(expected: "a libvirt URI such as qemu:///system") }
+            config.conversion.libvirtURI = uri
+        },
+        .init("libvirt_bridge", type: "string", "host bridge the NICs join instead of libvirt_network") { value, config throws(ConfigurationValue.Mismatch) in
+            let bridge = try value.string()
+            guard !bridge.isEmpty else { throw ConfigurationValue.Mismatch(expected: "a bridge name") }
+            config.conversion.libvirtBridge = bridge
+            try LibvirtKeyCheck.networkAndBridge(config.conversion)
+        },
+        .init("libvirt_pool", type: "string", "storage pool the disks are imported into (default: none, the domain uses the published files)") { value, config throws(ConfigurationValue.Mismatch) in
+            let pool = try value.string()
+            guard !pool.isEmpty else { throw ConfigurationValue.Mismatch(expected: "a storage pool name") }
+            config.conversion.libvirtPool = pool
+        },
+        .init("libvirt_autostart", type: "bool", "start the domain when the host boots") { value, config throws(ConfigurationValue.Mismatch) in
+            config.conversion.libvirtAutostart = try value.bool()
+        },
+        .init("libvirt_overwrite", type: "bool", "replace a shut-off domain of the same name that this job did not define") { value, config throws(ConfigurationValue.Mismatch) in
+            config.conversion.libvirtOverwrite = try value.bool()
         },
         .init("max_concurrent", aliases: ["max_concurrent_jobs"], type: "int ≥ 1", "jobs converted at once") { value, config throws(ConfigurationValue.Mismatch) in
             config.maxConcurrent = try value.int(in: 1...64)
@@ -188,6 +214,9 @@ enum ConfigurationKeys {
         .init("shutdown_grace_seconds", type: "number", "on SIGTERM, how long running stages may finish before they are interrupted") { value, config throws(ConfigurationValue.Mismatch) in
             config.shutdownGraceSeconds = try value.number(min: 0)
         },
+        .init("space_check_seconds", type: "number", "how often a job waiting for disk space checks for it") { value, config throws(ConfigurationValue.Mismatch) in
+            config.spaceCheckSeconds = try value.number(min: 0.1)
+        },
         .init("log_file", type: "path", "also write the log to this file") { value, config throws(ConfigurationValue.Mismatch) in
             config.logFile = try value.path()
         },
@@ -206,8 +235,6 @@ enum ConfigurationKeys {
               isActive: { !$0.isFalseOrNull }) { value, _ throws(ConfigurationValue.Mismatch) in _ = try value.bool() },
         .init("win_hyperv", type: "bool", "Hyper-V enlightenments for Windows guests", status: .notImplemented("win_hyperv (Windows guests)"),
               isActive: { !$0.isFalseOrNull }) { value, _ throws(ConfigurationValue.Mismatch) in _ = try value.bool() },
-        .init("libvirt_integration", type: "bool", "define converted VMs in libvirt", status: .notImplemented("libvirt_integration"),
-              isActive: { !$0.isFalseOrNull }) { value, _ throws(ConfigurationValue.Mismatch) in _ = try value.bool() },
         .init("dry_run", type: "bool", "plan without writing", status: .notImplemented("dry_run"),
               isActive: { !$0.isFalseOrNull }) { value, _ throws(ConfigurationValue.Mismatch) in _ = try value.bool() },
         .init("workers", type: "-", "", status: .replaced("use max_concurrent (jobs) and parallel_processing (disks)")) { _, _ throws(ConfigurationValue.Mismatch) in },
@@ -218,6 +245,15 @@ enum ConfigurationKeys {
     }
 
     static var allNames: [String] { all.flatMap { [$0.name] + $0.aliases } }
+}
+
+/// `libvirt_network` and `libvirt_bridge` exclude each other, whichever comes first.
+enum LibvirtKeyCheck {
+    static func networkAndBridge(_ options: ConversionOptions) throws(ConfigurationValue.Mismatch) {
+        if let conflict = options.libvirtNetworkConflict {
+            throw ConfigurationValue.Mismatch(expected: "only one of libvirt_network and libvirt_bridge (\(conflict))")
+        }
+    }
 }
 
 enum RetryPolicyReader {

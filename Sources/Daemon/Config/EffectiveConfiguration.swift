@@ -13,12 +13,16 @@ public enum EffectiveConfiguration {
             ("vm_memory", o.vmMemoryMiB.map(String.init) ?? "(from source)"),
             ("vm_vcpus", o.vmVcpus.map(String.init) ?? "(from source)"),
             ("vm_uefi", o.vmUEFI.map { "\($0)" } ?? "(from source)"), ("libvirt_network", o.libvirtNetwork),
+            ("libvirt_integration", "\(o.libvirtIntegration)"), ("libvirt_uri", o.libvirtURI),
+            ("libvirt_bridge", o.libvirtBridge ?? "(none: NICs on libvirt_network)"),
+            ("libvirt_pool", o.libvirtPool ?? "(none: the published files)"),
+            ("libvirt_autostart", "\(o.libvirtAutostart)"), ("libvirt_overwrite", "\(o.libvirtOverwrite)"),
             ("max_concurrent", "\(c.maxConcurrent)"), ("parallel_processing", "\(c.parallelProcessing)"),
             ("file_stable_seconds", "\(c.fileStableSeconds)"), ("archive_processed", "\(c.archiveProcessed)"),
             ("enable_deduplication", "\(c.enableDeduplication)"),
             ("retry_policy", "enabled=\(c.retryPolicy.enabled) max_retries=\(c.retryPolicy.maxRetries) "
                 + "retry_delay=\(c.retryPolicy.retryDelaySeconds) backoff_multiplier=\(c.retryPolicy.backoffMultiplier)"),
-            ("shutdown_grace_seconds", "\(c.shutdownGraceSeconds)"),
+            ("shutdown_grace_seconds", "\(c.shutdownGraceSeconds)"), ("space_check_seconds", "\(c.spaceCheckSeconds)"),
             ("log_file", c.logFile ?? "(stderr only)"), ("verbose", "\(c.verbose)"),
         ]
         let header = c.sources.isEmpty ? "# defaults" : "# from " + c.sources.joined(separator: ", ")

@@ -30,13 +30,18 @@ public struct OneShotConversion: Sendable {
             logger: logger)
         let identity = try JobIntake.identity(of: source)
         let earlier = try journal.jobs(matchingIdentity: identity).filter { $0.sourcePath == source.path }
+        // An unfinished job of this path is resumed even if the file changed meanwhile: the
+        // runner then notices the change and fails it, rather than silently starting over.
+        let unfinishedOfPath = try journal.allJobs().filter {
+            $0.sourcePath == source.path && (JobRecovery.inFlight.contains($0.state) || $0.state == .interrupted)
+        }
         let job: JobRecord
         if let published = earlier.first(where: { $0.state == .published || $0.state == .archived }) {
             logger.info("already converted by job \(published.id): \(published.outputPath ?? "?")")
             // A crash right after `published` may have left the scratch files behind.
             try? FileManager.default.removeItem(at: runner.workDirectory(of: published.id))
             return .published(outputPath: published.outputPath ?? configuration.outputDir)
-        } else if let unfinished = earlier.last(where: { JobRecovery.inFlight.contains($0.state) || $0.state == .interrupted }) {
+        } else if let unfinished = unfinishedOfPath.last {
             try JobRecovery.resume(unfinished, journal: journal, reason: "convert command run again")
             job = unfinished
             logger.info("resuming job \(job.id) at its last completed stage")
@@ -49,9 +54,18 @@ public struct OneShotConversion: Sendable {
         let watching = Task { await watcher.watch() }
         defer { watching.cancel() }
         let outcome = try await runner.run(jobID: job.id)
-        if case .failed = outcome {
-            try journal.transition(job: job.id, to: .failed, stage: nil, detail: "one-shot conversion stopped at the first failure")
+        switch outcome {
+        case .failed:
+            if try journal.job(job.id)?.state != .failed {
+                try journal.transition(job: job.id, to: .failed, stage: nil, detail: "one-shot conversion stopped at the first failure")
+            }
             runner.releaseReservation(jobID: job.id)
+        case .waitingForSpace(let stage, let message):
+            // A one-shot run has nobody to wait for; the job stays resumable: run the command again.
+            try journal.transition(job: job.id, to: .interrupted, stage: stage, detail: "out of space; run the command again once space is free")
+            return .failed(stage: stage, message: message + " (free space, then run the same command again: the job resumes)", code: .noSpace)
+        case .published:
+            break
         }
         return outcome
     }

@@ -12,6 +12,9 @@ public struct JobRunner: Sendable {
     public enum Outcome: Sendable, Equatable {
         case published(outputPath: String)
         case failed(stage: String?, message: String, code: StageError.Code?)
+        /// A filesystem filled up: partial outputs are gone, the job is journaled
+        /// `waiting-for-space` and resumes when space returns.
+        case waitingForSpace(stage: String, message: String)
     }
 
     let journal: JobJournal
@@ -108,6 +111,10 @@ public struct JobRunner: Sendable {
                 let message = String(describing: error)
                 logger.error("\(stageName) failed: \(message)", metadata: ["job": "\(jobID)"])
                 try? removeLeftovers(in: workDirectory)
+                if stageError?.code == .noSpace {
+                    try journal.transition(job: jobID, to: .waitingForSpace, stage: stageName, detail: message)
+                    return .waitingForSpace(stage: stageName, message: message)
+                }
                 try journal.transition(job: jobID, to: .stageFailed, stage: stageName, detail: message)
                 try journal.updateJob(job: jobID, vmName: nil, outputPath: nil, error: message, sourceSHA256: nil)
                 return .failed(stage: stageName, message: message, code: stageError?.code)

@@ -20,6 +20,7 @@ actor DaemonQueue {
     private var stopping = false
     private var idleWaiter: CheckedContinuation<Void, Never>?
     private let stopFlag = StopFlag()
+    private var waitingForSpace: Set<Int64> = []
 
     init(configuration: Configuration, journal: JobJournal, logger: Logger) {
         self.configuration = configuration
@@ -307,6 +308,9 @@ actor DaemonQueue {
             case .failed(let stage, let message, let code):
                 if try scheduleRetry(job, code: code, message: message) { return }
                 try finishFailed(job, message: message, stage: stage)
+            case .waitingForSpace(let stage, let message):
+                logger.warning("job \(jobID) is waiting for space (\(stage)): \(message)")
+                waitForSpace(jobID)
             }
         } catch {
             logger.error("job \(jobID): cannot record its end: \(error)")
@@ -358,6 +362,36 @@ actor DaemonQueue {
         return true
     }
 
+    /// Polls free space (only while a job waits for it) and resumes the job when enough
+    /// has returned: twice what was free when it failed, and at least 64 MiB.
+    private func waitForSpace(_ jobID: Int64) {
+        let directories = [configuration.workDir, configuration.outputDir]
+        let freeAtFailure = directories.compactMap(FreeSpace.bytes(at:)).min() ?? 0
+        let needed = max(64 << 20, 2 * freeAtFailure)
+        waitingForSpace.insert(jobID)
+        Task {
+            while !self.stopping {
+                try? await Task.sleep(for: .seconds(self.configuration.spaceCheckSeconds))
+                let free = directories.compactMap(FreeSpace.bytes(at:)).min() ?? 0
+                if free >= needed { break }
+            }
+            self.resumeAfterSpaceReturned(jobID)
+        }
+    }
+
+    private func resumeAfterSpaceReturned(_ jobID: Int64) {
+        waitingForSpace.remove(jobID)
+        guard !stopping else { return }  // stays waiting-for-space; the next start resumes it
+        do {
+            try journal.transition(job: jobID, to: .resumed, stage: nil, detail: "space is available again")
+            logger.info("job \(jobID): space is available again; resuming")
+            pending.append(jobID)
+            schedule()
+        } catch {
+            logger.error("job \(jobID): cannot resume: \(error)")
+        }
+    }
+
     private func requeueAfterRetryDelay(_ jobID: Int64) {
         guard !stopping else { return }  // stays `retrying`; the next start claims it
         do {
@@ -390,6 +424,7 @@ actor DaemonQueue {
     /// One line for systemd's STATUS= and the log.
     func statusLine() -> String {
         "\(running.count) running, \(pending.count) queued, \(tracker.trackedNames.count) arriving"
+            + (waitingForSpace.isEmpty ? "" : ", \(waitingForSpace.count) waiting for space")
     }
 
     // MARK: - Stop
@@ -424,5 +459,14 @@ actor DaemonQueue {
 
     static func queueName(of job: JobRecord) -> String {
         URL(fileURLWithPath: job.sourcePath).lastPathComponent
+    }
+}
+
+/// Free bytes for unprivileged writers on the filesystem holding `path`.
+enum FreeSpace {
+    static func bytes(at path: String) -> UInt64? {
+        var info = statvfs()
+        guard statvfs(path, &info) == 0 else { return nil }
+        return UInt64(info.f_bavail) * UInt64(info.f_frsize)
     }
 }

@@ -21,6 +21,16 @@ public struct ConversionOptions: Sendable, Codable, Equatable {
     public var removeVMwareTools: Bool = false
     public var fixGuest: Bool = true
     public var libvirtNetwork: String = "default"
+    /// Define the published VM in libvirt (the `register` stage).
+    public var libvirtIntegration: Bool = false
+    public var libvirtURI: String = "qemu:///system"
+    /// Host bridge the NICs join instead of `libvirtNetwork`.
+    public var libvirtBridge: String?
+    /// Storage pool the disks are imported into; nil: the domain uses the published files.
+    public var libvirtPool: String?
+    public var libvirtAutostart: Bool = false
+    /// Replace the definition of a same-named domain this job did not define.
+    public var libvirtOverwrite: Bool = false
     public var emitDomainXML: Bool = true
 
     public init() {}

@@ -1,5 +1,7 @@
 /// The stages every job runs, in order. `emit` comes before `checksum` (the design lists
 /// them the other way) so that SHA256SUMS also covers domain.xml and metadata.json.
+/// `register` (libvirt) runs only after the VM is published, so a libvirt problem never
+/// costs the conversion.
 public enum StandardPipeline {
     public static func stages(toolVersion: String, parallelDisks: Bool) -> [any PipelineStage] {
         [
@@ -10,6 +12,7 @@ public enum StandardPipeline {
             EmitStage(toolVersion: toolVersion),
             ChecksumStage(),
             PublishStage(),
+            RegisterStage(),
         ]
     }
 }

@@ -61,6 +61,7 @@ import Testing
             enable_deduplication: false
             retry_policy: {enabled: true, max_retries: 5, retry_delay: 10, backoff_multiplier: 1.5}
             shutdown_grace_seconds: 30
+            space_check_seconds: 5
             log_file: /tmp/x.log
             verbose: 2
             notifications: {enabled: false}

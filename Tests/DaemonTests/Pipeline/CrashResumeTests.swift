@@ -29,7 +29,8 @@ import Journal
         let command = [ProductBinary.path, "convert", source, "--output-dir", out, "--no-fix"]
 
         let crashed = try sh(command, environment: ["HYPER2KVM_CRASH_POINT": point], allowFailure: true)
-        let stageSkipped = point.hasPrefix("extract.") || point.hasPrefix("fix.")
+        // Stages skipped for a plain disk with --no-fix and libvirt off never reach their points.
+        let stageSkipped = ["extract.", "fix.", "register."].contains { point.hasPrefix($0) }
         if !stageSkipped {
             #expect(crashed.status != 0, "\(point) was never reached")
             #expect(crashed.err.contains("crash point \(point)"))

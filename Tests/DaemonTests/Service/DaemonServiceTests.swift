@@ -365,3 +365,64 @@ extension DaemonServiceTests {
         #expect(messages.contains("STOPPING=1"))
     }
 }
+
+extension DaemonServiceTests {
+    @Test(.enabled(if: getuid() == 0, "mounts a small tmpfs: needs root"))
+    func aFullDiskMakesTheJobWaitAndItResumesWhenSpaceReturns() throws {
+        let scratch = try Scratch("daemon-enospc")
+        let base = scratch.path("data")
+        let small = scratch.path("small")
+        try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: true)
+        try sh(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", small])
+        defer { _ = try? sh(["umount", "-l", small], allowFailure: true) }
+        let config = scratch.path("enospc.yaml")
+        try """
+            command: daemon
+            file_stable_seconds: 0.5
+            fix_guest: false
+            space_check_seconds: 0.5
+            workdir: \(small)/work
+            output_dir: \(small)/output
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let daemon = try RunningDaemon(base: base, config: config)
+        defer { _ = daemon.stop() }
+        #expect(waitFor(10) { exists(base + "/queue") })
+        let raw = scratch.path("base.raw")
+        try TestDisks.makeRaw(at: raw)
+        try TestDisks.convert(raw: raw, to: scratch.path("big.vmdk"), format: "vmdk", options: [])
+        try FileManager.default.moveItem(atPath: scratch.path("big.vmdk"), toPath: base + "/queue/big.vmdk")
+
+        let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: base + "/state"))
+        #expect(waitFor(60) { (try? journal.job(1))??.state == .waitingForSpace }, "log:\n\(daemon.output)")
+        let leftovers = (try? FileManager.default.subpathsOfDirectory(atPath: small + "/work")) ?? []
+        #expect(!leftovers.contains { $0.hasSuffix(".partial") }, "partial output left: \(leftovers)")
+        #expect(exists(base + "/queue/big.vmdk"), "the source must stay queued while the job waits")
+
+        try sh(["mount", "-o", "remount,size=300m", small])
+        #expect(waitFor(60) { exists(small + "/output/big/big.qcow2") }, "log:\n\(daemon.output)")
+        let compare = try sh(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, small + "/output/big/big.qcow2"], allowFailure: true)
+        #expect(compare.status == 0)
+        let history = try journal.history(job: 1)
+        #expect(history.contains { $0.to == .waitingForSpace } && history.contains { $0.to == .resumed })
+    }
+
+    @Test func aSourceModifiedDuringTheJobFailsInsteadOfMixing() throws {
+        let scratch = try Scratch("changed-source")
+        let raw = scratch.path("base.raw")
+        try TestDisks.makeRaw(at: raw)
+        let source = scratch.path("vm.vmdk")
+        try TestDisks.convert(raw: raw, to: source, format: "vmdk", options: [])
+        let out = scratch.path("out")
+        let command = [ProductBinary.path, "convert", source, "--output-dir", out, "--no-fix"]
+        _ = try sh(command, environment: ["HYPER2KVM_CRASH_POINT": "convert.after-commit"], allowFailure: true)
+        // Someone writes to the source while the job is down.
+        let handle = try #require(FileHandle(forUpdatingAtPath: source))
+        handle.seekToEndOfFile()
+        handle.write(Data(repeating: 0, count: 512))
+        try handle.close()
+        let resumed = try sh(command, allowFailure: true)
+        #expect(resumed.status != 0)
+        #expect(resumed.err.contains(source) && resumed.err.contains("changed"), "\(resumed.err)")
+        #expect(!exists(out + "/vm/vm.qcow2"), "nothing may be published from a changed source")
+    }
+}

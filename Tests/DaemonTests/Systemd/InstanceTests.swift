@@ -1,0 +1,114 @@
+import Daemon
+import Foundation
+import Testing
+
+@Suite("Daemon instances: names, state directories, lock probe")
+struct InstanceLayoutTests {
+    @Test func defaultAndNamedInstancesFollowTheUnits() throws {
+        let layout = InstanceLayout(configDirectory: "/etc/hyper2kvm", dataDirectory: "/var/lib/hyper2kvm")
+        let standard = try layout.instance(named: nil)
+        #expect(standard.configFile == "/etc/hyper2kvm/hyper2kvm.yaml")
+        #expect(standard.home == "/var/lib/hyper2kvm")
+        #expect(standard.unitName == "hyper2kvm.service")
+        #expect(try layout.instance(named: "hyper2kvm") == standard)
+
+        let vsphere = try layout.instance(named: "vsphere")
+        #expect(vsphere.configFile == "/etc/hyper2kvm/vsphere.yaml")
+        #expect(vsphere.home == "/var/lib/hyper2kvm/vsphere")
+        #expect(vsphere.unitName == "hyper2kvm@vsphere.service")
+    }
+
+    @Test(arguments: ["", "../etc", "a/b", ".hidden", "-x", "with space"])
+    func pathLikeNamesAreRefused(name: String) {
+        #expect(throws: InstanceError.self) { try InstanceLayout().instance(named: name) }
+    }
+
+    @Test func stateDirectoryComesFromTheConfigurationElseTheHome() throws {
+        let scratch = try Scratch("instances")
+        let layout = InstanceLayout(configDirectory: scratch.path("etc"), dataDirectory: scratch.path("lib"))
+        try FileManager.default.createDirectory(atPath: layout.configDirectory, withIntermediateDirectories: true)
+        try "command: daemon\nstate_dir: \(scratch.path("elsewhere"))\n".write(toFile: scratch.path("etc/vsphere.yaml"), atomically: true, encoding: .utf8)
+        try "command: daemon\n".write(toFile: scratch.path("etc/aws.yaml"), atomically: true, encoding: .utf8)
+        try "command: daemon\n".write(toFile: scratch.path("etc/hyper2kvm.yaml"), atomically: true, encoding: .utf8)
+        try "".write(toFile: scratch.path("etc/notes.yaml.example"), atomically: true, encoding: .utf8)
+
+        #expect(try layout.instance(named: "vsphere").stateDirectory() == scratch.path("elsewhere"))
+        #expect(try layout.instance(named: "aws").stateDirectory() == scratch.path("lib/aws/state"))
+        #expect(try layout.instance(named: "nothing").stateDirectory() == scratch.path("lib/nothing/state"))
+        #expect(try layout.instance().stateDirectory() == scratch.path("lib/state"))
+        #expect(try layout.configuredInstances().map(\.name) == ["hyper2kvm", "aws", "vsphere"])
+    }
+
+    @Test func lockTableMatchesFlockEntriesByInode() {
+        let table = """
+        1: POSIX  ADVISORY  READ 10821 fe:00:6775057 128 128
+        2: FLOCK  ADVISORY  WRITE 4242 00:2f:991 0 EOF
+        2: -> FLOCK  ADVISORY  WRITE 4343 00:2f:555 0 EOF
+        """
+        #expect(JournalLockProbe.isFlockHeld(inode: 991, table: table))
+        #expect(!JournalLockProbe.isFlockHeld(inode: 6775057, table: table))
+        #expect(!JournalLockProbe.isFlockHeld(inode: 555, table: table))
+    }
+}
+
+@Suite("hyper2kvm status --instance and instances", .serialized)
+struct InstanceCommandTests {
+    @Test func statusFindsTheInstanceJournalAndInstancesSeesTheRunningDaemon() async throws {
+        let scratch = try Scratch("instance-cli")
+        let etc = scratch.path("etc"), lib = scratch.path("lib")
+        try FileManager.default.createDirectory(atPath: etc, withIntermediateDirectories: true)
+        try "command: daemon\nstate_dir: \(scratch.path("vsphere-journal"))\n".write(toFile: etc + "/vsphere.yaml", atomically: true, encoding: .utf8)
+        try "command: daemon\nfile_stable_seconds: 0\nshutdown_grace_seconds: 5\n".write(toFile: etc + "/aws.yaml", atomically: true, encoding: .utf8)
+        let environment = ["HYPER2KVM_CONFIG_DIR": etc, "HYPER2KVM_HOME": lib]
+
+        // A job in the vsphere instance's journal (its state_dir comes from its config).
+        try TestDisks.makeRaw(at: scratch.path("disk.raw"))
+        try sh([ProductBinary.path, "convert", scratch.path("disk.raw"), "--output-dir", scratch.path("out"),
+                "--state-dir", scratch.path("vsphere-journal"), "--no-fix", "--no-checksum"])
+        let status = try sh([ProductBinary.path, "status", "--instance", "vsphere", "--json"], environment: environment)
+        #expect(status.out.contains("disk.raw"), "status --instance vsphere: \(status.out)")
+
+        // The aws instance's daemon, started as its unit would: HYPER2KVM_HOME=<lib>/aws.
+        let daemon = Process()
+        daemon.executableURL = URL(fileURLWithPath: ProductBinary.path)
+        daemon.arguments = ["--config", etc + "/aws.yaml"]
+        daemon.environment = ProcessInfo.processInfo.environment.merging(["HYPER2KVM_HOME": lib + "/aws"]) { _, new in new }
+        daemon.standardError = FileHandle.nullDevice
+        daemon.standardOutput = FileHandle.nullDevice
+        try daemon.run()
+        defer { if daemon.isRunning { daemon.terminate() } }
+        let lock = lib + "/aws/state/journal.lock"
+        var pidText = ""
+        for _ in 0..<100 where pidText.isEmpty {
+            try await Task.sleep(for: .milliseconds(100))
+            pidText = ((try? String(contentsOfFile: lock, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        #expect(pidText == "\(daemon.processIdentifier)")
+
+        let listing = try sh([ProductBinary.path, "instances", "--json"], environment: environment)
+        let rows = try JSONDecoder().decode([Row].self, from: Data(listing.out.utf8))
+        #expect(rows.map(\.name) == ["aws", "vsphere"])
+        #expect(rows.first { $0.name == "aws" } == Row(name: "aws", unit: "hyper2kvm@aws.service", state_dir: lib + "/aws/state",
+                                                      state: "running", pid: daemon.processIdentifier))
+        #expect(rows.first { $0.name == "vsphere" }?.state == "stopped")
+        #expect(rows.first { $0.name == "vsphere" }?.state_dir == scratch.path("vsphere-journal"))
+        let table = try sh([ProductBinary.path, "instances"], environment: environment).out
+        #expect(table.contains("hyper2kvm@aws.service") && table.contains("running (pid \(daemon.processIdentifier))"), "\(table)")
+
+        daemon.terminate()
+        daemon.waitUntilExit()
+        let after = try sh([ProductBinary.path, "instances", "--json"], environment: environment)
+        #expect(try JSONDecoder().decode([Row].self, from: Data(after.out.utf8)).allSatisfy { $0.state == "stopped" })
+
+        let bad = try sh([ProductBinary.path, "status", "--instance", "../x"], environment: environment, allowFailure: true)
+        #expect(bad.status != 0 && bad.err.contains("not an instance name"))
+    }
+
+    struct Row: Decodable, Equatable {
+        let name: String
+        let unit: String
+        let state_dir: String?
+        let state: String
+        let pid: Int32?
+    }
+}
