@@ -192,7 +192,7 @@ struct Status: AsyncParsableCommand {
 
     func run() async throws {
         let journal = try location.openJournal()
-        print(try JournalReports.status(journal.allJobs(), json: json))
+        print(try JournalReports.status(journal.allJobs(), daemon: journal.latestDaemonRun(), json: json))
     }
 }
 

@@ -127,6 +127,11 @@ def proc_snapshot(pid):
                         counts[1] = int(line.split()[1])
         except FileNotFoundError:
             continue  # a thread ended between listdir and open
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                counts.append(f.read().strip())
+        except OSError:
+            counts.append("?")
         per_thread[tid] = counts
     fields = {}
     with open(f"/proc/{pid}/status") as f:
@@ -136,10 +141,23 @@ def proc_snapshot(pid):
     with open(f"/proc/{pid}/stat") as f:
         stat = f.read().rsplit(")", 1)[1].split()
     cpu = (int(stat[11]) + int(stat[12])) / CLOCK_TICKS  # utime, stime (fields 14, 15)
+    rollup = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if value.strip().endswith("kB"):
+                    rollup[key] = int(value.split()[0])
+    except OSError:
+        pass
     return {
         "per_thread": per_thread, "cpu_s": cpu,
         "rss_anon_kib": int(fields.get("RssAnon", "0 kB").split()[0]),
         "rss_file_kib": int(fields.get("RssFile", "0 kB").split()[0]),
+        # Pss shares each shared-library page among the processes that map it; Private_* is
+        # what this process alone costs.
+        "pss_kib": rollup.get("Pss", 0),
+        "private_kib": rollup.get("Private_Clean", 0) + rollup.get("Private_Dirty", 0),
         "threads": int(fields.get("Threads", "0")),
         "rss_kib": int(fields.get("VmRSS", "0 kB").split()[0]),
         "hwm_kib": int(fields.get("VmHWM", "0 kB").split()[0]),
@@ -150,11 +168,16 @@ def switches_between(before, after):
     """Context switches between two snapshots, per thread: threads alive in `after` count
     from their `before` value (or from 0 when they started in between). Switches of threads
     that ended in between are lost, so `perf stat` is the better figure when it exists."""
-    total = 0
-    for tid, (vol, invol) in after["per_thread"].items():
-        old = before["per_thread"].get(tid, [0, 0])
-        total += (vol - old[0]) + (invol - old[1])
-    return total
+    return sum(switches_by_thread(before, after).values())
+
+
+def switches_by_thread(before, after):
+    """Context switches between two snapshots per thread, keyed "tid comm"."""
+    deltas = {}
+    for tid, (vol, invol, comm) in after["per_thread"].items():
+        old = before["per_thread"].get(tid, [0, 0, comm])
+        deltas[f"{tid} {comm}"] = (vol - old[0]) + (invol - old[1])
+    return deltas
 
 
 def perf_available():

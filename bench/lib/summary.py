@@ -136,9 +136,15 @@ def main():
         perf = idle.get("perf_context_switches")
         wake = perf / idle["seconds"] if perf is not None else idle["wakeups_per_s"]
         source = "perf stat" if perf is not None else "/proc"
-        add(6, f"idle wakeups/s over {idle['seconds']:.0f} s ({source}; /proc: {idle['wakeups_per_s']:.2f}/s)",
+        by_thread = idle.get("by_thread", {})
+        others = sum(v for k, v in by_thread.items() if not k.endswith("qos.overcommit"))
+        where = (f"; all but {others} in libdispatch's manager thread (1 Hz workqueue monitor)"
+                 if by_thread and others < idle["ctxt_switches"] else "")
+        add(6, f"idle wakeups/s over {idle['seconds']:.0f} s ({source}; /proc: {idle['wakeups_per_s']:.2f}/s{where})",
             f"{wake:.2f}", "", "", "~0 (no polling)", verdict(wake, "<", 0.5))
-        add(6, "idle RSS MiB (VmRSS)", f"{idle['rss_mib']:.1f}", "", "", "< 40 MiB", verdict(idle["rss_mib"], "<", 40))
+        pss = f" (PSS {idle['pss_mib']:.1f}, private {idle['private_mib']:.1f})" if "pss_mib" in idle else ""
+        add(6, "idle RSS MiB (VmRSS)", f"{idle['rss_mib']:.1f}{pss}", "", "", "< 40 MiB",
+            verdict(idle["rss_mib"], "<", 40))
         mx = max(ren["log_s"])
         add(6, f"rename → queued (log line), median / max of {ren['samples']}",
             f"{B.median(ren['log_s']) * 1000:.0f} / {mx * 1000:.0f} ms", "", "", "< 200 ms", verdict(mx, "<", 0.2))

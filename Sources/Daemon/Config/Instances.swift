@@ -117,7 +117,7 @@ public enum JournalLockProbe {
 
     /// Matches on the inode alone: under overlayfs the lock is recorded against the
     /// upper file's device, which stat() through the overlay does not report.
-    static func isFlockHeld(inode: UInt64, table: String) -> Bool {
+    public static func isFlockHeld(inode: UInt64, table: String) -> Bool {
         table.split(separator: "\n").contains { line in
             // "1: FLOCK  ADVISORY  WRITE 1234 fd:00:5678 0 EOF"; blocked waiters start with "->".
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)

@@ -3,10 +3,30 @@ import Journal
 
 /// Renders what `status` and `history` print, as text for people or JSON for tools.
 public enum JournalReports {
-    public static func status(_ jobs: [JobRecord], json: Bool) throws -> String {
-        if json { return try encode(jobs) }
-        guard !jobs.isEmpty else { return "no jobs" }
-        var lines = [pad("JOB", 6) + pad("STATE", 18) + pad("STAGE", 10) + pad("PROGRESS", 9) + "SOURCE → OUTPUT"]
+    /// What `status --json` prints.
+    public struct StatusDocument: Codable, Sendable {
+        public var daemon: DaemonRun?
+        /// Whether that daemon still holds the journal (its pid is alive and it did not record a stop).
+        public var daemonRunning: Bool
+        public var counts: [String: Int]
+        public var jobs: [JobRecord]
+    }
+
+    public static func status(_ jobs: [JobRecord], daemon: DaemonRun?, json: Bool) throws -> String {
+        let running = daemon.map { $0.stoppedAt == nil && kill($0.pid, 0) == 0 } ?? false
+        var counts: [String: Int] = [:]
+        for job in jobs { counts[job.state.rawValue, default: 0] += 1 }
+        if json { return try encode(StatusDocument(daemon: daemon, daemonRunning: running, counts: counts, jobs: jobs)) }
+        var header: [String] = []
+        if let daemon {
+            header.append(running
+                ? "daemon: pid \(daemon.pid), running since \(daemon.startedAt), config \(daemon.config.isEmpty ? "(defaults)" : daemon.config.joined(separator: ", "))"
+                : "daemon: not running (last run pid \(daemon.pid), \(daemon.startedAt) – \(daemon.stoppedAt ?? "killed"))")
+            header.append("queue: \(daemon.watchDir) → \(daemon.outputDir)")
+        }
+        header.append("jobs: " + (counts.isEmpty ? "none" : counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))
+        guard !jobs.isEmpty else { return header.joined(separator: "\n") }
+        var lines = header + [pad("JOB", 6) + pad("STATE", 18) + pad("STAGE", 10) + pad("PROGRESS", 9) + "SOURCE → OUTPUT"]
         for job in jobs {
             let progress = job.progress.map { String(format: "%3.0f%%", $0 * 100) } ?? "-"
             var line = pad("\(job.id)", 6) + pad(job.state.rawValue, 18) + pad(job.stage ?? "-", 10) + pad(progress, 9)

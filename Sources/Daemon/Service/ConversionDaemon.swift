@@ -31,6 +31,7 @@ public struct ConversionDaemon: Sendable {
         }
         let journal = try JobJournal.openForWriting(stateDirectory: URL(fileURLWithPath: c.stateDir))
         defer { try? journal.close() }
+        let run = try journal.recordDaemonStart(pid: getpid(), config: c.sources, watchDir: c.watchDir, outputDir: c.outputDir)
         let watcher = try InotifyWatcher(directory: c.watchDir, logger: logger)
         let queue = DaemonQueue(configuration: c, journal: journal, logger: logger)
 
@@ -88,6 +89,7 @@ public struct ConversionDaemon: Sendable {
             group.cancelAll()
         }
         await queue.waitForRunningJobs()
+        try journal.recordDaemonStop(run: run)
         logger.notice("✅ Daemon shutdown complete")
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Journal
+import Daemon
 
 /// The daemon as operators run it: the real binary watching a real directory.
 @Suite(.serialized) struct DaemonServiceTests {
@@ -92,9 +93,12 @@ import Journal
         #expect(report?["filename"] as? String == "garbage.vmdk")
 
         let status = try sh([ProductBinary.path, "status", "--state-dir", base + "/state", "--json"]).out
-        let jobs = try JSONDecoder().decode([JobRecord].self, from: Data(status.utf8))
+        let jobs = try JSONDecoder().decode(JournalReports.StatusDocument.self, from: Data(status.utf8)).jobs
         #expect(jobs.filter { $0.state == .archived }.count == 2)
         #expect(jobs.filter { $0.state == .failed }.count == 1)
+        let text = try sh([ProductBinary.path, "status", "--state-dir", base + "/state"]).out
+        #expect(text.contains("daemon: pid \(daemon.process.processIdentifier), running since"), "\(text)")
+        #expect(text.contains("2 archived") && text.contains("1 failed"), "\(text)")
 
         #expect(daemon.stop() == 0, "SIGTERM should stop the daemon cleanly; log:\n\(daemon.output)")
     }
@@ -165,7 +169,7 @@ extension DaemonServiceTests {
         #expect(waitFor(20) { (try? FileManager.default.contentsOfDirectory(atPath: queue).filter { !$0.hasPrefix(".") })?.isEmpty == true },
                 "files left in the queue: \((try? FileManager.default.contentsOfDirectory(atPath: queue)) ?? [])")
         let status = try sh([ProductBinary.path, "status", "--state-dir", base + "/state", "--json"]).out
-        let jobs = try JSONDecoder().decode([JobRecord].self, from: Data(status.utf8))
+        let jobs = try JSONDecoder().decode(JournalReports.StatusDocument.self, from: Data(status.utf8)).jobs
         #expect(jobs.count == 2, "expected one job per VM: \(jobs.map(\.sourcePath))")
         let xml = try String(contentsOfFile: base + "/output/web01/domain.xml", encoding: .utf8)
         #expect(xml.contains("00:50:56:aa:bb:cc"))
@@ -204,7 +208,7 @@ extension DaemonServiceTests {
         #expect(waitFor(60) { exists(base + "/output/later/later.qcow2") }, "log:\n\(daemon.output)")
 
         let status = try sh([ProductBinary.path, "status", "--state-dir", base + "/state", "--json"]).out
-        let jobs = try JSONDecoder().decode([JobRecord].self, from: Data(status.utf8))
+        let jobs = try JSONDecoder().decode(JournalReports.StatusDocument.self, from: Data(status.utf8)).jobs
         #expect(jobs.map(\.state).filter { $0 == .duplicate }.count == 1)
         #expect(jobs.map(\.state).filter { $0 == .failed }.count == 1)
         #expect(jobs.map(\.state).filter { $0 == .archived }.count == 2)
