@@ -103,4 +103,10 @@ public struct StageTiming: Codable, Sendable, Equatable {
         self.finishedAt = finishedAt
         self.seconds = seconds
     }
+
+    enum CodingKeys: String, CodingKey {
+        case name, status, reason, seconds
+        case startedAt = "started_at"
+        case finishedAt = "finished_at"
+    }
 }

@@ -146,18 +146,8 @@ public struct ConversionMetadata: Codable, Sendable, Equatable {
         }
     }
 
-    public struct Fix: Codable, Sendable, Equatable {
-        public var area: String
-        public var file: String
-        public var before: String
-        public var after: String
-        public init(area: String, file: String, before: String, after: String) {
-            self.area = area
-            self.file = file
-            self.before = before
-            self.after = after
-        }
-    }
+    /// One change made inside the guest, as the fix stage recorded it.
+    public typealias Fix = GuestFixChange
 
     public struct Output: Codable, Sendable, Equatable {
         public var name: String
@@ -185,31 +175,7 @@ public struct ConversionMetadata: Codable, Sendable, Equatable {
 
     /// One stage as the journal recorded it; times are copied verbatim from the journal
     /// (ISO 8601 UTC), so metadata and `hyper2kvm history` always agree.
-    public struct Stage: Codable, Sendable, Equatable {
-        public var name: String
-        /// `completed` or `skipped`.
-        public var status: String
-        public var reason: String?
-        public var startedAt: String?
-        public var finishedAt: String?
-        public var seconds: Double?
-
-        public init(name: String, status: String, reason: String? = nil, startedAt: String? = nil,
-                    finishedAt: String? = nil, seconds: Double? = nil) {
-            self.name = name
-            self.status = status
-            self.reason = reason
-            self.startedAt = startedAt
-            self.finishedAt = finishedAt
-            self.seconds = seconds
-        }
-
-        enum CodingKeys: String, CodingKey {
-            case name, status, reason, seconds
-            case startedAt = "started_at"
-            case finishedAt = "finished_at"
-        }
-    }
+    public typealias Stage = StageTiming
 }
 
 /// Any JSON value, for the free-form `inspection` object.

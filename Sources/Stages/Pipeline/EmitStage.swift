@@ -56,10 +56,7 @@ public struct EmitStage: PipelineStage {
                 format: context.options.outFormat, size: size, sha256: context.recordedSHA256[name],
                 virtualSize: disk.virtualSize))
         }
-        let stages = context.stageHistory.map {
-            ConversionMetadata.Stage(name: $0.name, status: $0.status, reason: $0.reason,
-                                     startedAt: $0.startedAt, finishedAt: $0.finishedAt, seconds: $0.seconds)
-        }
+        let stages = context.stageHistory
         let sourceFormat = vm.disks.first?.locator.format ?? probe.kind.rawValue
         return ConversionMetadata(
             createdAt: Date(),
@@ -68,12 +65,22 @@ public struct EmitStage: PipelineStage {
             source: .init(path: context.source.path, kind: probe.kind, format: sourceFormat, size: probe.sizeBytes,
                           sha256: context.recorded[SourceDigestFile.name].flatMap {
                               try? StageJSON.read(SourceDigestFile.self, from: $0).sha256
-                          }),
+                          },
+                          identity: Self.identity(of: context.source)),
             vm: .init(vm),
             inspection: fixReport.flatMap { MetadataValue.object(encoding: $0.inspection) },
-            fixes: fixReport?.changes.map { .init(area: $0.area, file: $0.file, before: $0.before, after: $0.after) } ?? [],
+            fixes: fixReport?.changes ?? [],
             outputs: outputs,
             stages: stages)
+    }
+}
+
+extension EmitStage {
+    static func identity(of source: URL) -> ConversionMetadata.SourceIdentity? {
+        var info = stat()
+        guard stat(source.path, &info) == 0 else { return nil }
+        return .init(device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: UInt64(info.st_size),
+                     mtime: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
     }
 }
 

@@ -17,7 +17,18 @@ final class LibvirtDaemon {
             return
         }
         let pidFile = scratch.path("libvirtd.pid")
-        try sh([Self.binary, "--daemon", "--pid-file", pidFile])
+        // Not through `sh`: the daemon would inherit its pipes and keep them open forever.
+        let launcher = Process()
+        launcher.executableURL = URL(fileURLWithPath: Self.binary)
+        launcher.arguments = ["--daemon", "--pid-file", pidFile]
+        launcher.standardInput = FileHandle.nullDevice
+        launcher.standardOutput = FileHandle.nullDevice
+        launcher.standardError = FileHandle.nullDevice
+        try launcher.run()
+        launcher.waitUntilExit()
+        guard launcher.terminationStatus == 0 else {
+            throw FixtureError("\(Self.binary) --daemon exited with status \(launcher.terminationStatus)")
+        }
         var pid: Int32?
         for _ in 0..<100 {
             if pid == nil, let text = try? String(contentsOfFile: pidFile, encoding: .utf8) {
@@ -33,7 +44,8 @@ final class LibvirtDaemon {
     deinit {
         guard let pid = startedPID else { return }
         kill(pid, SIGTERM)
-        for _ in 0..<100 where kill(pid, 0) == 0 { Thread.sleep(forTimeInterval: 0.1) }
+        for _ in 0..<150 where kill(pid, 0) == 0 { Thread.sleep(forTimeInterval: 0.1) }
+        if kill(pid, 0) == 0 { kill(pid, SIGKILL) }
     }
 
     private static func answers() -> Bool {

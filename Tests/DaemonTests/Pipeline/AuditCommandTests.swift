@@ -5,10 +5,7 @@ import Testing
 @Suite(.serialized) struct AuditCommandTests {
     @Test func verifyCatchesAFlippedByteAndExportListsEverything() throws {
         let scratch = try Scratch("audit")
-        let raw = scratch.path("base.raw")
-        try TestDisks.makeRaw(at: raw)
-        let source = scratch.path("vm.vmdk")
-        try TestDisks.convert(raw: raw, to: source, format: "vmdk", options: [])
+        let (raw, source) = try TestDisks.makeSource(in: scratch)
         let out = scratch.path("out")
         try sh([ProductBinary.path, "convert", source, "--output-dir", out, "--no-fix"])
         let state = ["--state-dir", out + "/.hyper2kvm/state"]
@@ -39,10 +36,7 @@ import Testing
 
     @Test func aDamagedJournalIsRefusedWithARecoveryHint() throws {
         let scratch = try Scratch("audit-damaged")
-        let raw = scratch.path("base.raw")
-        try TestDisks.makeRaw(at: raw)
-        let source = scratch.path("vm.vmdk")
-        try TestDisks.convert(raw: raw, to: source, format: "vmdk", options: [])
+        let (raw, source) = try TestDisks.makeSource(in: scratch)
         let out = scratch.path("out")
         try sh([ProductBinary.path, "convert", source, "--output-dir", out, "--no-fix"])
         let database = out + "/.hyper2kvm/state/journal.sqlite"

@@ -21,10 +21,7 @@ import Journal
     @Test(arguments: pipelinePoints)
     func killedAtPointThenResumed(point: String) throws {
         let scratch = try Scratch("crash")
-        let raw = scratch.path("base.raw")
-        try TestDisks.makeRaw(at: raw)
-        let source = scratch.path("vm.vmdk")
-        try TestDisks.convert(raw: raw, to: source, format: "vmdk", options: [])
+        let (raw, source) = try TestDisks.makeSource(in: scratch)
         let out = scratch.path("out")
         let command = [ProductBinary.path, "convert", source, "--output-dir", out, "--no-fix"]
 
@@ -64,10 +61,7 @@ extension CrashResumeTests {
     @Test(arguments: ["append", "flip"])
     func damagedOutputIsDetectedAndItsStageRerun(damage: String) throws {
         let scratch = try Scratch("damage")
-        let raw = scratch.path("base.raw")
-        try TestDisks.makeRaw(at: raw)
-        let source = scratch.path("vm.vmdk")
-        try TestDisks.convert(raw: raw, to: source, format: "vmdk", options: [])
+        let (raw, source) = try TestDisks.makeSource(in: scratch)
         let out = scratch.path("out")
         let command = [ProductBinary.path, "convert", source, "--output-dir", out, "--no-fix"]
         _ = try sh(command, environment: ["HYPER2KVM_CRASH_POINT": "emit.after-commit"], allowFailure: true)

@@ -64,10 +64,7 @@ import Testing
 
     @Test func compressedOutputHasTheSameContent() throws {
         let scratch = try Scratch("e2e-zstd")
-        let raw = scratch.path("base.raw")
-        try TestDisks.makeRaw(at: raw)
-        let source = scratch.path("small.vmdk")
-        try TestDisks.convert(raw: raw, to: source, format: "vmdk", options: [])
+        let (raw, source) = try TestDisks.makeSource(in: scratch, named: "small.vmdk")
         let published = try convert(source, scratch: scratch, extra: ["--compress"])
         try expectPublishedIntact(published, equalTo: raw)
         let info = try sh(["qemu-img", "info", published.disk]).out

@@ -10,10 +10,7 @@ import Journal
 
     @Test func randomKillsNeverLoseDuplicateOrCorruptAnything() throws {
         let scratch = try Scratch("random-kill")
-        let raw = scratch.path("base.raw")
-        try TestDisks.makeRaw(at: raw)
-        let source = scratch.path("vm.vmdk")
-        try TestDisks.convert(raw: raw, to: source, format: "vmdk", options: ["-o", "subformat=streamOptimized"])
+        let (raw, source) = try TestDisks.makeSource(in: scratch, options: ["-o", "subformat=streamOptimized"])
         var generator = SystemRandomNumberGenerator()
         var crashes = 0, redone: [Int] = []
 

@@ -412,10 +412,7 @@ extension DaemonServiceTests {
 
     @Test func aSourceModifiedDuringTheJobFailsInsteadOfMixing() throws {
         let scratch = try Scratch("changed-source")
-        let raw = scratch.path("base.raw")
-        try TestDisks.makeRaw(at: raw)
-        let source = scratch.path("vm.vmdk")
-        try TestDisks.convert(raw: raw, to: source, format: "vmdk", options: [])
+        let (raw, source) = try TestDisks.makeSource(in: scratch)
         let out = scratch.path("out")
         let command = [ProductBinary.path, "convert", source, "--output-dir", out, "--no-fix"]
         _ = try sh(command, environment: ["HYPER2KVM_CRASH_POINT": "convert.after-commit"], allowFailure: true)

@@ -69,6 +69,15 @@ enum TestDisks {
         try sh(["qemu-img", "convert", "-f", "raw", "-O", format] + options + [raw, path])
     }
 
+    /// A fresh raw disk in `scratch` and a copy of it as a VMDK named `name`: (raw, source).
+    static func makeSource(in scratch: Scratch, named name: String = "vm.vmdk", options: [String] = []) throws -> (raw: String, source: String) {
+        let raw = scratch.path("base.raw")
+        try makeRaw(at: raw)
+        let source = scratch.path(name)
+        try convert(raw: raw, to: source, format: "vmdk", options: options)
+        return (raw, source)
+    }
+
     static func sha256(_ path: String) throws -> String {
         String(try sh(["sha256sum", path]).out.prefix(64))
     }

@@ -115,7 +115,8 @@ struct SystemdIntegrationTests {
         try sh(["chmod", "0755", work.url.path])
         try TestDisks.makeRaw(at: work.path("disk.raw"))
         try TestDisks.convert(raw: work.path("disk.raw"), to: work.path("disk.vmdk"), format: "vmdk", options: [])
-        try FileManager.default.createDirectory(atPath: work.path("home"), withIntermediateDirectories: true)
+        // As CacheDirectory= does for the unit: libguestfs ignores a cache directory that is missing.
+        try FileManager.default.createDirectory(atPath: work.path("home/cache"), withIntermediateDirectories: true)
         try sh(["chown", "-R", "\(user.name):\(user.name)", work.path("home"), work.path("disk.vmdk"), work.path("disk.raw")])
 
         let environment = [
