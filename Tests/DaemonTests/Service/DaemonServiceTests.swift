@@ -247,6 +247,18 @@ extension DaemonServiceTests {
         let first = try #require(xml.range(of: "db01.qcow2")), second = try #require(xml.range(of: "db01-disk-1.qcow2"))
         #expect(first.lowerBound < second.lowerBound, "the boot disk (disk-0, hint omitted = 0) must come first")
         #expect(xml.contains("00:50:56:01:02:03") && xml.contains("2048"))
+
+        // The same manifest with a wrong checksum fails clearly; the daemon keeps running.
+        let wrong = manifest.replacingOccurrences(of: "\"vm_name\": \"db01\"", with: "\"vm_name\": \"db02\"")
+            .replacingOccurrences(of: "sha256:", with: "sha256:0000000000")
+            .replacingOccurrences(of: try TestDisks.sha256(exports + "/db01-disk0.vmdk"),
+                                  with: String(try TestDisks.sha256(exports + "/db01-disk0.vmdk").dropLast(10)))
+        try wrong.write(toFile: scratch.path("db02.json"), atomically: true, encoding: .utf8)
+        try FileManager.default.moveItem(atPath: scratch.path("db02.json"), toPath: queue + "/db02.json")
+        #expect(waitFor(60) { exists(queue + "/.errors/db02.json.error.json") }, "log:\n\(daemon.output)")
+        let report = try String(contentsOfFile: queue + "/.errors/db02.json.error.json", encoding: .utf8)
+        #expect(report.contains("disk-0") && report.lowercased().contains("sha-256") || report.lowercased().contains("checksum"), "\(report)")
+        #expect(!exists(base + "/output/db02"))
     }
 }
 
