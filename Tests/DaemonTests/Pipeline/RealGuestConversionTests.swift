@@ -2,8 +2,9 @@ import Foundation
 import Testing
 
 /// The product's promise, end to end: a real Debian 12 made like a VMware export (root on
-/// /dev/sda1, NIC ens192 pinned to a VMware MAC, no virtio in its initramfs) dropped into
-/// the daemon comes out as a qcow2 that boots under QEMU with virtio disk and NIC.
+/// /dev/sda1, NIC ens192 pinned to a VMware MAC, no virtio in its initramfs), packed as an
+/// OVA and dropped into the daemon, comes out as a qcow2 that boots under QEMU with virtio
+/// disk and NIC. (The bare-VMDK path is booted by StagesTests' GuestFixRealGuestTests.)
 @Suite(.serialized) struct RealGuestConversionTests {
     static let repositoryRoot = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -12,27 +13,29 @@ import Testing
         (ProcessInfo.processInfo.environment["HYPER2KVM_TEST_CACHE"] ?? "/var/cache/hyper2kvm-test") + "/debian12-vmware.vmdk"
     }
 
-    @Test func aVMwareDebianGuestDroppedIntoTheDaemonBootsOnVirtio() throws {
+    @Test func aVMwareDebianOVADroppedIntoTheDaemonBootsOnVirtio() throws {
         if !FileManager.default.fileExists(atPath: Self.cachedGuest) {
             try sh([Self.repositoryRoot.appendingPathComponent("scripts/build-test-guest").path, "debian12"])
         }
         let scratch = try Scratch("real-guest")
         let base = scratch.path("data")
         try FileManager.default.createDirectory(atPath: base + "/queue", withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: Self.cachedGuest, toPath: scratch.path("web01.vmdk"))
-        let sourceSHA = try TestDisks.sha256(scratch.path("web01.vmdk"))
+        try sh(["qemu-img", "convert", "-f", "vmdk", "-O", "raw", Self.cachedGuest, scratch.path("guest.raw")])
+        let ova = try OVABuilder.make(name: "web01", raw: scratch.path("guest.raw"), in: scratch.url.path)
+        try FileManager.default.removeItem(atPath: scratch.path("guest.raw"))
+        let sourceSHA = try TestDisks.sha256(ova)
         let config = scratch.path("daemon.yaml")
         try "command: daemon\nfile_stable_seconds: 1\nretry_policy: {enabled: false}\n".write(toFile: config, atomically: true, encoding: .utf8)
         var environment = ["LIBGUESTFS_BACKEND": "direct"]
         if ProcessInfo.processInfo.environment["HYPER2KVM_TEST_KVM"] != "1" { environment["LIBGUESTFS_BACKEND_SETTINGS"] = "force_tcg" }
         let daemon = try DaemonServiceTests.RunningDaemon(base: base, config: config, environment: environment)
         defer { _ = daemon.stop() }
-        try FileManager.default.moveItem(atPath: scratch.path("web01.vmdk"), toPath: base + "/queue/web01.vmdk")
+        try FileManager.default.moveItem(atPath: ova, toPath: base + "/queue/web01.ova")
 
         let published = base + "/output/web01"
         let deadline = Date().addingTimeInterval(1500)
         while Date() < deadline && !FileManager.default.fileExists(atPath: published + "/SHA256SUMS") {
-            if FileManager.default.fileExists(atPath: base + "/queue/.errors/web01.vmdk.error.json") { break }
+            if FileManager.default.fileExists(atPath: base + "/queue/.errors/web01.ova.error.json") { break }
             Thread.sleep(forTimeInterval: 2)
         }
         #expect(FileManager.default.fileExists(atPath: published + "/web01.qcow2"), "log:\n\(daemon.output)")
@@ -44,12 +47,14 @@ import Testing
         #expect(areas.isSuperset(of: ["fstab", "bootloader", "initramfs", "network"]), "fixes: \(areas)")
         #expect((metadata?["inspection"] as? [String: Any])?["distro"] as? String == "debian")
         let processed = try FileManager.default.subpathsOfDirectory(atPath: base + "/queue/.processed")
-        let archived = try #require(processed.first { $0.hasSuffix("web01.vmdk") })
+        let archived = try #require(processed.first { $0.hasSuffix("web01.ova") })
         #expect(try TestDisks.sha256(base + "/queue/.processed/" + archived) == sourceSHA, "the source was modified")
 
         let boot = try sh([Self.repositoryRoot.appendingPathComponent("scripts/boot-test").path, published + "/web01.qcow2"],
                           environment: ["BOOT_TEST_TIMEOUT": "300"], allowFailure: true)
         #expect(boot.status == 0, "the converted guest did not boot on virtio: \(boot.out) \(boot.err)")
         #expect(boot.out.contains("HYPER2KVM-NET ens192="), "the NIC did not come up under its old name: \(boot.out)")
+        let xml = try String(contentsOfFile: published + "/domain.xml", encoding: .utf8)
+        #expect(xml.contains("00:50:56:aa:bb:cc"), "the OVF's MAC must reach domain.xml")
     }
 }
