@@ -5,6 +5,7 @@ arrives, reads its CPU, context switches and memory from /proc, and reads the jo
 (SQLite) read-only the way `hyper2kvm status` does.
 """
 
+import atexit
 import datetime
 import os
 import re
@@ -41,6 +42,7 @@ def private_binary(path):
             dst.write(chunk)
     os.chmod(target + ".tmp", 0o755)
     os.rename(target + ".tmp", target)
+    atexit.register(lambda: os.path.exists(target) and os.unlink(target))
     return target
 
 

@@ -7,6 +7,9 @@ import Testing
 final class LibvirtDaemon {
     static let uri = "qemu:///system"
     static let binary = "/usr/sbin/libvirtd"
+    /// As root, a libvirt client that finds no daemon spawns `libvirtd --timeout 120` itself;
+    /// that one would race the daemon the test starts, so clients here never spawn.
+    static let clientEnvironment = ["LIBVIRT_AUTOSTART": "0"]
     private let startedPID: Int32?
 
     static var canRun: Bool { getuid() == 0 && FileManager.default.isExecutableFile(atPath: binary) }
@@ -17,18 +20,9 @@ final class LibvirtDaemon {
             return
         }
         let pidFile = scratch.path("libvirtd.pid")
-        // Not through `sh`: the daemon would inherit its pipes and keep them open forever.
-        let launcher = Process()
-        launcher.executableURL = URL(fileURLWithPath: Self.binary)
-        launcher.arguments = ["--daemon", "--pid-file", pidFile]
-        launcher.standardInput = FileHandle.nullDevice
-        launcher.standardOutput = FileHandle.nullDevice
-        launcher.standardError = FileHandle.nullDevice
-        try launcher.run()
-        launcher.waitUntilExit()
-        guard launcher.terminationStatus == 0 else {
-            throw FixtureError("\(Self.binary) --daemon exited with status \(launcher.terminationStatus)")
-        }
+        // Through a shell that points the daemon's stdio at /dev/null: the daemon would
+        // otherwise hold the test's pipes open for as long as it runs.
+        try sh(["sh", "-c", "exec \"$0\" --daemon --pid-file \"$1\" </dev/null >/dev/null 2>&1", Self.binary, pidFile])
         var pid: Int32?
         for _ in 0..<100 {
             if pid == nil, let text = try? String(contentsOfFile: pidFile, encoding: .utf8) {
@@ -49,7 +43,7 @@ final class LibvirtDaemon {
     }
 
     private static func answers() -> Bool {
-        (try? sh(["virsh", "-c", uri, "version"], allowFailure: true))?.status == 0
+        (try? sh(["virsh", "-c", uri, "version"], environment: clientEnvironment, allowFailure: true))?.status == 0
     }
 }
 
@@ -57,7 +51,8 @@ final class LibvirtDaemon {
 enum VirshCLI {
     @discardableResult
     static func run(_ arguments: [String], allowFailure: Bool = false) throws -> (status: Int32, out: String, err: String) {
-        try sh(["virsh", "-q", "-c", LibvirtDaemon.uri] + arguments, allowFailure: allowFailure)
+        try sh(["virsh", "-q", "-c", LibvirtDaemon.uri] + arguments, environment: LibvirtDaemon.clientEnvironment,
+               allowFailure: allowFailure)
     }
 
     /// `Key: value` lines of `dominfo` as a dictionary.

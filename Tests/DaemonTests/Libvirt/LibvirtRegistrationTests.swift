@@ -28,7 +28,7 @@ struct LibvirtRegistrationTests {
 
     func convert(_ extra: [String], environment: [String: String] = [:]) throws -> (status: Int32, out: String, err: String) {
         try sh([ProductBinary.path, "convert", source, "--output-dir", out, "--no-fix", "--vm-name", vmName] + extra,
-               environment: environment, allowFailure: true)
+               environment: LibvirtDaemon.clientEnvironment.merging(environment) { _, new in new }, allowFailure: true)
     }
 
     func history() throws -> [TransitionRecord] {
