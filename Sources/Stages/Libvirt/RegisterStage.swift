@@ -62,7 +62,7 @@ public struct RegisterStage: PipelineStage {
             var running = false
             if ours != nil { running = try await virsh.state(ofDomain: domainName) != "shut off" }
             volumes = try await importDisks(of: definition, into: pool, uuid: uuid, virsh: virsh, reuse: running)
-            definition.useVolumes(Dictionary(uniqueKeysWithValues: volumes.map { ($0.importedFrom, $0.name) }), pool: pool)
+            definition.useVolumes(Dictionary(volumes.map { ($0.importedFrom, $0.name) }) { first, _ in first }, pool: pool)
         }
 
         let definedXML = context.newOutput(named: Self.definedXMLName)

@@ -20,9 +20,8 @@ final class LibvirtDaemon {
             return
         }
         let pidFile = scratch.path("libvirtd.pid")
-        // Through a shell that points the daemon's stdio at /dev/null: the daemon would
-        // otherwise hold the test's pipes open for as long as it runs.
-        try sh(["sh", "-c", "exec \"$0\" --daemon --pid-file \"$1\" </dev/null >/dev/null 2>&1", Self.binary, pidFile])
+        let status = try DetachedLaunch.run([Self.binary, "--daemon", "--pid-file", pidFile])
+        guard status == 0 else { throw FixtureError("\(Self.binary) --daemon exited with status \(status)") }
         var pid: Int32?
         for _ in 0..<100 {
             if pid == nil, let text = try? String(contentsOfFile: pidFile, encoding: .utf8) {
@@ -44,6 +43,48 @@ final class LibvirtDaemon {
 
     private static func answers() -> Bool {
         (try? sh(["virsh", "-c", uri, "version"], environment: clientEnvironment, allowFailure: true))?.status == 0
+    }
+}
+
+/// Starts a program that daemonizes, as if from a clean shell. Foundation's `Process` (and
+/// so `sh`) would hand it the test runner's signal mask, in which SIGTERM is blocked (the
+/// daemon could then never be stopped), and a descriptor `Process` watches to notice the
+/// exit (a daemon holding it makes the launch look endless).
+enum DetachedLaunch {
+    /// Runs `arguments` with stdio on /dev/null, no other descriptors, default signal
+    /// mask and dispositions; returns its exit status once it exits.
+    static func run(_ arguments: [String]) throws -> Int32 {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        // glibc ≥ 2.34 has closefrom as a spawn action; Swift's Glibc module does not export it.
+        typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else {
+            throw FixtureError("glibc without posix_spawn_file_actions_addclosefrom_np")
+        }
+        _ = unsafeBitCast(symbol, to: CloseFrom.self)(&actions, 3)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t()
+        sigemptyset(&none)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        let cArguments = arguments.map { strdup($0) } + [nil]
+        defer { cArguments.forEach { free($0) } }
+        var pid: pid_t = 0
+        let error = posix_spawn(&pid, arguments[0], &actions, &attributes, cArguments, environ)
+        guard error == 0 else { throw FixtureError("cannot start \(arguments[0]): \(String(cString: strerror(error)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
     }
 }
 
