@@ -68,6 +68,10 @@ import Testing
             use_v2v: false
             v2v_parallel: false
             v2v_concurrency: 1
+            libvirt_uri: qemu:///system
+            libvirt_pool: vms
+            libvirt_autostart: false
+            libvirt_overwrite: false
             input: /tmp/in.vmdk
             win_virtio: false
             win_hyperv: false
@@ -95,6 +99,16 @@ import Testing
             if case .replaced = key.status { continue }
             #expect(source.contains("\n    \(key.name):") || source.contains("        \(key.name):"), "key \(key.name) untested")
         }
+    }
+
+    @Test func libvirtBridgeIsReadInsteadOfANetwork() throws {
+        let path = try file("bridge.yaml", """
+            command: daemon
+            libvirt_integration: true
+            libvirt_bridge: br0
+            """)
+        let c = try ConfigurationLoader.load(files: [path])
+        #expect(c.conversion.libvirtBridge == "br0" && c.conversion.libvirtIntegration)
     }
 
     @Test func unknownKeyNamesFileKeyAndNearestKey() throws {
