@@ -35,6 +35,8 @@ public struct ConversionMetadata: Codable, Sendable, Equatable {
     public var fixes: [Fix]
     public var outputs: [Output]
     public var stages: [Stage]
+    /// The libvirt domain domain.xml describes (and `register` defines, when enabled).
+    public var domain: Domain?
 
     public init(createdAt: Date, tool: Tool, source: Source, vm: VM, inspection: [String: MetadataValue]? = nil,
                 fixes: [Fix] = [], outputs: [Output] = [], stages: [Stage] = []) {
@@ -49,7 +51,7 @@ public struct ConversionMetadata: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case schema, tool, source, vm, inspection, fixes, outputs, stages
+        case schema, tool, source, vm, inspection, fixes, outputs, stages, domain
         case createdAt = "created_at"
     }
 
@@ -143,6 +145,15 @@ public struct ConversionMetadata: Codable, Sendable, Equatable {
         enum CodingKeys: String, CodingKey {
             case name, vcpus, firmware, nics
             case memoryMiB = "memory_mib"
+        }
+    }
+
+    public struct Domain: Codable, Sendable, Equatable {
+        public var name: String
+        public var uuid: String
+        public init(name: String, uuid: String) {
+            self.name = name
+            self.uuid = uuid
         }
     }
 

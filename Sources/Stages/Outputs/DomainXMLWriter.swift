@@ -41,7 +41,8 @@ public struct DomainXMLWriter: Sendable {
     ///   - options: `vmName`, `vmMemoryMiB`, `vmVcpus`, `vmUEFI` override the source;
     ///     `libvirtNetwork` names the network every NIC joins.
     /// - Throws: `StageError(.badInput)` when there is no disk or the name is empty.
-    public func render(vm: VMDescription, disks: [Disk], options: ConversionOptions) throws -> String {
+    ///   - uuid: the domain's UUID, so metadata.json and libvirt name the same domain.
+    public func render(vm: VMDescription, disks: [Disk], options: ConversionOptions, uuid: String? = nil) throws -> String {
         let name = options.vmName ?? vm.name
         guard !name.isEmpty else { throw StageError(.badInput, "the VM has no name; set vm_name") }
         guard !disks.isEmpty else { throw StageError(.badInput, file: name, "the VM has no disk to describe") }
@@ -51,6 +52,7 @@ public struct DomainXMLWriter: Sendable {
 
         var domain = MarkupElement("domain", ["type": "kvm"])
         domain.add(MarkupElement("name", text: name))
+        if let uuid { domain.add(MarkupElement("uuid", text: uuid)) }
         domain.add(MarkupElement("memory", ["unit": "MiB"], text: String(memoryMiB)))
         domain.add(MarkupElement("currentMemory", ["unit": "MiB"], text: String(memoryMiB)))
         domain.add(MarkupElement("vcpu", ["placement": "static"], text: String(vcpus)))

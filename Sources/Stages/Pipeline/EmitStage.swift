@@ -24,19 +24,22 @@ public struct EmitStage: PipelineStage {
         try StageJSON.write(PublicationTarget(directory: directory.path), to: targetFile)
         files[PublicationTarget.fileName] = targetFile
 
+        // One UUID for domain.xml and metadata.json; `register` defines exactly this domain.
+        let uuid = UUID().uuidString.lowercased()
         if context.options.emitDomainXML {
             let disks = vm.disksInBootOrder.map {
                 DomainXMLWriter.Disk(path: layout.diskPath(diskID: $0.id).path, format: context.options.outFormat)
             }
             var named = vm
             named.name = layout.vmName
-            let xml = try DomainXMLWriter().render(vm: named, disks: disks, options: context.options)
+            let xml = try DomainXMLWriter().render(vm: named, disks: disks, options: context.options, uuid: uuid)
             let xmlFile = context.newOutput(named: StageFiles.domainXML)
             try DurableFile.write(Data(xml.utf8), to: xmlFile)
             files[StageFiles.domainXML] = xmlFile
         }
 
-        let metadata = try await metadataDocument(vm: vm, layout: layout, context: context)
+        var metadata = try await metadataDocument(vm: vm, layout: layout, context: context)
+        if context.options.emitDomainXML { metadata.domain = .init(name: layout.vmName, uuid: uuid) }
         let metadataFile = context.newOutput(named: StageFiles.metadata)
         try MetadataWriter.write(metadata, to: metadataFile)
         files[StageFiles.metadata] = metadataFile

@@ -30,6 +30,9 @@ import Testing
         #expect(define.status == 0, "virsh define: \(define.err)")
         let metadata = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: published.directory + "/metadata.json")))
         let outputs = (metadata as? [String: Any])?["outputs"] as? [[String: Any]]
+        let uuid = ((metadata as? [String: Any])?["domain"] as? [String: Any])?["uuid"] as? String
+        let xml = try String(contentsOfFile: published.directory + "/domain.xml", encoding: .utf8)
+        #expect(uuid != nil && xml.contains("<uuid>\(uuid ?? "-")</uuid>"), "metadata.json and domain.xml must name the same domain")
         #expect(outputs?.first?["sha256"] as? String == (try TestDisks.sha256(published.disk)))
     }
 
