@@ -424,7 +424,7 @@ extension DaemonServiceTests {
 
     @Test func aSourceModifiedDuringTheJobFailsInsteadOfMixing() throws {
         let scratch = try Scratch("changed-source")
-        let (raw, source) = try TestDisks.makeSource(in: scratch)
+        let (_, source) = try TestDisks.makeSource(in: scratch)
         let out = scratch.path("out")
         let command = [ProductBinary.path, "convert", source, "--output-dir", out, "--no-fix"]
         _ = try sh(command, environment: ["HYPER2KVM_CRASH_POINT": "convert.after-commit"], allowFailure: true)
