@@ -17,6 +17,13 @@ extension JobJournal {
         try fetchJobs(where: "1", arguments: [])
     }
 
+    /// Converted jobs (published or archived, with a recorded source SHA-256) whose source
+    /// had `size` bytes: the only candidates a new file of that size can duplicate.
+    public func convertedJobs(withSourceSize size: Int64) throws -> [JobRecord] {
+        try fetchJobs(where: "source_size = ? AND source_sha256 IS NOT NULL AND state IN ('published', 'archived')",
+                      arguments: [size])
+    }
+
     public func jobs(matchingIdentity identity: SourceIdentity) throws -> [JobRecord] {
         try fetchJobs(
             where: """

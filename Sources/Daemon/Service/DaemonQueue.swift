@@ -198,10 +198,7 @@ actor DaemonQueue {
                 return
             }
             taken.formUnion(members)
-            let sameSize = configuration.enableDeduplication
-                ? try journal.allJobs().filter {
-                    $0.identity.size == identity.size && $0.sourceSHA256 != nil && ($0.state == .published || $0.state == .archived)
-                } : []
+            let sameSize = configuration.enableDeduplication ? try journal.convertedJobs(withSourceSize: identity.size) : []
             guard !sameSize.isEmpty else {
                 try claim(name, members: members, sha256: nil)
                 return
