@@ -20,14 +20,7 @@ public struct OneShotConversion: Sendable {
         let journal = try JobJournal.openForWriting(stateDirectory: stateDirectory)
         defer { try? journal.close() }
 
-        let runner = JobRunner(
-            journal: journal,
-            stages: StandardPipeline.stages(toolVersion: Hyper2KVMVersion.current,
-                                            parallelDisks: configuration.parallelProcessing),
-            options: configuration.conversion,
-            workRoot: URL(fileURLWithPath: configuration.workDir),
-            outputRoot: URL(fileURLWithPath: configuration.outputDir),
-            logger: logger)
+        let runner = JobRunner.standard(configuration: configuration, journal: journal, logger: logger)
         let identity = try JobIntake.identity(of: source)
         let earlier = try journal.jobs(matchingIdentity: identity).filter { $0.sourcePath == source.path }
         // An unfinished job of this path is resumed even if the file changed meanwhile: the

@@ -36,6 +36,21 @@ public struct JobRunner: Sendable {
         self.stopFlag = stopFlag
     }
 
+    /// The runner of the standard pipeline with the configuration's directories and options
+    /// (one place for the one-shot command and the daemon).
+    public static func standard(configuration: Configuration, journal: JobJournal, logger: Logger,
+                                stopFlag: StopFlag = StopFlag()) -> JobRunner {
+        JobRunner(
+            journal: journal,
+            stages: StandardPipeline.stages(toolVersion: Hyper2KVMVersion.current,
+                                            parallelDisks: configuration.parallelProcessing),
+            options: configuration.conversion,
+            workRoot: URL(fileURLWithPath: configuration.workDir),
+            outputRoot: URL(fileURLWithPath: configuration.outputDir),
+            logger: logger,
+            stopFlag: stopFlag)
+    }
+
     public func workDirectory(of jobID: Int64) -> URL {
         workRoot.appendingPathComponent("job-\(jobID)")
     }

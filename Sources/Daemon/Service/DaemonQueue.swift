@@ -26,15 +26,7 @@ actor DaemonQueue {
         self.configuration = configuration
         self.journal = journal
         self.logger = logger
-        runner = JobRunner(
-            journal: journal,
-            stages: StandardPipeline.stages(toolVersion: Hyper2KVMVersion.current,
-                                            parallelDisks: configuration.parallelProcessing),
-            options: configuration.conversion,
-            workRoot: URL(fileURLWithPath: configuration.workDir),
-            outputRoot: URL(fileURLWithPath: configuration.outputDir),
-            logger: logger,
-            stopFlag: stopFlag)
+        runner = JobRunner.standard(configuration: configuration, journal: journal, logger: logger, stopFlag: stopFlag)
         sampler = FileStabilitySampler(directory: configuration.watchDir, clock: ContinuousClock(), logger: logger)
         tracker = FileStabilityTracker(quietPeriod: .milliseconds(Int64(configuration.fileStableSeconds * 1000)))
     }
