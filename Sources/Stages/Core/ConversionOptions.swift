@@ -32,6 +32,13 @@ public struct ConversionOptions: Sendable, Codable, Equatable {
     /// Replace the definition of a same-named domain this job did not define.
     public var libvirtOverwrite: Bool = false
     public var emitDomainXML: Bool = true
+    /// Windows guests: inject virtio storage/network drivers so the guest boots on virtio.
+    /// Off, or when no driver fits the guest, the domain keeps SATA disks and e1000e NICs.
+    public var winVirtio: Bool = false
+    /// Windows guests: Hyper-V enlightenments in the domain XML.
+    public var winHyperv: Bool = false
+    /// A virtio-win ISO or unpacked directory (`virtio_win`, else the `VIRTIO_WIN` environment variable).
+    public var virtioWin: String?
 
     public init() {}
 }

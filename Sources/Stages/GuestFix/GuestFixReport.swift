@@ -90,6 +90,8 @@ public struct GuestFixReport: Codable, Sendable, Equatable {
     public var backupDirectory: String
     /// Seconds per step ("launch", "inspect", "fstab", "initramfs", …), in order.
     public var durations: [StepDuration]
+    /// Set for Windows guests: drivers, registry changes and the domain settings they imply.
+    public var windows: WindowsFixReport?
 
     public struct StepDuration: Codable, Sendable, Equatable {
         public var step: String
@@ -102,12 +104,13 @@ public struct GuestFixReport: Codable, Sendable, Equatable {
 
     public init(inspection: GuestInspection, changes: [GuestFixChange] = [], skipped: [SkippedGuestFix] = [],
                 warnings: [String] = [], backupDirectory: String = "/var/lib/hyper2kvm/original-files",
-                durations: [StepDuration] = []) {
+                durations: [StepDuration] = [], windows: WindowsFixReport? = nil) {
         self.inspection = inspection
         self.changes = changes
         self.skipped = skipped
         self.warnings = warnings
         self.backupDirectory = backupDirectory
         self.durations = durations
+        self.windows = windows
     }
 }
