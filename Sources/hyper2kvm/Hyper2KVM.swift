@@ -52,6 +52,10 @@ struct JournalLocation: ParsableArguments {
     var instance: String?
 
     func openJournal() throws -> JobJournal {
+        try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: stateDirectory()))
+    }
+
+    func stateDirectory() throws -> String {
         let directory: String
         if let stateDir {
             directory = stateDir
@@ -62,7 +66,7 @@ struct JournalLocation: ParsableArguments {
         } else {
             directory = Configuration().stateDir
         }
-        return try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: directory))
+        return directory
     }
 }
 
@@ -270,7 +274,22 @@ struct Verify: AsyncParsableCommand {
 
 struct JournalGroup: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "journal", abstract: "Read the whole journal.", subcommands: [Replay.self, Export.self])
+        commandName: "journal", abstract: "Read the whole journal, or start a new one.", subcommands: [Replay.self, Export.self, Init.self])
+
+    struct Init: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create an empty journal where the old one was lost, on purpose.",
+            discussion: "The daemon refuses to start without its journal once it has been used (lock file, job "
+                + "directories or published VMs remain), so a lost journal never silently reconverts everything. "
+                + "Run this only to start over; VMs already published stay and are not known to the new journal.")
+        @OptionGroup var location: JournalLocation
+
+        func run() async throws {
+            let directory = try location.stateDirectory()
+            try JournalContinuity.initialise(stateDirectory: URL(fileURLWithPath: directory))
+            print("created an empty journal in \(directory)")
+        }
+    }
 
     struct Replay: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print every job's transitions in order.")

@@ -29,6 +29,8 @@ public struct Configuration: Sendable, Equatable {
 
     public var maxConcurrent = 1
     public var parallelProcessing = false
+    /// Disks of one job copied at once when `parallelProcessing` is on.
+    public var parallelDiskCopies = 2
     public var fileStableSeconds = 5.0
     public var archiveProcessed = true
     public var enableDeduplication = true
@@ -49,6 +51,9 @@ public struct Configuration: Sendable, Equatable {
         outputDir = baseDirectory + "/output"
         workDir = baseDirectory + "/work"
         stateDir = baseDirectory + "/state"
+        if let drivers = ProcessInfo.processInfo.environment["VIRTIO_WIN"], !drivers.isEmpty {
+            conversion.virtioWin = drivers
+        }
     }
 
     /// `HYPER2KVM_HOME`, else /var/lib/hyper2kvm (the systemd StateDirectory).

@@ -143,8 +143,7 @@ enum ConfigurationKeys {
         .init("fix_guest", type: "bool", "apply guest OS fixes (false: copy the disk only)") { value, config throws(ConfigurationValue.Mismatch) in
             config.conversion.fixGuest = try value.bool()
         },
-        .init("remove_vmware_tools", type: "bool", "uninstall VMware tools from the guest",
-              status: .notImplemented("remove_vmware_tools"), isActive: { !$0.isFalseOrNull }) { value, config throws(ConfigurationValue.Mismatch) in
+        .init("remove_vmware_tools", type: "bool", "uninstall VMware tools from the guest (Linux: the packages; Windows: services disabled, uninstall at first boot)") { value, config throws(ConfigurationValue.Mismatch) in
             config.conversion.removeVMwareTools = try value.bool()
         },
         .init("emit_domain_xml", type: "bool", "write domain.xml beside the disk") { value, config throws(ConfigurationValue.Mismatch) in
@@ -227,14 +226,23 @@ enum ConfigurationKeys {
               isActive: { value in value.node.mapping?["enabled"]?.bool == true }) { _, _ throws(ConfigurationValue.Mismatch) in },
         .init("use_v2v", type: "bool", "delegate conversion to virt-v2v", status: .notImplemented("use_v2v: hyper2kvm converts itself and does not call virt-v2v"),
               isActive: { !$0.isFalseOrNull }) { value, _ throws(ConfigurationValue.Mismatch) in _ = try value.bool() },
-        .init("v2v_parallel", type: "bool", "parallel disk copies", status: .notImplemented("v2v_parallel (use parallel_processing)"),
-              isActive: { !$0.isFalseOrNull }) { value, _ throws(ConfigurationValue.Mismatch) in _ = try value.bool() },
-        .init("v2v_concurrency", type: "int", "parallel disk copies", status: .notImplemented("v2v_concurrency > 1 (use max_concurrent)"),
-              isActive: { ($0.node.int ?? 2) > 1 }) { value, _ throws(ConfigurationValue.Mismatch) in _ = try value.int(in: 1...64) },
-        .init("win_virtio", type: "bool", "inject virtio drivers into Windows guests", status: .notImplemented("win_virtio (Windows guests)"),
-              isActive: { !$0.isFalseOrNull }) { value, _ throws(ConfigurationValue.Mismatch) in _ = try value.bool() },
-        .init("win_hyperv", type: "bool", "Hyper-V enlightenments for Windows guests", status: .notImplemented("win_hyperv (Windows guests)"),
-              isActive: { !$0.isFalseOrNull }) { value, _ throws(ConfigurationValue.Mismatch) in _ = try value.bool() },
+        // Upstream's name for parallel disk copies; true turns parallel_processing on, false
+        // leaves it as parallel_processing says (the seed's example sets both to true).
+        .init("v2v_parallel", type: "bool", "true: same as parallel_processing: true (hyper2kvm copies disks itself, without virt-v2v)") { value, config throws(ConfigurationValue.Mismatch) in
+            if try value.bool() { config.parallelProcessing = true }
+        },
+        .init("v2v_concurrency", type: "int", "how many disks of one job are copied at once when parallel_processing is on (default 2)") { value, config throws(ConfigurationValue.Mismatch) in
+            config.parallelDiskCopies = try value.int(in: 1...64)
+        },
+        .init("win_virtio", type: "bool", "Windows guests: inject virtio drivers from virtio_win so they boot on virtio (off: SATA disk, e1000e NIC)") { value, config throws(ConfigurationValue.Mismatch) in
+            config.conversion.winVirtio = try value.bool()
+        },
+        .init("win_hyperv", type: "bool", "Windows guests: Hyper-V enlightenments in domain.xml") { value, config throws(ConfigurationValue.Mismatch) in
+            config.conversion.winHyperv = try value.bool()
+        },
+        .init("virtio_win", type: "path", "virtio-win ISO or directory with the Windows drivers (default: $VIRTIO_WIN)") { value, config throws(ConfigurationValue.Mismatch) in
+            config.conversion.virtioWin = try value.path()
+        },
         .init("dry_run", type: "bool", "plan without writing", status: .notImplemented("dry_run"),
               isActive: { !$0.isFalseOrNull }) { value, _ throws(ConfigurationValue.Mismatch) in _ = try value.bool() },
         .init("workers", type: "-", "", status: .replaced("use max_concurrent (jobs) and parallel_processing (disks)")) { _, _ throws(ConfigurationValue.Mismatch) in },

@@ -85,6 +85,10 @@ public enum ConfigurationLoader {
         if configuration.conversion.compress && configuration.conversion.outFormat != "qcow2" {
             errors.append(ConfigurationError(file: file, key: "compress", "compression needs out_format: qcow2"))
         }
+        if let drivers = configuration.conversion.virtioWin, !FileManager.default.fileExists(atPath: drivers) {
+            errors.append(ConfigurationError(file: file, key: "virtio_win",
+                                             "\(drivers) does not exist (a virtio-win ISO or directory; also read from VIRTIO_WIN)"))
+        }
         return errors
     }
 

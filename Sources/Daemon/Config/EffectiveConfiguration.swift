@@ -17,7 +17,10 @@ public enum EffectiveConfiguration {
             ("libvirt_bridge", o.libvirtBridge ?? "(none: NICs on libvirt_network)"),
             ("libvirt_pool", o.libvirtPool ?? "(none: the published files)"),
             ("libvirt_autostart", "\(o.libvirtAutostart)"), ("libvirt_overwrite", "\(o.libvirtOverwrite)"),
+            ("remove_vmware_tools", "\(o.removeVMwareTools)"), ("win_virtio", "\(o.winVirtio)"),
+            ("win_hyperv", "\(o.winHyperv)"), ("virtio_win", o.virtioWin ?? "(none)"),
             ("max_concurrent", "\(c.maxConcurrent)"), ("parallel_processing", "\(c.parallelProcessing)"),
+            ("v2v_concurrency", "\(c.parallelDiskCopies)"),
             ("file_stable_seconds", "\(c.fileStableSeconds)"), ("archive_processed", "\(c.archiveProcessed)"),
             ("enable_deduplication", "\(c.enableDeduplication)"),
             ("retry_policy", "enabled=\(c.retryPolicy.enabled) max_retries=\(c.retryPolicy.maxRetries) "

@@ -17,7 +17,7 @@ public struct OneShotConversion: Sendable {
     public func run(source: URL, progress: @escaping @Sendable (Int64, Double) -> Void = { _, _ in }) async throws -> JobRunner.Outcome {
         let stateDirectory = URL(fileURLWithPath: configuration.stateDir)
         try FileManager.default.createDirectory(at: stateDirectory, withIntermediateDirectories: true)
-        let journal = try JobJournal.openForWriting(stateDirectory: stateDirectory)
+        let journal = try JournalContinuity.openForWriting(configuration)
         defer { try? journal.close() }
 
         let runner = JobRunner.standard(configuration: configuration, journal: journal, logger: logger)

@@ -43,7 +43,7 @@ public struct JobRunner: Sendable {
         JobRunner(
             journal: journal,
             stages: StandardPipeline.stages(toolVersion: Hyper2KVMVersion.current,
-                                            parallelDisks: configuration.parallelProcessing),
+                                            parallelDiskCopies: configuration.parallelProcessing ? configuration.parallelDiskCopies : 1),
             options: configuration.conversion,
             workRoot: URL(fileURLWithPath: configuration.workDir),
             outputRoot: URL(fileURLWithPath: configuration.outputDir),

@@ -29,7 +29,7 @@ public struct ConversionDaemon: Sendable {
                 throw StageError(.ioFailed, file: directory, "\(key): not writable by uid \(getuid()): \(String(cString: strerror(errno)))")
             }
         }
-        let journal = try JobJournal.openForWriting(stateDirectory: URL(fileURLWithPath: c.stateDir))
+        let journal = try JournalContinuity.openForWriting(c)
         defer { try? journal.close() }
         let run = try journal.recordDaemonStart(pid: getpid(), config: c.sources, watchDir: c.watchDir, outputDir: c.outputDir)
         let watcher = try InotifyWatcher(directory: c.watchDir, logger: logger)

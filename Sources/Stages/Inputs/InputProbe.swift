@@ -196,7 +196,7 @@ public enum InputProbe {
         if let backing = info.backingFile {
             try checkBackingFile(backing, of: locator)
         }
-        try await checkConsistency(of: locator, storedSize: reader.size)
+        try await checkConsistency(of: locator, reader: reader)
         var result = info
         result.storedSize = reader.size
         return result
@@ -287,7 +287,8 @@ public enum InputProbe {
     /// `qemu-img check` where supported (qcow2, vmdk, vhdx; vpc and raw have none), plus
     /// the qcow2 end-of-image offset against the stored size, which catches a qcow2 cut
     /// by less than a cluster that check itself passes.
-    static func checkConsistency(of locator: DiskLocator, storedSize: UInt64) async throws {
+    static func checkConsistency(of locator: DiskLocator, reader: ByteRangeReader) async throws {
+        let storedSize = reader.size
         guard ["qcow2", "vmdk", "vhdx"].contains(locator.format) else { return }
         let command = ExternalCommand("qemu-img", ["check", "--output=json", "-f", locator.format, locator.qemuImageSpec],
                                       limits: .untrustedProbe)
@@ -302,7 +303,8 @@ public enum InputProbe {
                              "qemu-img check of the \(locator.format) image failed (truncated or damaged?): \(qemuMessage(result))")
         }
         if let json = try? JSONSerialization.jsonObject(with: result.stdout) as? [String: Any],
-           let end = uint64(json["image-end-offset"]), end > storedSize {
+           let end = uint64(json["image-end-offset"]), end > storedSize,
+           !(locator.format == "qcow2" && (try? QcowTail.endsInShortL1Table(reader, imageEnd: end)) == true) {
             throw StageError(.badInput, file: locator.path,
                              "truncated \(locator.format) image: its metadata ends at byte \(end) but it has only \(storedSize) bytes")
         }

@@ -17,6 +17,10 @@ import Foundation
 ///   unknown), `nics[]` (`mac`, `network`); absent values are omitted.
 /// - `inspection`: free-form object from the guest inspection (os type, distro, version, arch,
 ///   root device…); absent when the guest was not inspected.
+/// - `windows`: Windows guests only: `system_root`, `current_control_set`, `product_variant`,
+///   `firmware`, `disk_bus` and `disk_bus_reason`, `nic_model`, `storage_driver`,
+///   `driver_source`, `files_copied[]`, `staged_for_first_boot[]`, `registry_changes[]`
+///   (`hive`, `key`, `value`, `before`, `after`; absent before: created, absent after: deleted).
 /// - `fixes[]`: every change made in the guest: `area` (fstab, grub, initramfs, network…),
 ///   `file`, `before`, `after`.
 /// - `outputs[]`: `name` (file name in the published directory), `path`, `format`, `size` in
@@ -37,9 +41,11 @@ public struct ConversionMetadata: Codable, Sendable, Equatable {
     public var stages: [Stage]
     /// The libvirt domain domain.xml describes (and `register` defines, when enabled).
     public var domain: Domain?
+    /// Windows guests: drivers, registry changes, disk bus and firmware (`WindowsFixReport`).
+    public var windows: [String: MetadataValue]?
 
     public init(createdAt: Date, tool: Tool, source: Source, vm: VM, inspection: [String: MetadataValue]? = nil,
-                fixes: [Fix] = [], outputs: [Output] = [], stages: [Stage] = []) {
+                fixes: [Fix] = [], outputs: [Output] = [], stages: [Stage] = [], windows: [String: MetadataValue]? = nil) {
         self.createdAt = createdAt
         self.tool = tool
         self.source = source
@@ -48,10 +54,11 @@ public struct ConversionMetadata: Codable, Sendable, Equatable {
         self.fixes = fixes
         self.outputs = outputs
         self.stages = stages
+        self.windows = windows
     }
 
     enum CodingKeys: String, CodingKey {
-        case schema, tool, source, vm, inspection, fixes, outputs, stages, domain
+        case schema, tool, source, vm, inspection, fixes, outputs, stages, domain, windows
         case createdAt = "created_at"
     }
 

@@ -7,11 +7,12 @@ import Synchronization
 public struct ConvertStage: PipelineStage {
     public let name = StageName.convert
     let qemuImg: QemuImg
-    let parallel: Bool
+    /// Disks copied at once; more than the disks' bandwidth allows only adds seeks.
+    let parallelDiskCopies: Int
 
-    public init(qemuImg: QemuImg = QemuImg(), parallelDisks: Bool = false) {
+    public init(qemuImg: QemuImg = QemuImg(), parallelDiskCopies: Int = 1) {
         self.qemuImg = qemuImg
-        self.parallel = parallelDisks
+        self.parallelDiskCopies = max(1, parallelDiskCopies)
     }
 
     public func skipReason(in context: StageContext) -> String? { nil }
@@ -36,17 +37,21 @@ public struct ConvertStage: PipelineStage {
             : nil
         var files: [String: URL] = [:]
         var notes: [String] = []
-        if parallel && plans.count > 1 {
+        if parallelDiskCopies > 1 && plans.count > 1 {
             try await withThrowingTaskGroup(of: (String, URL, String?).self) { group in
-                for (index, plan) in plans.enumerated() {
+                var pending = plans.enumerated().makeIterator()
+                func startNext() {
+                    guard let (index, plan) = pending.next() else { return }
                     group.addTask {
                         let summary = try await convert(plan, options: context.options) { progress.update(disk: index, $0) }
                         return (plan.0, plan.1, summary.note)
                     }
                 }
+                for _ in 0..<parallelDiskCopies { startNext() }
                 for try await (name, url, note) in group {
                     files[name] = url
                     if let note { notes.append(note) }
+                    startNext()
                 }
             }
         } else {

@@ -26,19 +26,21 @@ public struct EmitStage: PipelineStage {
 
         // One UUID for domain.xml and metadata.json; `register` defines exactly this domain.
         let uuid = UUID().uuidString.lowercased()
+        let fixReport = context.recorded[StageFiles.fixReport].flatMap { try? StageJSON.read(GuestFixReport.self, from: $0) }
         if context.options.emitDomainXML {
             let disks = vm.disksInBootOrder.map {
                 DomainXMLWriter.Disk(path: layout.diskPath(diskID: $0.id).path, format: context.options.outFormat)
             }
             var named = vm
             named.name = layout.vmName
-            let xml = try DomainXMLWriter().render(vm: named, disks: disks, options: context.options, uuid: uuid)
+            let xml = try DomainXMLWriter().render(vm: named, disks: disks, options: context.options, uuid: uuid,
+                                                   platform: GuestPlatform.from(fixReport, options: context.options))
             let xmlFile = context.newOutput(named: StageFiles.domainXML)
             try DurableFile.write(Data(xml.utf8), to: xmlFile)
             files[StageFiles.domainXML] = xmlFile
         }
 
-        var metadata = try await metadataDocument(vm: vm, layout: layout, context: context)
+        var metadata = try await metadataDocument(vm: vm, layout: layout, context: context, fixReport: fixReport)
         if context.options.emitDomainXML { metadata.domain = .init(name: layout.vmName, uuid: uuid) }
         let metadataFile = context.newOutput(named: StageFiles.metadata)
         try MetadataWriter.write(metadata, to: metadataFile)
@@ -46,9 +48,9 @@ public struct EmitStage: PipelineStage {
         return StageOutputs(files: files, detail: "for \(directory.path)")
     }
 
-    private func metadataDocument(vm: VMDescription, layout: PublishedLayout, context: StageContext) async throws -> ConversionMetadata {
+    private func metadataDocument(vm: VMDescription, layout: PublishedLayout, context: StageContext,
+                                  fixReport: GuestFixReport?) async throws -> ConversionMetadata {
         let probe = try StageJSON.read(ProbeReport.self, from: context.recordedOutput(StageFiles.probe))
-        let fixReport = context.recorded[StageFiles.fixReport].flatMap { try? StageJSON.read(GuestFixReport.self, from: $0) }
         var outputs: [ConversionMetadata.Output] = []
         for disk in vm.disksInBootOrder {
             let name = StageFiles.convertedDisk(diskID: disk.id, format: context.options.outFormat)
@@ -74,7 +76,8 @@ public struct EmitStage: PipelineStage {
             inspection: fixReport.flatMap { MetadataValue.object(encoding: $0.inspection) },
             fixes: fixReport?.changes ?? [],
             outputs: outputs,
-            stages: stages)
+            stages: stages,
+            windows: fixReport?.windows.flatMap { MetadataValue.object(encoding: $0) })
     }
 }
 
@@ -97,7 +100,10 @@ public struct SourceDigestFile: Codable, Sendable {
 extension MetadataValue {
     /// A Codable value as a free-form JSON object (nil if it is not an object).
     static func object<T: Encodable>(encoding value: T) -> [String: MetadataValue]? {
-        guard let data = try? JSONEncoder().encode(value),
+        // snake_case like every other key of the document.
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        guard let data = try? encoder.encode(value),
               case .object(let fields)? = try? JSONDecoder().decode(MetadataValue.self, from: data) else { return nil }
         return fields
     }

@@ -3,12 +3,13 @@
 /// `register` (libvirt) runs only after the VM is published, so a libvirt problem never
 /// costs the conversion.
 public enum StandardPipeline {
-    public static func stages(toolVersion: String, parallelDisks: Bool) -> [any PipelineStage] {
+    /// - Parameter parallelDiskCopies: disks of one job copied at once (1: one after another).
+    public static func stages(toolVersion: String, parallelDiskCopies: Int) -> [any PipelineStage] {
         [
             ProbeStage(),
             ExtractStage(),
             FixStage(),
-            ConvertStage(parallelDisks: parallelDisks),
+            ConvertStage(parallelDiskCopies: parallelDiskCopies),
             EmitStage(toolVersion: toolVersion),
             ChecksumStage(),
             PublishStage(),

@@ -75,6 +75,7 @@ import Testing
             input: /tmp/in.vmdk
             win_virtio: false
             win_hyperv: false
+            virtio_win: /tmp
             libvirt_integration: false
             dry_run: false
             """)
@@ -143,9 +144,74 @@ import Testing
     @Test func keysAcceptedButNotImplementedFailWhenActive() throws {
         let path = try file("prod.yaml", "command: daemon\nwin_virtio: true\nuse_v2v: true\nflatten: false\n")
         let text = errors([path]).map(\.description)
-        #expect(text.contains { $0.contains("key 'win_virtio': accepted but not implemented yet") })
+        #expect(!text.contains { $0.contains("win_virtio") })
         #expect(text.contains { $0.contains("key 'use_v2v': accepted but not implemented yet") })
         #expect(text.contains { $0.contains("key 'flatten': accepted but not implemented yet") })
+    }
+
+    /// The seed's "Production Configuration" example (docs: daemon mode), verbatim.
+    static let seedProductionConfiguration = """
+        command: daemon
+        daemon: true
+
+        # Directories
+        watch_dir: /var/lib/hyper2kvm/queue
+        output_dir: /var/lib/hyper2kvm/output
+        workdir: /var/lib/hyper2kvm/work
+
+        # Output format
+        flatten: true
+        out_format: qcow2
+        compress: true
+        compress_level: 6
+
+        # Recovery and reliability
+        enable_recovery: true
+        checksum: true
+
+        # Performance (for large VMs)
+        parallel_processing: true
+        v2v_parallel: true
+        v2v_concurrency: 2
+
+        # Guest OS fixes
+        fstab_mode: stabilize-all
+        regen_initramfs: true
+        update_grub: true
+
+        # Windows-specific
+        win_virtio: true
+        win_hyperv: true
+
+        # Logging
+        log_file: /var/log/hyper2kvm/daemon.log
+        verbose: 2
+
+        # Domain XML generation
+        emit_domain_xml: true
+        vm_memory: 4096
+        vm_vcpus: 2
+        vm_uefi: true
+
+        """
+
+    @Test func theSeedProductionConfigurationLoadsAsIs() throws {
+        let path = try file("production.yaml", Self.seedProductionConfiguration)
+        let c = try ConfigurationLoader.load(files: [path])
+        #expect(c.conversion.winVirtio && c.conversion.winHyperv)
+        #expect(c.parallelProcessing && c.parallelDiskCopies == 2)
+        #expect(c.conversion.compress && c.conversion.compressLevel == 6 && c.conversion.vmUEFI == true)
+
+        let drivers = directory.appendingPathComponent("virtio-win")
+        try FileManager.default.createDirectory(at: drivers, withIntermediateDirectories: true)
+        let withDrivers = try file("drivers.yaml", "virtio_win: \(drivers.path)\n")
+        #expect(try ConfigurationLoader.load(files: [path, withDrivers]).conversion.virtioWin == drivers.path)
+    }
+
+    @Test func aMissingVirtioWinPathIsAnError() throws {
+        let path = try file("drivers.yaml", "win_virtio: true\nvirtio_win: /nonexistent/virtio-win.iso\n")
+        let text = errors([path]).map(\.description)
+        #expect(text.contains { $0.contains("virtio_win") && $0.contains("/nonexistent/virtio-win.iso does not exist") })
     }
 
     @Test func replacedKeysSayWhatReplacesThem() throws {

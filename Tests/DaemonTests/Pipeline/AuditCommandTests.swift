@@ -48,4 +48,27 @@ import Testing
         let again = try sh([ProductBinary.path, "convert", source, "--output-dir", out, "--no-fix"], allowFailure: true)
         #expect(again.status != 0, "a damaged journal must never be silently replaced")
     }
+
+    @Test func aDeletedJournalIsRefusedUntilJournalInitSaysToStartOver() throws {
+        let scratch = try Scratch("audit-deleted")
+        let (_, source) = try TestDisks.makeSource(in: scratch)
+        let out = scratch.path("out")
+        try sh([ProductBinary.path, "convert", source, "--output-dir", out, "--no-fix"])
+        let state = out + "/.hyper2kvm/state"
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: state + "/journal.sqlite" + suffix) }
+
+        let refused = try sh([ProductBinary.path, "convert", source, "--output-dir", out, "--no-fix"], allowFailure: true)
+        #expect(refused.status != 0, "a lost journal must not silently reconvert")
+        #expect(refused.err.contains("the journal is missing") && refused.err.contains("journal init"), "\(refused.err)")
+        #expect(refused.err.contains("published VM directory"), "\(refused.err)")
+        #expect(!FileManager.default.fileExists(atPath: state + "/journal.sqlite"))
+
+        let initialised = try sh([ProductBinary.path, "journal", "init", "--state-dir", state])
+        #expect(initialised.out.contains("created an empty journal"))
+        let twice = try sh([ProductBinary.path, "journal", "init", "--state-dir", state], allowFailure: true)
+        #expect(twice.status != 0 && twice.err.contains("never replaced"), "\(twice.err)")
+        let status = try sh([ProductBinary.path, "status", "--state-dir", state, "--json"])
+        let document = try JSONSerialization.jsonObject(with: Data(status.out.utf8)) as? [String: Any]
+        #expect((document?["jobs"] as? [Any])?.isEmpty == true, "\(status.out)")
+    }
 }

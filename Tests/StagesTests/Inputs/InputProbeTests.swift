@@ -173,4 +173,20 @@ struct InputProbeTests {
         #expect(error?.file == overlay.path)
         #expect(error?.message.contains("backing file") == true, "\(String(describing: error))")
     }
+
+    @Test("a new, empty qcow2 (file ends inside its L1 table) is accepted; one cut inside the L1 table is not")
+    func freshEmptyQcow2() async throws {
+        let dir = try TestDirectory()
+        let image = dir.file("new.qcow2")
+        try TestImageFactory.run("qemu-img", ["create", "-q", "-f", "qcow2", image.path, "1G"])
+        let info = try await InputProbe.inspectImage(DiskLocator(path: image.path, format: "qcow2"))
+        #expect(info.virtualSize == 1 << 30)
+
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: image.path)[.size] as? NSNumber).uint64Value
+        try TestImageFactory.run("truncate", ["-s", "\(size - 8)", image.path])
+        let error = await #expect(throws: StageError.self) {
+            try await InputProbe.inspectImage(DiskLocator(path: image.path, format: "qcow2"))
+        }
+        #expect(error?.message.contains("truncated") == true, "\(String(describing: error))")
+    }
 }
