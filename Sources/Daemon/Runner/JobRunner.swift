@@ -192,7 +192,7 @@ public struct JobRunner: Sendable {
             let final = workDirectory.appendingPathComponent(name)
             try DurableFile.fsync(partial)
             try DurableFile.renameReplacing(from: partial, to: final)
-            artifacts.append(try measure(name: name, url: final))
+            artifacts.append(try measure(name: name, url: final, knownSHA256: outputs.sha256[name]))
         }
         if !outputs.files.isEmpty { try DurableFile.fsyncDirectory(workDirectory) }
         for (name, url) in outputs.published.sorted(by: { $0.key < $1.key }) {
@@ -206,14 +206,14 @@ public struct JobRunner: Sendable {
         return artifacts
     }
 
-    private func measure(name: String, url: URL) throws -> NewArtifact {
+    private func measure(name: String, url: URL, knownSHA256: String? = nil) throws -> NewArtifact {
         guard let size = fileSize(url) else {
             throw StageError(.ioFailed, file: url.path, "output '\(name)' is missing after the stage")
         }
         var isDirectory: ObjCBool = false
         _ = FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory)
         let hash: String? = isDirectory.boolValue || !(options.checksum || size <= ArtifactVerifier.alwaysHashedBytes)
-            ? nil : try FileDigest.sha256(of: url)
+            ? nil : try knownSHA256 ?? FileDigest.sha256(of: url)
         return NewArtifact(name: name, path: url.path, size: size, sha256: hash)
     }
 

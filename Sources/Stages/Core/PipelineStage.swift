@@ -77,11 +77,17 @@ public struct StageOutputs: Sendable {
     public var published: [String: URL]
     /// A short human summary for the journal's detail column.
     public var detail: String?
+    /// SHA-256 of some of `files`, computed by the stage over the finished file while other
+    /// work was still running (the runner then does not read the file a second time). The
+    /// stage must not change a file after hashing it.
+    public var sha256: [String: String]
 
-    public init(files: [String: URL] = [:], published: [String: URL] = [:], detail: String? = nil) {
+    public init(files: [String: URL] = [:], published: [String: URL] = [:], detail: String? = nil,
+                sha256: [String: String] = [:]) {
         self.files = files
         self.published = published
         self.detail = detail
+        self.sha256 = sha256
     }
 }
 

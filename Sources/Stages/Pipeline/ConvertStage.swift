@@ -37,6 +37,13 @@ public struct ConvertStage: PipelineStage {
             : nil
         var files: [String: URL] = [:]
         var notes: [String] = []
+        // Each finished disk is hashed at once, while the next disk copies and the source
+        // hash finishes on the other core, instead of after the stage by the runner.
+        var outputDigests: [String: Task<String, Error>] = [:]
+        func hashWhenChecksummed(_ name: String, _ url: URL) {
+            guard context.options.checksum else { return }
+            outputDigests[name] = Task { try await BlockingWork.run("hyper2kvm.output-sha256") { try FileDigest.sha256(of: url) } }
+        }
         if parallelDiskCopies > 1 && plans.count > 1 {
             try await withThrowingTaskGroup(of: (String, URL, String?).self) { group in
                 var pending = plans.enumerated().makeIterator()
@@ -50,6 +57,7 @@ public struct ConvertStage: PipelineStage {
                 for _ in 0..<parallelDiskCopies { startNext() }
                 for try await (name, url, note) in group {
                     files[name] = url
+                    hashWhenChecksummed(name, url)
                     if let note { notes.append(note) }
                     startNext()
                 }
@@ -58,9 +66,12 @@ public struct ConvertStage: PipelineStage {
             for (index, plan) in plans.enumerated() {
                 let summary = try await convert(plan, options: context.options) { progress.update(disk: index, $0) }
                 files[plan.0] = plan.1
+                hashWhenChecksummed(plan.0, plan.1)
                 if let note = summary.note { notes.append(note) }
             }
         }
+        var sha256: [String: String] = [:]
+        for (name, digest) in outputDigests { sha256[name] = try await digest.value }
         if let sourceDigest {
             let digestFile = context.newOutput(named: SourceDigestFile.name)
             try StageJSON.write(SourceDigestFile(sha256: try await sourceDigest.value), to: digestFile)
@@ -68,7 +79,7 @@ public struct ConvertStage: PipelineStage {
         }
         let compression = context.options.compress ? ", zstd-compressed" : ""
         return StageOutputs(files: files, detail: "\(plans.count) disk(s) to \(format)\(compression)"
-                                + (notes.isEmpty ? "" : "; " + notes.joined(separator: "; ")))
+                                + (notes.isEmpty ? "" : "; " + notes.joined(separator: "; ")), sha256: sha256)
     }
 
     private func convert(_ plan: (String, URL, String, String), options: ConversionOptions,
