@@ -17,7 +17,9 @@ let package = Package(
     ],
     targets: [
         // C libraries from Debian's -dev packages.
-        .systemLibrary(name: "CGuestfs", pkgConfig: "libguestfs", providers: [.apt(["libguestfs-dev"])]),
+        // guestfs.h's functions as trampolines that dlopen libguestfs on first use (the library
+        // is not linked; see Sources/CGuestfs/module.modulemap). Needs libguestfs-dev to build.
+        .target(name: "CGuestfs", publicHeadersPath: "."),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
         .target(
