@@ -10,9 +10,12 @@ public enum BlockDeviceSpec: Equatable, Sendable {
     case byPath(partition: Int?)
     /// /dev/disk/by-id/… (names the old virtual disk's model and serial).
     case byID(partition: Int?)
-    /// UUID=, PARTUUID=, LABEL=, /dev/disk/by-uuid/…, /dev/mapper/…, LVM paths: already stable.
+    /// UUID=, PARTUUID=, LABEL=, /dev/disk/by-uuid/…, /dev/mapper/…, and the by-id links
+    /// udev derives from LVM and MD metadata: already stable.
     case stable
-    /// Anything else (proc, tmpfs, /dev/cdrom, network filesystems…): never touched.
+    /// Anything else (proc, tmpfs, /dev/cdrom, network filesystems…): never touched. LVM's
+    /// /dev/<vg>/<lv> paths land here too, which is right: they name the volume group and
+    /// logical volume, not the bus, so they survive the move unchanged.
     case other
 
     public init(_ spec: String) {
@@ -57,13 +60,23 @@ public enum BlockDeviceSpec: Equatable, Sendable {
         return index - 1
     }
 
+    /// by-id links udev makes from device-mapper, LVM and MD metadata rather than from the
+    /// disk's bus or serial: they name the same volume on any hypervisor. Treating them as
+    /// disk links would be worse than useless: the fallback "single disk, no -partN suffix"
+    /// resolves them to the whole disk, whose UUID is the PV's when LVM uses the bare disk.
+    static let stableByIDPrefixes = ["dm-name-", "dm-uuid-", "lvm-pv-uuid-", "md-name-", "md-uuid-"]
+
     private static func classify(_ spec: String) -> BlockDeviceSpec {
         let upper = spec.uppercased()
         for prefix in ["UUID=", "PARTUUID=", "LABEL=", "PARTLABEL="] where upper.hasPrefix(prefix) {
             return .stable
         }
         if spec.hasPrefix("/dev/disk/by-path/") { return .byPath(partition: trailingPartition(spec)) }
-        if spec.hasPrefix("/dev/disk/by-id/") { return .byID(partition: trailingPartition(spec)) }
+        if spec.hasPrefix("/dev/disk/by-id/") {
+            let link = spec.dropFirst("/dev/disk/by-id/".count)
+            if stableByIDPrefixes.contains(where: { link.hasPrefix($0) }) { return .stable }
+            return .byID(partition: trailingPartition(spec))
+        }
         if spec.hasPrefix("/dev/disk/") || spec.hasPrefix("/dev/mapper/") { return .stable }
         guard spec.hasPrefix("/dev/") else { return .other }
         let name = spec.dropFirst("/dev/".count)

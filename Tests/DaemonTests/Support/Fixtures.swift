@@ -88,7 +88,9 @@ enum ProductBinary {
     static var path: String {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().deletingLastPathComponent()
+        // On Linux the test bundle is an executable whose bundleURL is its build directory.
         let candidates = [
+            Bundle.main.bundleURL.appendingPathComponent("hyper2kvm").path,
             Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("hyper2kvm").path,
             root.appendingPathComponent(".build/debug/hyper2kvm").path,
         ]

@@ -14,6 +14,10 @@ enum GuestFixTestGuests {
     /// Raw phony Debian (guestfish-made, no libc): sda1 /, sda2 swap, sda3 /srv.
     static func phony() async throws -> URL { try await ensure("phony", file: "phony-debian.img") }
 
+    /// Raw phony Debian with its root on LVM: sda1 ext2 /boot, sda2 the PV of vg0
+    /// (vg0/root ext4 /, vg0/swap, vg0/data ext4 /data), and /etc/lvm/devices/system.devices.
+    static func phonyLVM() async throws -> URL { try await ensure("phony-lvm", file: "phony-debian-lvm.img") }
+
     /// Real Debian 12 made like a VMware export, as a streamOptimized VMDK.
     static func debian12() async throws -> URL { try await ensure("debian12", file: "debian12-vmware.vmdk") }
 
@@ -59,6 +63,11 @@ final class GuestFixScratchDirectory {
 enum GuestfishReader {
     /// Mounts `root` directly (no inspection, which costs half a minute under TCG).
     static func read(_ image: URL, format: String, root: String = "/dev/sda1", files: [String]) async throws -> [String: String] {
+        try await read(image, format: format, mounts: [root], files: files)
+    }
+
+    /// Mounts each of `mounts` (guestfish `-m` syntax: `device` or `device:mountpoint`), root first.
+    static func read(_ image: URL, format: String, mounts: [String], files: [String]) async throws -> [String: String] {
         var script = ""
         for file in files {
             script += "echo ==== \(file)\n-cat \(file)\n"
@@ -66,7 +75,7 @@ enum GuestfishReader {
         let scriptFile = FileManager.default.temporaryDirectory.appendingPathComponent("guestfish-\(UUID().uuidString).txt")
         try script.write(to: scriptFile, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: scriptFile) }
-        let result = try await ExternalCommand("sh", ["-c", "guestfish --ro --format=\(format) -a '\(image.path)' -m \(root) -f '\(scriptFile.path)'"])
+        let result = try await ExternalCommand("sh", ["-c", "guestfish --ro --format=\(format) -a '\(image.path)' \(mounts.map { "-m \($0)" }.joined(separator: " ")) -f '\(scriptFile.path)'"])
             .runChecked(about: image.path)
         var contents: [String: String] = [:]
         var current: String?
