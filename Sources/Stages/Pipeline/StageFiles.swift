@@ -23,11 +23,15 @@ enum StageJSON {
     static func write<T: Encodable>(_ value: T, to url: URL) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data: Data
         do {
-            try encoder.encode(value).write(to: url)
+            data = try encoder.encode(value)
         } catch {
-            throw StageError(.ioFailed, file: url.path, "cannot write: \(error.localizedDescription)")
+            throw StageError(.ioFailed, file: url.path, "cannot encode: \(error.localizedDescription)")
         }
+        // Written and synced like every other output, so no file depends on what Foundation
+        // happens to do (and the power-loss test's unsafe build covers these files too).
+        try DurableFile.write(data, to: url)
     }
 
     static func read<T: Decodable>(_ type: T.Type, from url: URL) throws -> T {
