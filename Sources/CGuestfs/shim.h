@@ -38,4 +38,13 @@ static inline int cguestfs_fstrim(guestfs_h *g, const char *mountpoint) {
     return guestfs_fstrim_argv(g, mountpoint, &optargs);
 }
 
+/* guestfs_hivex_open(g, filename, ...) with the write flag (the Windows registry editor). */
+static inline int cguestfs_hivex_open(guestfs_h *g, const char *filename, int write) {
+    struct guestfs_hivex_open_argv optargs;
+    memset(&optargs, 0, sizeof optargs);
+    optargs.bitmask = GUESTFS_HIVEX_OPEN_WRITE_BITMASK;
+    optargs.write = write;
+    return guestfs_hivex_open_argv(g, filename, &optargs);
+}
+
 #endif

@@ -34,8 +34,10 @@ public final class GuestfsHandle {
     /// and keeps SIGINT from the terminal away from the appliance.
     public init(identifier: String, memoryMiB: Int32 = 2048, cpus: Int32 = 1) throws {
         guard let handle = cguestfs_create_flags(0) else {
-            throw StageError(.toolFailed, file: identifier,
-                             "guestfs_create_flags failed: \(String(cString: strerror(errno)))")
+            // libguestfs is loaded on first use; say why it could not be, if that was the cause.
+            let reason = cguestfs_library_load_error().map { String(cString: $0) }
+                ?? "guestfs_create_flags failed: \(String(cString: strerror(errno)))"
+            throw StageError(.toolFailed, file: identifier, reason)
         }
         self.handle = handle
         self.subject = identifier
@@ -201,6 +203,100 @@ public final class GuestfsHandle {
     @discardableResult
     public func augeasRemove(_ path: String) throws -> Int { Int(try checkInt("aug_rm(\(path))", guestfs_aug_rm(handle, path))) }
     public func augeasSave() throws { try check("aug_save", guestfs_aug_save(handle)) }
+
+    // MARK: - Windows inspection
+
+    /// "client", "server", … or "unknown" (Windows: from InstallationType).
+    public func inspectProductVariant(_ root: String) throws -> String { try string("inspect_get_product_variant", guestfs_inspect_get_product_variant(handle, root)) }
+    /// The system root as a guest path, e.g. `/Windows`.
+    public func inspectWindowsSystemroot(_ root: String) throws -> String { try string("inspect_get_windows_systemroot", guestfs_inspect_get_windows_systemroot(handle, root)) }
+    /// e.g. `ControlSet001`, the set `Select\Current` names.
+    public func inspectWindowsCurrentControlSet(_ root: String) throws -> String { try string("inspect_get_windows_current_control_set", guestfs_inspect_get_windows_current_control_set(handle, root)) }
+    /// The guest path of the SYSTEM hive, with the case the guest's filesystem uses.
+    public func inspectWindowsSystemHive(_ root: String) throws -> String { try string("inspect_get_windows_system_hive", guestfs_inspect_get_windows_system_hive(handle, root)) }
+    public func inspectWindowsSoftwareHive(_ root: String) throws -> String { try string("inspect_get_windows_software_hive", guestfs_inspect_get_windows_software_hive(handle, root)) }
+
+    /// Every filesystem libguestfs can see, device → type ("ntfs", "vfat", "BitLocker", "unknown"…).
+    public func listFilesystems() throws -> [String: String] { pairs(try stringList("list_filesystems", guestfs_list_filesystems(handle))) }
+
+    /// `path` with each component in the case the filesystem actually uses (NTFS and FAT
+    /// are case-insensitive to Windows but not through ntfs-3g or the Linux vfat driver).
+    /// Components that do not exist yet are returned as given.
+    public func caseSensitivePath(_ path: String) throws -> String { try string("case_sensitive_path(\(path))", guestfs_case_sensitive_path(handle, path)) }
+
+    /// Whether the filesystem holding `path` is mounted read-only (statvfs ST_RDONLY): ntfs-3g
+    /// silently falls back to read-only for a hibernated or Fast Startup volume.
+    public func isReadOnlyMount(_ path: String) throws -> Bool {
+        guard let stats = guestfs_statvfs(handle, path) else { throw error("statvfs(\(path))") }
+        defer { guestfs_free_statvfs(stats) }
+        return stats.pointee.flag & 1 != 0
+    }
+
+    public func umount(_ mountpoint: String) throws { try check("umount(\(mountpoint))", guestfs_umount(handle, mountpoint)) }
+
+    /// Copies a host file into the guest.
+    public func upload(_ hostPath: String, to guestPath: String) throws { try check("upload(\(hostPath), \(guestPath))", guestfs_upload(handle, hostPath, guestPath)) }
+
+    // MARK: - Hivex
+
+    /// Opens a registry hive (a guest path) for reading or editing; one hive at a time per handle.
+    public func hivexOpen(_ path: String, write: Bool) throws { try check("hivex_open(\(path))", cguestfs_hivex_open(handle, path, write ? 1 : 0)) }
+    public func hivexClose() throws { try check("hivex_close", guestfs_hivex_close(handle)) }
+    /// Writes the open hive back to the file it was opened from.
+    public func hivexCommit() throws { try check("hivex_commit", guestfs_hivex_commit(handle, nil)) }
+    public func hivexRoot() throws -> Int64 { try checkInt64("hivex_root", guestfs_hivex_root(handle)) }
+
+    /// The child named `name` (case-insensitive, as Windows compares key names), or nil.
+    public func hivexChild(_ node: Int64, named name: String) throws -> Int64? {
+        let child = try checkInt64("hivex_node_get_child(\(name))", guestfs_hivex_node_get_child(handle, node, name))
+        return child == 0 ? nil : child
+    }
+
+    public func hivexAddChild(_ node: Int64, named name: String) throws -> Int64 {
+        try checkInt64("hivex_node_add_child(\(name))", guestfs_hivex_node_add_child(handle, node, name))
+    }
+
+    public func hivexChildren(_ node: Int64) throws -> [Int64] {
+        guard let list = guestfs_hivex_node_children(handle, node) else { throw error("hivex_node_children") }
+        defer { guestfs_free_hivex_node_list(list) }
+        return (0..<Int(list.pointee.len)).map { list.pointee.val[$0].hivex_node_h }
+    }
+
+    public func hivexNodeName(_ node: Int64) throws -> String { try string("hivex_node_name", guestfs_hivex_node_name(handle, node)) }
+
+    public func hivexValues(_ node: Int64) throws -> [Int64] {
+        guard let list = guestfs_hivex_node_values(handle, node) else { throw error("hivex_node_values") }
+        defer { guestfs_free_hivex_value_list(list) }
+        return (0..<Int(list.pointee.len)).map { list.pointee.val[$0].hivex_value_h }
+    }
+
+    /// The value named `key` ("" for the default value; case-insensitive), or nil.
+    public func hivexValue(_ node: Int64, named key: String) throws -> Int64? {
+        let value = try checkInt64("hivex_node_get_value(\(key))", guestfs_hivex_node_get_value(handle, node, key))
+        return value == 0 ? nil : value
+    }
+
+    public func hivexValueKey(_ value: Int64) throws -> String { try string("hivex_value_key", guestfs_hivex_value_key(handle, value)) }
+    public func hivexValueType(_ value: Int64) throws -> Int64 { try checkInt64("hivex_value_type", guestfs_hivex_value_type(handle, value)) }
+
+    public func hivexValueData(_ value: Int64) throws -> Data {
+        var size = 0
+        guard let bytes = guestfs_hivex_value_value(handle, value, &size) else { throw error("hivex_value_value") }
+        defer { free(bytes) }
+        return Data(bytes: bytes, count: size)
+    }
+
+    /// Sets (creates or replaces) a value: `type` is the REG_* number, `data` the raw bytes.
+    public func hivexSetValue(_ node: Int64, key: String, type: Int64, data: Data) throws {
+        // An empty value still needs a valid pointer.
+        var bytes = [UInt8](data)
+        if bytes.isEmpty { bytes = [0] }
+        let count = data.count
+        let status = bytes.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { guestfs_hivex_node_set_value(handle, node, key, type, $0.baseAddress, count) }
+        }
+        try check("hivex_node_set_value(\(key))", status)
+    }
 
     // MARK: - Error plumbing
 

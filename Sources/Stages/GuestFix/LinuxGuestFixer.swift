@@ -4,7 +4,8 @@ import Synchronization
 /// The fix-guest stage for Linux: one libguestfs appliance over all of a job's disks
 /// inspects the guest, then stabilises fstab/crypttab, removes MAC pinning and stale device
 /// caches (and VMware tools when asked), fixes the boot loader and rebuilds the initramfs
-/// with virtio drivers, recording every change.
+/// with virtio drivers, recording every change. A Windows guest found by the same
+/// inspection is handed to `WindowsGuestFixer` on the same appliance (one launch per job).
 ///
 /// - Important: it writes to the disks it is given. The pipeline passes qcow2 overlays
 ///   over the sources (`GuestFixOverlay`), never the sources themselves.
@@ -83,14 +84,35 @@ public struct LinuxGuestFixer: Sendable {
 
         var warnings: [String] = []
         let inspection = try timed("inspect") { () throws -> GuestInspection in
-            var inspection = try GuestInspector.inspect(guest, disks: diskPaths)
-            guard inspection.type == "linux" else {
-                throw StageError(.unsupportedGuest, file: diskPaths.first,
-                                 "the guest is \(inspection.type) (\(inspection.productName)); only Linux guests are fixed so far")
+            var inspection: GuestInspection
+            do {
+                inspection = try GuestInspector.inspect(guest, disks: diskPaths)
+            } catch let error as StageError {
+                // BitLocker or a damaged registry hive deserve their own explanation.
+                throw WindowsInspector.explainInspectionFailure(guest, error: error, disk: diskPaths.first) ?? error
             }
+            guard inspection.type == "linux" || inspection.type == "windows" else {
+                throw StageError(.unsupportedGuest, file: diskPaths.first,
+                                 "the guest is \(inspection.type) (\(inspection.productName)); only Linux and Windows guests are fixed")
+            }
+            guard inspection.type == "linux" else { return inspection }
             warnings += try GuestInspector.mountFilesystems(guest, inspection: inspection)
             inspection.installedKernels = try InitramfsRegenerator.installedKernels(guest)
             return inspection
+        }
+
+        if inspection.type == "windows" {
+            // Same appliance, same report; the Windows fixer mounts what it needs itself.
+            let (windows, windowsWarnings) = try WindowsGuestFixer().fix(
+                guest: guest, inspection: inspection, options: options, disk: diskPaths.first,
+                step: { name, body in try timed(name, body) })
+            warnings += windowsWarnings
+            try timed("finish") {
+                do { try guest.fstrim("/") } catch { warnings.append("fstrim /: \(error)") }
+                try guest.umountAll()
+                try guest.shutdown()
+            }
+            return GuestFixReport(inspection: inspection, warnings: warnings, durations: durations, windows: windows)
         }
 
         let editor = GuestFileEditor(guest: guest)

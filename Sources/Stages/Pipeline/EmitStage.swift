@@ -27,6 +27,12 @@ public struct EmitStage: PipelineStage {
         // One UUID for domain.xml and metadata.json; `register` defines exactly this domain.
         let uuid = UUID().uuidString.lowercased()
         let fixReport = context.recorded[StageFiles.fixReport].flatMap { try? StageJSON.read(GuestFixReport.self, from: $0) }
+        let platform = GuestPlatform.from(fixReport, options: context.options)
+        var notes: [String] = []
+        if let forced = context.options.vmUEFI, let detected = platform.detectedFirmware, forced != (detected == .uefi) {
+            // The operator's setting wins, but a firmware the disk cannot boot with is worth saying.
+            notes.append("vm_uefi: \(forced) overrides the guest, whose disk boots through \(detected.rawValue): it may not boot")
+        }
         if context.options.emitDomainXML {
             let disks = vm.disksInBootOrder.map {
                 DomainXMLWriter.Disk(path: layout.diskPath(diskID: $0.id).path, format: context.options.outFormat)
@@ -34,7 +40,7 @@ public struct EmitStage: PipelineStage {
             var named = vm
             named.name = layout.vmName
             let xml = try DomainXMLWriter().render(vm: named, disks: disks, options: context.options, uuid: uuid,
-                                                   platform: GuestPlatform.from(fixReport, options: context.options))
+                                                   platform: platform)
             let xmlFile = context.newOutput(named: StageFiles.domainXML)
             try DurableFile.write(Data(xml.utf8), to: xmlFile)
             files[StageFiles.domainXML] = xmlFile
@@ -45,7 +51,7 @@ public struct EmitStage: PipelineStage {
         let metadataFile = context.newOutput(named: StageFiles.metadata)
         try MetadataWriter.write(metadata, to: metadataFile)
         files[StageFiles.metadata] = metadataFile
-        return StageOutputs(files: files, detail: "for \(directory.path)")
+        return StageOutputs(files: files, detail: (["for \(directory.path)"] + notes).joined(separator: "; "))
     }
 
     private func metadataDocument(vm: VMDescription, layout: PublishedLayout, context: StageContext,

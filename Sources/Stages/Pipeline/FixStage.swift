@@ -49,8 +49,11 @@ public struct FixStage: PipelineStage {
             files[BootDisk.fileName] = bootFile
         }
         let inspection = report.inspection
+        let changes = report.windows.map { windows in
+            "\(windows.registryChanges.count) registry change(s), \(windows.filesCopied.count) file(s) copied, disk bus \(windows.diskBus)"
+        } ?? "\(report.changes.count) change(s)"
         return StageOutputs(files: files, detail: "\(inspection.distro) \(inspection.majorVersion).\(inspection.minorVersion) "
-                                + "(\(inspection.arch)), root \(inspection.rootDevice): \(report.changes.count) change(s)"
+                                + "(\(inspection.arch)), root \(inspection.rootDevice): \(changes)"
                                 + (report.skipped.isEmpty ? "" : ", skipped: " + report.skipped.map { "\($0.area) (\($0.reason))" }.joined(separator: "; ")))
     }
 }

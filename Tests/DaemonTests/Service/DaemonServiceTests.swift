@@ -9,11 +9,12 @@ import Daemon
         let process = Process()
         let log: URL
 
-        init(base: String, config: String, environment: [String: String] = [:]) throws {
+        /// `moreConfigs` follow `config` on the command line (later files win).
+        init(base: String, config: String, moreConfigs: [String] = [], environment: [String: String] = [:]) throws {
             log = URL(fileURLWithPath: base + ".log")
             FileManager.default.createFile(atPath: log.path, contents: nil)
             process.executableURL = URL(fileURLWithPath: ProductBinary.path)
-            process.arguments = ["daemon", "--base-dir", base, "--config", config]
+            process.arguments = ["daemon", "--base-dir", base, "--config", config] + moreConfigs.flatMap { ["--config", $0] }
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
             let handle = try FileHandle(forWritingTo: log)
             process.standardOutput = handle
