@@ -9,19 +9,10 @@ import Testing
 struct GuestFixPhonyGuestTests {
     @Test("fstab, grub defaults and network pinning are fixed on an overlay; backups kept; source unchanged")
     func fixPhonyGuest() async throws {
-        GuestFixTestGuests.configureLibguestfsForTests()
         let source = try await GuestFixTestGuests.phony()
-        let scratch = try GuestFixScratchDirectory()
-        let overlay = scratch.file("overlay.qcow2")
-        let sourceDigest = try FileDigest.sha256(of: source)
-        try await GuestFixOverlay.create(over: source, sourceFormat: "raw", at: overlay)
-
-        var options = ConversionOptions()
-        options.fstabMode = .stabilizeAll
-        options.regenInitramfs = false
-        let started = ContinuousClock.now
-        let report = try await LinuxGuestFixer(applianceCPUs: 1).fix(disks: [(overlay, "qcow2")], options: options, identifier: "test-phony")
-        print("phony guest fix: \(ContinuousClock.now - started); steps: \(report.durations.map { "\($0.step)=\(String(format: "%.1f", $0.seconds))s" })")
+        let run = try await PhonyGuestFixRun.fix(source, identifier: "test-phony")
+        defer { withExtendedLifetime(run) {} }  // the overlay lives in the run's scratch directory
+        let (overlay, sourceDigest, report) = (run.overlay, run.sourceDigest, run.report)
 
         // Inspection
         #expect(report.inspection.type == "linux")

@@ -10,21 +10,10 @@ import Testing
 struct GuestFixPhonyLVMGuestTests {
     @Test("LVM root found; /dev/sda1 becomes UUID=, LVM names stay; system.devices removed; source unchanged")
     func fixPhonyLVMGuest() async throws {
-        GuestFixTestGuests.configureLibguestfsForTests()
         let source = try await GuestFixTestGuests.phonyLVM()
-        let scratch = try GuestFixScratchDirectory()
-        let overlay = scratch.file("overlay.qcow2")
-        let sourceDigest = try FileDigest.sha256(of: source)
-        try await GuestFixOverlay.create(over: source, sourceFormat: "raw", at: overlay)
-
-        var options = ConversionOptions()
-        options.fstabMode = .stabilizeAll
-        options.regenInitramfs = false
-        let started = ContinuousClock.now
-        let report = try await LinuxGuestFixer(applianceCPUs: 1).fix(disks: [(overlay, "qcow2")], options: options, identifier: "test-phony-lvm")
-        print("phony LVM guest fix: \(ContinuousClock.now - started); steps: \(report.durations.map { "\($0.step)=\(String(format: "%.1f", $0.seconds))s" })")
-        for change in report.changes { print("  change [\(change.area)] \(change.file): \(change.before.prefix(120)) -> \(change.after.prefix(120))") }
-        for warning in report.warnings { print("  warning: \(warning)") }
+        let run = try await PhonyGuestFixRun.fix(source, identifier: "test-phony-lvm")
+        defer { withExtendedLifetime(run) {} }  // the overlay lives in the run's scratch directory
+        let (overlay, sourceDigest, report) = (run.overlay, run.sourceDigest, run.report)
 
         // Inspection follows fstab's /dev/mapper name to the logical volume.
         #expect(report.inspection.distro == "debian")

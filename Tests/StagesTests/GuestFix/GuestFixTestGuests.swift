@@ -90,3 +90,31 @@ enum GuestfishReader {
         return contents
     }
 }
+
+/// A phony guest fixed on a qcow2 overlay, the way the fix stage does it, with what the
+/// tests check afterwards: the report, the overlay, and the source's digest before the fix.
+struct PhonyGuestFixRun {
+    let scratch: GuestFixScratchDirectory
+    let overlay: URL
+    let sourceDigest: String
+    let report: GuestFixReport
+
+    /// Fixes `source` (raw) with stabilize-all fstab and no initramfs (a phony guest has no
+    /// libc, so guest tools cannot run), printing the steps and changes for the test log.
+    static func fix(_ source: URL, identifier: String) async throws -> PhonyGuestFixRun {
+        GuestFixTestGuests.configureLibguestfsForTests()
+        let scratch = try GuestFixScratchDirectory()
+        let overlay = scratch.file("overlay.qcow2")
+        let sourceDigest = try FileDigest.sha256(of: source)
+        try await GuestFixOverlay.create(over: source, sourceFormat: "raw", at: overlay)
+        var options = ConversionOptions()
+        options.fstabMode = .stabilizeAll
+        options.regenInitramfs = false
+        let started = ContinuousClock.now
+        let report = try await LinuxGuestFixer(applianceCPUs: 1).fix(disks: [(overlay, "qcow2")], options: options, identifier: identifier)
+        print("\(identifier) fix: \(ContinuousClock.now - started); steps: \(report.durations.map { "\($0.step)=\(String(format: "%.1f", $0.seconds))s" })")
+        for change in report.changes { print("  change [\(change.area)] \(change.file): \(change.before.prefix(120)) -> \(change.after.prefix(120))") }
+        for warning in report.warnings { print("  warning: \(warning)") }
+        return PhonyGuestFixRun(scratch: scratch, overlay: overlay, sourceDigest: sourceDigest, report: report)
+    }
+}

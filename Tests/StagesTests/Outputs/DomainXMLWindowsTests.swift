@@ -34,14 +34,8 @@ struct DomainXMLWindowsTests {
                         installedKernels: [])
     }
 
-    private func expectAcceptedByLibvirt(_ xml: String) throws {
-        let directory = try TestDirectory()
-        let file = directory.file("domain.xml")
-        try Data(xml.utf8).write(to: file)
-        let (validateStatus, validateOutput) = try OutputTestImages.status("virt-xml-validate", [file.path, "domain"])
-        #expect(validateStatus == 0, "virt-xml-validate: \(validateOutput)\n\(xml)")
-        let (defineStatus, defineOutput) = try OutputTestImages.status("virsh", ["-c", "test:///default", "define", file.path])
-        #expect(defineStatus == 0, "virsh define: \(defineOutput)\n\(xml)")
+    private func expectAcceptedByLibvirt(_ xml: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        try OutputTestImages.expectAcceptedByLibvirt(xml, sourceLocation: sourceLocation)
     }
 
     @Test("drivers injected, Hyper-V on: virtio disks and NIC, local time, enlightenments")

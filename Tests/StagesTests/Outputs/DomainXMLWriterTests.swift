@@ -17,15 +17,8 @@ struct DomainXMLWriterTests {
         (0..<count).map { DomainXMLWriter.Disk(path: "/out/web01/web01\($0 == 0 ? "" : "-disk\($0)").qcow2", format: "qcow2") }
     }
 
-    /// Both checks the issue requires: libvirt's schema and the test driver's parser.
-    private func expectAcceptedByLibvirt(_ xml: String) throws {
-        let directory = try TestDirectory()
-        let file = directory.file("domain.xml")
-        try Data(xml.utf8).write(to: file)
-        let (validateStatus, validateOutput) = try OutputTestImages.status("virt-xml-validate", [file.path, "domain"])
-        #expect(validateStatus == 0, "virt-xml-validate: \(validateOutput)\n\(xml)")
-        let (defineStatus, defineOutput) = try OutputTestImages.status("virsh", ["-c", "test:///default", "define", file.path])
-        #expect(defineStatus == 0, "virsh define: \(defineOutput)\n\(xml)")
+    private func expectAcceptedByLibvirt(_ xml: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        try OutputTestImages.expectAcceptedByLibvirt(xml, sourceLocation: sourceLocation)
     }
 
     @Test("validates and defines", arguments: [Firmware.bios, .uefi], [1, 3])

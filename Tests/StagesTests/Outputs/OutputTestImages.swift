@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 @testable import Stages
 
 /// Disks with real content for the Outputs suites: an ext4 filesystem made from a directory
@@ -37,5 +38,16 @@ enum OutputTestImages {
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// Both checks domain.xml must pass: libvirt's schema and the test driver's parser.
+    static func expectAcceptedByLibvirt(_ xml: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let directory = try TestDirectory()
+        let file = directory.file("domain.xml")
+        try Data(xml.utf8).write(to: file)
+        let (validateStatus, validateOutput) = try status("virt-xml-validate", [file.path, "domain"])
+        #expect(validateStatus == 0, "virt-xml-validate: \(validateOutput)\n\(xml)", sourceLocation: sourceLocation)
+        let (defineStatus, defineOutput) = try status("virsh", ["-c", "test:///default", "define", file.path])
+        #expect(defineStatus == 0, "virsh define: \(defineOutput)\n\(xml)", sourceLocation: sourceLocation)
     }
 }
