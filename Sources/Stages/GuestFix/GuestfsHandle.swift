@@ -155,9 +155,13 @@ public final class GuestfsHandle {
 
     /// (available bytes for unprivileged users, total bytes) of the filesystem holding `path`.
     public func freeSpace(_ path: String) throws -> (available: Int64, total: Int64) {
+        try statvfs(path) { ($0.bavail * $0.frsize, $0.blocks * $0.frsize) }
+    }
+
+    private func statvfs<T>(_ path: String, _ read: (guestfs_statvfs) -> T) throws -> T {
         guard let stats = guestfs_statvfs(handle, path) else { throw error("statvfs(\(path))") }
         defer { guestfs_free_statvfs(stats) }
-        return (stats.pointee.bavail * stats.pointee.frsize, stats.pointee.blocks * stats.pointee.frsize)
+        return read(stats.pointee)
     }
 
     public func fileSize(_ path: String) throws -> Int64 {
@@ -227,9 +231,7 @@ public final class GuestfsHandle {
     /// Whether the filesystem holding `path` is mounted read-only (statvfs ST_RDONLY): ntfs-3g
     /// silently falls back to read-only for a hibernated or Fast Startup volume.
     public func isReadOnlyMount(_ path: String) throws -> Bool {
-        guard let stats = guestfs_statvfs(handle, path) else { throw error("statvfs(\(path))") }
-        defer { guestfs_free_statvfs(stats) }
-        return stats.pointee.flag & 1 != 0
+        try statvfs(path) { $0.flag & Int64(ST_RDONLY) != 0 }
     }
 
     public func umount(_ mountpoint: String) throws { try check("umount(\(mountpoint))", guestfs_umount(handle, mountpoint)) }

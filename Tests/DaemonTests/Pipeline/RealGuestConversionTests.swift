@@ -6,8 +6,7 @@ import Testing
 /// OVA and dropped into the daemon, comes out as a qcow2 that boots under QEMU with virtio
 /// disk and NIC. (The bare-VMDK path is booted by StagesTests' GuestFixRealGuestTests.)
 @Suite(.serialized) struct RealGuestConversionTests {
-    static let repositoryRoot = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let repositoryRoot = RealGuestTesting.repositoryRoot
 
     static var cachedGuest: String {
         (ProcessInfo.processInfo.environment["HYPER2KVM_TEST_CACHE"] ?? "/var/cache/hyper2kvm-test") + "/debian12-vmware.vmdk"
@@ -26,8 +25,7 @@ import Testing
         let sourceSHA = try TestDisks.sha256(ova)
         let config = scratch.path("daemon.yaml")
         try "command: daemon\nfile_stable_seconds: 1\nretry_policy: {enabled: false}\n".write(toFile: config, atomically: true, encoding: .utf8)
-        var environment = ["LIBGUESTFS_BACKEND": "direct"]
-        if ProcessInfo.processInfo.environment["HYPER2KVM_TEST_KVM"] != "1" { environment["LIBGUESTFS_BACKEND_SETTINGS"] = "force_tcg" }
+        let environment = RealGuestTesting.libguestfsEnvironment
         let daemon = try DaemonServiceTests.RunningDaemon(base: base, config: config, environment: environment)
         defer { _ = daemon.stop() }
         try FileManager.default.moveItem(atPath: ova, toPath: base + "/queue/web01.ova")

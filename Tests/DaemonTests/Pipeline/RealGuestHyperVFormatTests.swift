@@ -13,8 +13,7 @@ import Testing
 /// Both variants share one test so their costs overlap: the first output boots while the
 /// second converts (the boot is one TCG vCPU; the fix appliance mostly waits on guest tools).
 @Suite(.serialized) struct RealGuestHyperVFormatTests {
-    static let repositoryRoot = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let repositoryRoot = RealGuestTesting.repositoryRoot
     static var cacheDirectory: String { ProcessInfo.processInfo.environment["HYPER2KVM_TEST_CACHE"] ?? "/var/cache/hyper2kvm-test" }
     static var bootTest: String { repositoryRoot.appendingPathComponent("scripts/boot-test").path }
 
@@ -48,8 +47,7 @@ import Testing
         let testStart = Date()
         print("RealGuestHyperVFormatTests: converting with \(Self.productBinary)")
         let scratch = try Scratch("real-guest-hyperv")
-        var environment = ["LIBGUESTFS_BACKEND": "direct"]
-        if ProcessInfo.processInfo.environment["HYPER2KVM_TEST_KVM"] != "1" { environment["LIBGUESTFS_BACKEND_SETTINGS"] = "force_tcg" }
+        let environment = RealGuestTesting.libguestfsEnvironment
 
         let missing = Self.variants.filter { !FileManager.default.fileExists(atPath: Self.cacheDirectory + "/" + $0.file) }
         if !missing.isEmpty {

@@ -5,8 +5,7 @@ import Testing
 /// published (only the directories moved into the test's scratch space, and `virtio_win`
 /// added): drivers injected, registry changed, and domain.xml set up for Windows.
 @Suite(.serialized) struct WindowsConversionTests {
-    static let repositoryRoot = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let repositoryRoot = RealGuestTesting.repositoryRoot
 
     static var phonyWindows: String {
         (ProcessInfo.processInfo.environment["HYPER2KVM_TEST_CACHE"] ?? "/var/cache/hyper2kvm-test") + "/phony-windows-v1"
@@ -33,8 +32,7 @@ import Testing
             virtio_win: \(Self.phonyWindows)/virtio-win.iso
 
             """.write(toFile: local, atomically: true, encoding: .utf8)
-        var environment = ["LIBGUESTFS_BACKEND": "direct"]
-        if ProcessInfo.processInfo.environment["HYPER2KVM_TEST_KVM"] != "1" { environment["LIBGUESTFS_BACKEND_SETTINGS"] = "force_tcg" }
+        let environment = RealGuestTesting.libguestfsEnvironment
         let daemon = try DaemonServiceTests.RunningDaemon(base: base, config: production, moreConfigs: [local], environment: environment)
         defer { _ = daemon.stop() }
 

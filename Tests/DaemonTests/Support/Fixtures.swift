@@ -97,3 +97,16 @@ enum ProductBinary {
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[1]
     }
 }
+
+/// What the tests that run the real guest tools share: the repository (for scripts/) and
+/// the libguestfs settings for this machine, where KVM hangs (tests set TCG; the product never does).
+enum RealGuestTesting {
+    static let repositoryRoot = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    static var libguestfsEnvironment: [String: String] {
+        var environment = ["LIBGUESTFS_BACKEND": "direct"]
+        if ProcessInfo.processInfo.environment["HYPER2KVM_TEST_KVM"] != "1" { environment["LIBGUESTFS_BACKEND_SETTINGS"] = "force_tcg" }
+        return environment
+    }
+}
