@@ -38,15 +38,18 @@ public enum JournalContinuity {
         try JobJournal.openForWriting(stateDirectory: stateDirectory).close()
     }
 
-    /// What shows that a journal existed here: its lock or WAL file, job scratch
-    /// directories, or published VM directories carrying the job marker.
+    /// What shows that a journal existed here: its WAL file, job scratch directories, or
+    /// published VM directories carrying the job marker. Each of these is written only
+    /// after the journal file exists. The lock file is not evidence: it is taken before
+    /// the journal is created, so a first start killed in between leaves it alone, and
+    /// counting it refused every later start.
     static func earlierUse(of configuration: Configuration) -> [String] {
         let files = FileManager.default
         var traces: [String] = []
-        let stateDirectory = URL(fileURLWithPath: configuration.stateDir)
-        for name in [JobJournal.lockFileName, JobJournal.databaseFileName + "-wal"]
-        where files.fileExists(atPath: stateDirectory.appendingPathComponent(name).path) {
-            traces.append("\(stateDirectory.appendingPathComponent(name).path) exists")
+        let walPath = URL(fileURLWithPath: configuration.stateDir)
+            .appendingPathComponent(JobJournal.databaseFileName + "-wal").path
+        if files.fileExists(atPath: walPath) {
+            traces.append("\(walPath) exists")
         }
         let jobDirectories = ((try? files.contentsOfDirectory(atPath: configuration.workDir)) ?? [])
             .filter { $0.hasPrefix("job-") }.sorted()

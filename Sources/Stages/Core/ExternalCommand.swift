@@ -37,6 +37,16 @@ public struct ExternalCommand: Sendable {
         self.environment = environment
     }
 
+    /// What the child gets on top of our environment. Under an address-space limit glibc
+    /// is held to one malloc arena: it reserves 64 MiB of address space for each thread
+    /// that allocates, so a qemu-img whose thread pool grows under slow I/O hit a 1 GiB
+    /// limit at a dozen threads while using under 100 MiB, and aborted in
+    /// qemu_thread_create.
+    var childEnvironment: [String: String]? {
+        guard limits != nil else { return environment }
+        return ["MALLOC_ARENA_MAX": "1"].merging(environment ?? [:]) { _, caller in caller }
+    }
+
     /// The command line as it will be executed (prlimit prefix included), for logs and errors.
     public var commandLine: [String] {
         guard let limits else { return [executable] + arguments }
@@ -52,8 +62,8 @@ public struct ExternalCommand: Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = line
-        if let environment {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        if let childEnvironment {
+            process.environment = ProcessInfo.processInfo.environment.merging(childEnvironment) { _, new in new }
         }
         let outPipe = Pipe()
         let errPipe = Pipe()
@@ -114,8 +124,30 @@ public struct ExternalCommand: Sendable {
 }
 
 extension ExternalCommand.Result {
+    /// The tool's own words when it died because the host could not give it a thread or
+    /// a stack (qemu aborts with "qemu_thread_create: Resource temporarily unavailable" or
+    /// "failed to allocate memory for stack"). A stack's size does not depend on the
+    /// image, so such a failure says nothing about the input and may pass.
+    public var hostResourceFailure: String? {
+        let text = stderrText
+        let signs = ["qemu_thread_create", "Resource temporarily unavailable", "failed to allocate memory for stack"]
+        guard signs.contains(where: text.contains) else { return nil }
+        return text.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Throws a retryable `toolFailed` when ``hostResourceFailure`` applies, so that a
+    /// caller who would read a failed probe as damaged input does not blame the image.
+    public func requireHostResources(of command: ExternalCommand, about file: String?) throws {
+        guard let failure = hostResourceFailure else { return }
+        let tool = URL(fileURLWithPath: command.executable).lastPathComponent
+        throw StageError(.toolFailed, file: file,
+                         "\(tool) could not get a thread or memory from the host (\(failure)); the input is not at fault "
+                             + "and the step can be retried")
+    }
+
     public func requireSuccess(of command: ExternalCommand, about file: String? = nil) throws {
         guard status != 0 else { return }
+        try requireHostResources(of: command, about: file)
         let stderrLines = stderrText.trimmingCharacters(in: .whitespacesAndNewlines)
         let reason = stderrLines.isEmpty ? "exit status \(status)" : stderrLines
         let code: StageError.Code = stderrLines.contains("No space left on device") ? .noSpace : .toolFailed

@@ -62,6 +62,7 @@ enum ArtifactManifestDiskCheck {
         let result = try await check.run()
         // 0: clean; 3: leaked blocks only, harmless for reading.
         guard result.status == 0 || result.status == 3 else {
+            try result.requireHostResources(of: check, about: path)
             let detail = result.stderrText.trimmingCharacters(in: .whitespacesAndNewlines)
             throw StageError(.badInput, file: path,
                              "qemu-img check of the vdi image failed (truncated or damaged?): \(detail.isEmpty ? "exit status \(result.status)" : detail)")

@@ -265,6 +265,7 @@ public enum InputProbe {
                                       limits: .untrustedProbe)
         let result = try await command.run()
         guard result.status == 0 else {
+            try result.requireHostResources(of: command, about: locator.path)
             throw StageError(.badInput, file: locator.path,
                              "qemu-img cannot open it as \(locator.format): \(qemuMessage(result))")
         }
@@ -299,6 +300,7 @@ public enum InputProbe {
             throw StageError(.badInput, file: locator.path, "corrupt \(locator.format) image: \(qemuMessage(result))")
         case 63: return  // "not supported by this format"
         default:
+            try result.requireHostResources(of: command, about: locator.path)
             throw StageError(.badInput, file: locator.path,
                              "qemu-img check of the \(locator.format) image failed (truncated or damaged?): \(qemuMessage(result))")
         }

@@ -49,6 +49,21 @@ import Testing
         #expect(again.status != 0, "a damaged journal must never be silently replaced")
     }
 
+    /// A first start killed after it took the journal lock but before it created the
+    /// journal leaves only the lock file; that must not pass for a lost journal.
+    @Test func aFirstStartKilledBeforeTheJournalExistedDoesNotBlockTheNext() throws {
+        let scratch = try Scratch("audit-first-start")
+        let (_, source) = try TestDisks.makeSource(in: scratch)
+        let out = scratch.path("out")
+        let state = out + "/.hyper2kvm/state"
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        #expect(FileManager.default.createFile(atPath: state + "/journal.lock", contents: nil))
+
+        let run = try sh([ProductBinary.path, "convert", source, "--output-dir", out, "--no-fix"], allowFailure: true)
+        #expect(run.status == 0, "\(run.err)")
+        #expect(FileManager.default.fileExists(atPath: state + "/journal.sqlite"))
+    }
+
     @Test func aDeletedJournalIsRefusedUntilJournalInitSaysToStartOver() throws {
         let scratch = try Scratch("audit-deleted")
         let (_, source) = try TestDisks.makeSource(in: scratch)

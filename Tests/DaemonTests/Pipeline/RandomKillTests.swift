@@ -19,13 +19,15 @@ import Journal
             let command = [ProductBinary.path, "convert", source, "--output-dir", out, "--no-fix", "--compress"]
             var finished = false
             var attempts = 0
+            let stderrPath = scratch.path("stderr-\(trial)")
             while !finished && attempts < 10 {
                 attempts += 1
                 let process = Process()
                 process.executableURL = URL(fileURLWithPath: command[0])
                 process.arguments = Array(command.dropFirst())
                 process.standardOutput = FileHandle.nullDevice
-                process.standardError = FileHandle.nullDevice
+                FileManager.default.createFile(atPath: stderrPath, contents: nil)
+                process.standardError = FileHandle(forWritingAtPath: stderrPath)
                 try process.run()
                 // The first attempts are cut short at a random moment; the last runs to the end.
                 if attempts < 3 {
@@ -38,7 +40,9 @@ import Journal
                 process.waitUntilExit()
                 finished = process.terminationReason == .exit && process.terminationStatus == 0
             }
-            #expect(finished, "trial \(trial) never finished")
+            let lastStderr = (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
+            #expect(finished, "trial \(trial) never finished; the last attempt said: \(lastStderr)")
+            guard finished else { break }
 
             let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: out + "/.hyper2kvm/state"))
             let jobs = try journal.allJobs()

@@ -1,0 +1,48 @@
+import Foundation
+import Testing
+@testable import Stages
+
+/// The probe limits must hold back a hostile image, never a healthy qemu-img whose thread
+/// pool grows. `qemu-img bench` with 64 requests in flight makes qemu start a thread per
+/// request, which is what a slow disk under load does to `qemu-img check`.
+@Suite("ExternalCommand under probe limits")
+struct ExternalCommandLimitsTests {
+    private func benchImage() async throws -> TestDirectory {
+        let directory = try TestDirectory()
+        try await ExternalCommand("qemu-img", ["create", "-f", "raw", directory.file("bench.raw").path, "64M"]).runChecked()
+        return directory
+    }
+
+    private func bench(_ image: URL, environment: [String: String]? = nil) -> ExternalCommand {
+        ExternalCommand("qemu-img", ["bench", "-f", "raw", "-i", "threads", "-d", "64", "-c", "4000", "-s", "4096", image.path],
+                        limits: .untrustedProbe, environment: environment)
+    }
+
+    @Test func aQemuImgWithSixtyFourThreadsRunsUnderTheOneGiBProbeLimit() async throws {
+        let directory = try await benchImage()
+        let result = try await bench(directory.file("bench.raw")).run()
+        #expect(result.status == 0, "\(result.stderrText)")
+        #expect(result.hostResourceFailure == nil)
+    }
+
+    /// With glibc's default arenas the same run cannot create its threads; that failure
+    /// is the host's, so it is retryable and does not call the image damaged.
+    @Test func aThreadThatCannotBeCreatedIsATransientToolFailureNotBadInput() async throws {
+        let directory = try await benchImage()
+        let image = directory.file("bench.raw")
+        let command = bench(image, environment: ["MALLOC_ARENA_MAX": "64"])
+        let result = try await command.run()
+        #expect(result.status != 0)
+        #expect(result.hostResourceFailure != nil, "\(result.stderrText)")
+        let error = #expect(throws: StageError.self) { try result.requireSuccess(of: command, about: image.path) }
+        #expect(error?.code == .toolFailed)
+        #expect(error?.file == image.path)
+        #expect(error?.message.contains("the input is not at fault") == true, "\(String(describing: error))")
+    }
+
+    @Test func onlyLimitedCommandsChangeTheChildsMallocArenas() {
+        #expect(ExternalCommand("qemu-img", [], limits: .untrustedProbe).childEnvironment?["MALLOC_ARENA_MAX"] == "1")
+        #expect(ExternalCommand("qemu-img", []).childEnvironment == nil)
+        #expect(ExternalCommand("qemu-img", [], environment: ["A": "b"]).childEnvironment == ["A": "b"])
+    }
+}
