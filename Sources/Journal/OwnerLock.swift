@@ -60,6 +60,10 @@ final class OwnerLock: @unchecked Sendable {
         guard descriptor >= 0 else { return }
         // Leave no pid behind that could be mistaken for a live owner.
         _ = ftruncate(descriptor, 0)
+        // Unlocked explicitly: close alone would keep the lock while a child forked by
+        // another thread still holds a copy of the descriptor (until its exec closes it),
+        // and a reopen right after close was refused as "in use".
+        _ = flock(descriptor, LOCK_UN)
         close(descriptor)
         descriptor = -1
     }

@@ -4,7 +4,6 @@ import Foundation
 import Journal
 import Stages
 
-@main
 struct Hyper2KVM: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hyper2kvm",

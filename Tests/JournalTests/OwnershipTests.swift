@@ -31,6 +31,25 @@ struct OwnershipTests {
         _ = try JobJournal.openForWriting(stateDirectory: directory.url)
     }
 
+    /// A child forked by another thread holds copies of our descriptors until its exec
+    /// closes them (O_CLOEXEC). A copy made with dup stands in for it: closing the journal
+    /// must still free it for the next open.
+    @Test func closeReleasesTheLockWhileACopyOfItsDescriptorLives() throws {
+        let directory = try TemporaryStateDirectory()
+        let journal = try JobJournal.openForWriting(stateDirectory: directory.url)
+        let lockPath = directory.url.appendingPathComponent(JobJournal.lockFileName).resolvingSymlinksInPath().path
+        let descriptors = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").compactMap(Int32.init)
+        let lockDescriptor = descriptors.first {
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)")) == lockPath
+        }
+        let copy = try #require(lockDescriptor.map { dup($0) })
+        defer { close(copy) }
+        #expect(copy >= 0)
+        try journal.close()
+        let reopened = try JobJournal.openForWriting(stateDirectory: directory.url)
+        try reopened.close()
+    }
+
     @Test func writerIsRefusedWhileAnotherProcessHoldsTheLock() throws {
         let directory = try TemporaryStateDirectory()
         let holder = Process()

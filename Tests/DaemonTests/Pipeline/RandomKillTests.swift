@@ -26,7 +26,7 @@ import Journal
                 process.executableURL = URL(fileURLWithPath: command[0])
                 process.arguments = Array(command.dropFirst())
                 process.standardOutput = FileHandle.nullDevice
-                FileManager.default.createFile(atPath: stderrPath, contents: nil)
+                _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
                 process.standardError = FileHandle(forWritingAtPath: stderrPath)
                 try process.run()
                 // The first attempts are cut short at a random moment; the last runs to the end.

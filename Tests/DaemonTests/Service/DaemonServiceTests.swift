@@ -104,6 +104,50 @@ import Daemon
         #expect(daemon.stop() == 0, "SIGTERM should stop the daemon cleanly; log:\n\(daemon.output)")
     }
 
+    /// Context switches of each thread of a process so far, by thread id: a thread that
+    /// sleeps without a timeout adds none, one woken by a timer adds one per tick.
+    func contextSwitches(of pid: Int32) -> [String: Int] {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        return Dictionary(uniqueKeysWithValues: tasks.map { tid in
+            let status = (try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/status", encoding: .utf8)) ?? ""
+            let switches = status.split(separator: "\n")
+                .filter { $0.hasPrefix("voluntary_ctxt_switches") || $0.hasPrefix("nonvoluntary_ctxt_switches") }
+                .compactMap { Int($0.split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "") }
+                .reduce(0, +)
+            return (tid, switches)
+        })
+    }
+
+    /// No polling: an idle daemon, before and after a conversion, does not wake at all.
+    /// (It used to wake once a second for libdispatch's worker-pool monitor.)
+    @Test func anIdleDaemonNeverWakes() throws {
+        let scratch = try Scratch("daemon-idle")
+        let base = scratch.path("data")
+        let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch))
+        defer { _ = daemon.stop() }
+        #expect(waitFor(10) { daemon.output.contains("Daemon ready") })
+        let pid = daemon.process.processIdentifier
+
+        func wakeups(over seconds: Double) -> Int {
+            Thread.sleep(forTimeInterval: 1)  // lets start-up or finishing work settle
+            let before = contextSwitches(of: pid)
+            Thread.sleep(forTimeInterval: seconds)
+            // A thread that ended in between (a finished hash or child-process waiter) is
+            // not counted; one that started counts in full.
+            return contextSwitches(of: pid).reduce(0) { $0 + $1.value - (before[$1.key] ?? 0) }
+        }
+        #expect(wakeups(over: 4) == 0, "idle after start")
+
+        let raw = scratch.path("base.raw")
+        try TestDisks.makeRaw(at: raw)
+        try TestDisks.convert(raw: raw, to: scratch.path("idle.vmdk"), format: "vmdk", options: [])
+        try FileManager.default.moveItem(atPath: scratch.path("idle.vmdk"), toPath: base + "/queue/idle.vmdk")
+        #expect(waitFor(60) { exists(base + "/output/idle/idle.qcow2") && !exists(base + "/queue/idle.vmdk") },
+                "log:\n\(daemon.output)")
+        #expect(wakeups(over: 4) == 0, "idle after a conversion")
+        #expect(daemon.stop() == 0)
+    }
+
     @Test func aSecondDaemonOnTheSameStateIsRefused() throws {
         let scratch = try Scratch("daemon-lock")
         let base = scratch.path("data")
