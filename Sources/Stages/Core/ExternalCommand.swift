@@ -108,7 +108,8 @@ public struct ExternalCommand: Sendable {
             process.terminate()
             // qemu-img finishes in-flight requests on SIGTERM; a shutdown waits at most 2 s for it.
             let pid = process.processIdentifier
-            DispatchQueue.global().asyncAfter(deadline: .now() + 2) {
+            Task {
+                try? await Task.sleep(for: .seconds(2))
                 if process.isRunning { kill(pid, SIGKILL) }
             }
         }

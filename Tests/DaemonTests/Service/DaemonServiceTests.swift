@@ -12,7 +12,7 @@ import Daemon
         /// `moreConfigs` follow `config` on the command line (later files win).
         init(base: String, config: String, moreConfigs: [String] = [], environment: [String: String] = [:]) throws {
             log = URL(fileURLWithPath: base + ".log")
-            FileManager.default.createFile(atPath: log.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
             process.executableURL = URL(fileURLWithPath: ProductBinary.path)
             process.arguments = ["daemon", "--base-dir", base, "--config", config] + moreConfigs.flatMap { ["--config", $0] }
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
