@@ -46,13 +46,19 @@ final class ThreadPoolExecutor: TaskExecutor, SchedulingExecutor, @unchecked Sen
     // Sendable: all mutable state is inside `jobs`, which locks.
     private let jobs = PendingJobs()
 
+    /// The `threadDictionary` key under which a pool thread carries its name.
+    static let threadMarker = "hyper2kvm.executor-thread"
+
     init(threads: Int, name: String) {
         for index in 0..<max(1, threads) {
             let threadName = "\(name)-\(index)"
             let thread = Thread { [jobs, unowned self] in
                 // Set from the thread itself, so Foundation passes it on to the kernel (15
-                // bytes), where top -H and /proc show it.
+                // bytes), where top -H and /proc show it. libdispatch renames a thread that
+                // drains one of its queues synchronously, so the pool also marks its threads
+                // where only it writes.
                 Thread.current.name = threadName
+                Thread.current.threadDictionary[Self.threadMarker] = threadName
                 while let job = jobs.next() {
                     job.runSynchronously(on: self.asUnownedTaskExecutor())
                 }
@@ -122,6 +128,8 @@ final class MainThreadExecutor: MainExecutor, SchedulingExecutor, @unchecked Sen
         jobs.stop()
     }
 
+    var isMainExecutor: Bool { true }
+
     func isIsolatingCurrentContext() -> Bool? {
         Thread.isMainThread
     }
@@ -139,7 +147,7 @@ final class PendingJobs: @unchecked Sendable {
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var ready: [UnownedJob] = []
     private var readyHead = 0
-    /// Ordered latest first, so the earliest is taken with `popLast`.
+    /// Ordered latest first, so the earliest is taken from the end.
     private var timed: [TimedJob] = []
     private var stopped = false
 
@@ -206,6 +214,10 @@ final class PendingJobs: @unchecked Sendable {
                     if readyHead == ready.count {
                         ready.removeAll(keepingCapacity: true)
                         readyHead = 0
+                    } else if readyHead >= 1024 && readyHead * 2 >= ready.count {
+                        // A queue that never drains must not keep every job it ever ran.
+                        ready.removeFirst(readyHead)
+                        readyHead = 0
                     }
                     return job
                 }
@@ -245,10 +257,12 @@ final class PendingJobs: @unchecked Sendable {
         }
     }
 
+    /// At most a day ahead (a sleep of years would overflow `timespec`); a waiter woken
+    /// before its job is due simply waits again.
     private static func monotonicDeadline(after wait: Duration) -> timespec {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
-        let (seconds, attoseconds) = max(wait, .zero).components
+        let (seconds, attoseconds) = min(max(wait, .zero), .seconds(86_400)).components
         let nanoseconds = Int(now.tv_nsec) + Int(attoseconds / 1_000_000_000)
         now.tv_sec += Int(seconds) + nanoseconds / 1_000_000_000
         now.tv_nsec = nanoseconds % 1_000_000_000

@@ -7,8 +7,9 @@ import Testing
 /// `hyper2kvm` process. Here it serves tasks that prefer it; the process-wide install is
 /// proven by every test that runs the binary, and by the idle-daemon test.
 @Suite struct QuietExecutorsTests {
+    /// Which pool thread this is ("" for any other thread).
     private static func currentThreadName() -> String {
-        Thread.current.name ?? ""
+        Thread.current.threadDictionary[ThreadPoolExecutor.threadMarker] as? String ?? ""
     }
 
     @Test func tasksThatPreferThePoolRunOnItsThreads() async throws {
@@ -57,6 +58,16 @@ import Testing
             return await group.reduce(into: [Int]()) { $0.append($1) }
         }
         #expect(order == [50, 100, 150, 200, 250])
+    }
+
+    @Test func aSleepLongerThanTimespecCanHoldDoesNotTrap() async throws {
+        let pool = ThreadPoolExecutor(threads: 1, name: "h2k-forever")
+        defer { pool.shutdown() }
+        let sleeper = Task(executorPreference: pool) { try await Task.sleep(for: .seconds(Int64.max / 2)) }
+        let other = Task(executorPreference: pool) { 42 }
+        #expect(await other.value == 42)
+        sleeper.cancel()
+        await #expect(throws: CancellationError.self) { try await sleeper.value }
     }
 
     @Test func aCancelledSleepEndsAtOnce() async throws {

@@ -129,7 +129,7 @@ import Daemon
         let pid = daemon.process.processIdentifier
 
         func wakeups(over seconds: Double) -> Int {
-            Thread.sleep(forTimeInterval: 1)  // lets start-up or finishing work settle
+            Thread.sleep(forTimeInterval: 2)  // lets start-up or finishing work settle
             let before = contextSwitches(of: pid)
             Thread.sleep(forTimeInterval: seconds)
             // A thread that ended in between (a finished hash or child-process waiter) is
