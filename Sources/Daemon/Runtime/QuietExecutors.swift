@@ -41,10 +41,31 @@ enum QuietExecutorFactory: ExecutorFactory {
         ThreadPoolExecutor(threads: max(2, ProcessInfo.processInfo.activeProcessorCount), name: "h2k-pool")
 }
 
+/// An executor whose jobs wait in a ``PendingJobs`` until a thread takes them.
+protocol PendingJobsExecutor: SchedulingExecutor {
+    var jobs: PendingJobs { get }
+}
+
+extension PendingJobsExecutor {
+    func enqueue(_ job: consuming ExecutorJob) {
+        jobs.add(UnownedJob(job))
+    }
+
+    func enqueue<C: Clock>(_ job: consuming ExecutorJob, at instant: C.Instant,
+                           tolerance: C.Duration?, clock: C) {
+        jobs.add(UnownedJob(job), at: instant, clock: clock)
+    }
+
+    func enqueue<C: Clock>(_ job: consuming ExecutorJob, after delay: C.Duration,
+                           tolerance: C.Duration?, clock: C) {
+        jobs.add(UnownedJob(job), at: clock.now.advanced(by: delay), clock: clock)
+    }
+}
+
 /// Runs jobs on a fixed set of threads of its own, in the order they became due.
-final class ThreadPoolExecutor: TaskExecutor, SchedulingExecutor, @unchecked Sendable {
+final class ThreadPoolExecutor: TaskExecutor, PendingJobsExecutor, @unchecked Sendable {
     // Sendable: all mutable state is inside `jobs`, which locks.
-    private let jobs = PendingJobs()
+    let jobs = PendingJobs()
 
     /// The `threadDictionary` key under which a pool thread carries its name.
     static let threadMarker = "hyper2kvm.executor-thread"
@@ -67,20 +88,6 @@ final class ThreadPoolExecutor: TaskExecutor, SchedulingExecutor, @unchecked Sen
         }
     }
 
-    func enqueue(_ job: consuming ExecutorJob) {
-        jobs.add(UnownedJob(job))
-    }
-
-    func enqueue<C: Clock>(_ job: consuming ExecutorJob, at instant: C.Instant,
-                           tolerance: C.Duration?, clock: C) {
-        jobs.add(UnownedJob(job), at: instant, clock: clock)
-    }
-
-    func enqueue<C: Clock>(_ job: consuming ExecutorJob, after delay: C.Duration,
-                           tolerance: C.Duration?, clock: C) {
-        jobs.add(UnownedJob(job), at: clock.now.advanced(by: delay), clock: clock)
-    }
-
     /// Lets the threads end once the jobs due now have run (for tests; the process's pool
     /// lives as long as the process).
     func shutdown() {
@@ -92,25 +99,11 @@ final class ThreadPoolExecutor: TaskExecutor, SchedulingExecutor, @unchecked Sen
 }
 
 /// The main actor's executor: its jobs run on the thread that calls `run()`.
-final class MainThreadExecutor: MainExecutor, SchedulingExecutor, @unchecked Sendable {
+final class MainThreadExecutor: MainExecutor, PendingJobsExecutor, @unchecked Sendable {
     // Sendable: all mutable state is inside `jobs`, which locks.
-    private let jobs = PendingJobs()
+    let jobs = PendingJobs()
 
     init() {}
-
-    func enqueue(_ job: consuming ExecutorJob) {
-        jobs.add(UnownedJob(job))
-    }
-
-    func enqueue<C: Clock>(_ job: consuming ExecutorJob, at instant: C.Instant,
-                           tolerance: C.Duration?, clock: C) {
-        jobs.add(UnownedJob(job), at: instant, clock: clock)
-    }
-
-    func enqueue<C: Clock>(_ job: consuming ExecutorJob, after delay: C.Duration,
-                           tolerance: C.Duration?, clock: C) {
-        jobs.add(UnownedJob(job), at: clock.now.advanced(by: delay), clock: clock)
-    }
 
     func run() throws {
         while let job = jobs.next() {

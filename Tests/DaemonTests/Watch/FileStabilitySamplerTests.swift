@@ -35,7 +35,7 @@ struct FileStabilitySamplerTests {
             try await Task.sleep(for: .milliseconds(200))
         }
         #expect(pendingLooksWhileWriting == 5)
-        FileManager.default.createFile(atPath: stop, contents: nil)
+        _ = FileManager.default.createFile(atPath: stop, contents: nil)
         writer.waitUntilExit()
         let deadline = ContinuousClock.now.advanced(by: .seconds(30))
         var verdict = sampler.check(["slow.vmdk"], with: &tracker)["slow.vmdk"]
