@@ -73,9 +73,16 @@ struct InstanceCommandTests {
         daemon.executableURL = URL(fileURLWithPath: ProductBinary.path)
         daemon.arguments = ["--config", etc + "/aws.yaml"]
         daemon.environment = ProcessInfo.processInfo.environment.merging(["HYPER2KVM_HOME": lib + "/aws"]) { _, new in new }
-        daemon.standardError = FileHandle.nullDevice
+        let daemonLog = scratch.path("aws-daemon.log")
+        _ = FileManager.default.createFile(atPath: daemonLog, contents: nil)
+        daemon.standardError = FileHandle(forWritingAtPath: daemonLog)
         daemon.standardOutput = FileHandle.nullDevice
         try daemon.run()
+        // What to look at when an expectation below fails: did the daemon die, and what did it say?
+        func daemonReport() -> String {
+            let state = daemon.isRunning ? "running" : "exited (\(daemon.terminationReason == .exit ? "status" : "signal") \(daemon.terminationStatus))"
+            return "daemon \(state); its log:\n" + ((try? String(contentsOfFile: daemonLog, encoding: .utf8)) ?? "")
+        }
         defer { if daemon.isRunning { daemon.terminate() } }
         let lock = lib + "/aws/state/journal.lock"
         var pidText = ""
@@ -89,11 +96,13 @@ struct InstanceCommandTests {
         let rows = try JSONDecoder().decode([Row].self, from: Data(listing.out.utf8))
         #expect(rows.map(\.name) == ["aws", "vsphere"])
         #expect(rows.first { $0.name == "aws" } == Row(name: "aws", unit: "hyper2kvm@aws.service", state_dir: lib + "/aws/state",
-                                                      state: "running", pid: daemon.processIdentifier))
+                                                      state: "running", pid: daemon.processIdentifier),
+                "\(daemonReport())\n/proc/locks:\n\((try? String(contentsOfFile: "/proc/locks", encoding: .utf8)) ?? "")")
         #expect(rows.first { $0.name == "vsphere" }?.state == "stopped")
         #expect(rows.first { $0.name == "vsphere" }?.state_dir == scratch.path("vsphere-journal"))
         let table = try sh([ProductBinary.path, "instances"], environment: environment).out
-        #expect(table.contains("hyper2kvm@aws.service") && table.contains("running (pid \(daemon.processIdentifier))"), "\(table)")
+        #expect(table.contains("hyper2kvm@aws.service") && table.contains("running (pid \(daemon.processIdentifier))"),
+                "\(table)\n\(daemonReport())")
 
         daemon.terminate()
         daemon.waitUntilExit()
