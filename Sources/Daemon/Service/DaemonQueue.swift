@@ -197,7 +197,7 @@ actor DaemonQueue {
             }
             // Only a file the size of an earlier conversion is hashed: most drops cost no extra read.
             Task {
-                let digest = try? await BlockingWork.run("hyper2kvm.duplicate-check") { try FileDigest.sha256(of: source) }
+                let digest = try? await BlockingWork.run("h2k-dup-sha256") { try FileDigest.sha256(of: source) }
                 self.finishIntake(name, members: members, sha256: digest, candidates: sameSize)
             }
         } catch {

@@ -94,8 +94,11 @@ public final class InotifyWatcher: @unchecked Sendable {
             return true
         }
         guard shouldStart else { return }
-        let thread = Thread { [self] in readUntilStopped() }
-        thread.name = "inotify \(directory)"
+        let thread = Thread { [self] in
+            // Named from the thread itself: only then does the kernel (top -H, /proc) see it.
+            Thread.current.name = "h2k-inotify"
+            readUntilStopped()
+        }
         thread.start()
     }
 

@@ -34,12 +34,13 @@ public struct LinuxGuestFixer: Sendable {
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<GuestFixReport, any Error>) in
                 let thread = Thread {
+                    // Named from the thread itself: only then does the kernel (top -H, /proc) see it.
+                    Thread.current.name = "h2k-guestfs"
                     continuation.resume(with: Result {
                         try settings.fixBlocking(drives: drives, options: options, identifier: identifier,
                                                  cancellation: cancellation)
                     })
                 }
-                thread.name = "guestfs-\(identifier)"
                 thread.start()
             }
         } onCancel: {

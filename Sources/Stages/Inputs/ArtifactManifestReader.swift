@@ -147,7 +147,7 @@ public enum ArtifactManifestReader {
 
     private static func verifyChecksum(_ expected: String, of file: DiskFile, manifestName: String) async throws {
         let url = URL(fileURLWithPath: file.resolvedPath)
-        let actual = "sha256:" + (try await BlockingWork.run("hyper2kvm.manifest-digest") { try FileDigest.sha256(of: url) })
+        let actual = "sha256:" + (try await BlockingWork.run("h2k-mf-sha256") { try FileDigest.sha256(of: url) })
         guard actual == expected else {
             throw StageError(.badInput, file: file.resolvedPath,
                              "disk \(file.diskID) of \(manifestName): checksum mismatch: the manifest expects \(expected) but the file has \(actual) (altered or incompletely copied)")

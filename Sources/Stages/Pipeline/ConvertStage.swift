@@ -33,7 +33,7 @@ public struct ConvertStage: PipelineStage {
         // second core is idle, so the source's SHA-256 for metadata.json costs no extra pass.
         let source = context.source
         let sourceDigest: Task<String, Error>? = context.options.checksum
-            ? Task { try await BlockingWork.run("hyper2kvm.source-sha256") { try FileDigest.sha256(of: source) } }
+            ? Task { try await BlockingWork.run("h2k-src-sha256") { try FileDigest.sha256(of: source) } }
             : nil
         var files: [String: URL] = [:]
         var notes: [String] = []
@@ -42,7 +42,7 @@ public struct ConvertStage: PipelineStage {
         var outputDigests: [String: Task<String, Error>] = [:]
         func hashWhenChecksummed(_ name: String, _ url: URL) {
             guard context.options.checksum else { return }
-            outputDigests[name] = Task { try await BlockingWork.run("hyper2kvm.output-sha256") { try FileDigest.sha256(of: url) } }
+            outputDigests[name] = Task { try await BlockingWork.run("h2k-out-sha256") { try FileDigest.sha256(of: url) } }
         }
         if parallelDiskCopies > 1 && plans.count > 1 {
             try await withThrowingTaskGroup(of: (String, URL, String?).self) { group in
