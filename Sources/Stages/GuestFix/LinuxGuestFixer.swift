@@ -84,6 +84,18 @@ public struct LinuxGuestFixer: Sendable {
         try timed("launch") { try guest.launch() }
 
         var warnings: [String] = []
+        /// Trims, unmounts and shuts the appliance down, for either kind of guest.
+        func finish(trimming mountpoints: [String]) throws {
+            try timed("finish") {
+                // Discarded blocks stay out of the overlay and the final image; not every
+                // filesystem supports it, and a failure costs only space.
+                for mountpoint in mountpoints {
+                    do { try guest.fstrim(mountpoint) } catch { warnings.append("fstrim \(mountpoint): \(error)") }
+                }
+                try guest.umountAll()
+                try guest.shutdown()
+            }
+        }
         let inspection = try timed("inspect") { () throws -> GuestInspection in
             var inspection: GuestInspection
             do {
@@ -108,11 +120,7 @@ public struct LinuxGuestFixer: Sendable {
                 guest: guest, inspection: inspection, options: options, disk: diskPaths.first,
                 step: { name, body in try timed(name, body) })
             warnings += windowsWarnings
-            try timed("finish") {
-                do { try guest.fstrim("/") } catch { warnings.append("fstrim /: \(error)") }
-                try guest.umountAll()
-                try guest.shutdown()
-            }
+            try finish(trimming: ["/"])
             return GuestFixReport(inspection: inspection, warnings: warnings, durations: durations, windows: windows)
         }
 
@@ -155,15 +163,7 @@ public struct LinuxGuestFixer: Sendable {
         }
         warnings += resolver.lookupErrors.map { "identity lookup failed: \($0)" }
 
-        try timed("finish") {
-            // Discarded blocks stay out of the overlay and the final image; not every
-            // filesystem supports it, and a failure costs only space.
-            for mountpoint in inspection.mountpoints.keys.sorted() {
-                do { try guest.fstrim(mountpoint) } catch { warnings.append("fstrim \(mountpoint): \(error)") }
-            }
-            try guest.umountAll()
-            try guest.shutdown()
-        }
+        try finish(trimming: inspection.mountpoints.keys.sorted())
         return GuestFixReport(inspection: inspection, changes: editor.changes, skipped: skipped,
                               warnings: warnings, backupDirectory: GuestFileEditor.backupDirectory, durations: durations)
     }

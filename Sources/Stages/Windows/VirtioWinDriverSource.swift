@@ -82,9 +82,14 @@ public struct VirtioWinDriver: Sendable, Equatable {
     /// Paths in the tree, e.g. "viostor/w10/amd64/viostor.sys".
     public var files: [String]
 
+    /// The last component of a tree path: "viostor/w10/amd64/viostor.sys" → "viostor.sys".
+    static func fileName(of path: String) -> String {
+        path.split(separator: "/").last.map(String.init) ?? path
+    }
+
     /// The file with `name` + `extension`, e.g. the driver's `.sys`.
     func file(withExtension ext: String) -> String? {
-        files.first { ($0.split(separator: "/").last.map(String.init) ?? $0).lowercased() == "\(name).\(ext)" }
+        files.first { Self.fileName(of: $0).lowercased() == "\(name).\(ext)" }
             ?? files.first { $0.lowercased().hasSuffix(".\(ext)") }
     }
 }

@@ -68,10 +68,7 @@ public struct WindowsGuestFixer: Sendable {
                 try guest.makeDirectories(staging)
                 for driver in drivers {
                     try guest.makeDirectories("\(staging)/\(driver.name)")
-                    for file in driver.files {
-                        let name = file.split(separator: "/").last.map(String.init) ?? file
-                        try copier.copy(file, to: "\(staging)/\(driver.name)/\(name)")
-                    }
+                    try copier.copyFiles(of: driver, into: "\(staging)/\(driver.name)")
                 }
                 let systemDrivers = try guest.windowsPath("\(systemRoot)/System32/drivers")
                 for driver in drivers where ["viostor", "vioscsi"].contains(driver.name) {
@@ -81,10 +78,7 @@ public struct WindowsGuestFixer: Sendable {
                         let package = try Self.packageName(driver, arch: release.virtioWinArch ?? "amd64", source: source, copier: copier)
                         let repository = try guest.windowsPath("\(systemRoot)/System32/DriverStore/FileRepository/\(package)")
                         try guest.makeDirectories(repository)
-                        for file in driver.files {
-                            let name = file.split(separator: "/").last.map(String.init) ?? file
-                            try copier.copy(file, to: "\(repository)/\(name)")
-                        }
+                        try copier.copyFiles(of: driver, into: repository)
                         packages[driver.name] = package
                     } else {
                         packages[driver.name] = ""
@@ -201,6 +195,13 @@ final class DriverCopier {
             throw StageError(.ioFailed, file: guestPath, "copied \(file) from \(source.location) but the guest file has \(actual) bytes, not \(expected ?? 0)")
         }
         copied.append(guestPath)
+    }
+
+    /// Copies every file of `driver` into the guest directory, each under its own name.
+    func copyFiles(of driver: VirtioWinDriver, into directory: String) throws {
+        for file in driver.files {
+            try copy(file, to: "\(directory)/\(VirtioWinDriver.fileName(of: file))")
+        }
     }
 
     func removeScratch() {

@@ -30,12 +30,7 @@ import Testing
         defer { _ = daemon.stop() }
         try FileManager.default.moveItem(atPath: ova, toPath: base + "/queue/web01.ova")
 
-        let published = base + "/output/web01"
-        let deadline = Date().addingTimeInterval(1500)
-        while Date() < deadline && !FileManager.default.fileExists(atPath: published + "/SHA256SUMS") {
-            if FileManager.default.fileExists(atPath: base + "/queue/.errors/web01.ova.error.json") { break }
-            Thread.sleep(forTimeInterval: 2)
-        }
+        let published = RealGuestTesting.awaitPublication(base: base, vm: "web01", queued: "web01.ova", seconds: 1500)
         #expect(FileManager.default.fileExists(atPath: published + "/web01.qcow2"), "log:\n\(daemon.output)")
         guard FileManager.default.fileExists(atPath: published + "/web01.qcow2") else { return }
 

@@ -41,12 +41,7 @@ import Testing
         let sourceSHA = try TestDisks.sha256(source)
         try FileManager.default.moveItem(atPath: source, toPath: base + "/queue/win10.img")
 
-        let published = base + "/output/win10"
-        let deadline = Date().addingTimeInterval(900)
-        while Date() < deadline && !FileManager.default.fileExists(atPath: published + "/SHA256SUMS") {
-            if FileManager.default.fileExists(atPath: base + "/queue/.errors/win10.img.error.json") { break }
-            Thread.sleep(forTimeInterval: 2)
-        }
+        let published = RealGuestTesting.awaitPublication(base: base, vm: "win10", queued: "win10.img", seconds: 900)
         let log = (try? String(contentsOfFile: base + "/daemon.log", encoding: .utf8)) ?? daemon.output
         #expect(FileManager.default.fileExists(atPath: published + "/win10.qcow2"), "log:\n\(log)")
         guard FileManager.default.fileExists(atPath: published + "/win10.qcow2") else { return }

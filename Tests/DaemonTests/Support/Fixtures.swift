@@ -104,6 +104,19 @@ enum RealGuestTesting {
     static let repositoryRoot = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
+    /// Waits until the daemon under `base` has published `vm` (its SHA256SUMS exists) or has
+    /// given up on the queued file `queued` (its `.error.json` exists), at most `seconds`.
+    /// Returns the published directory; the caller checks which of the two happened.
+    static func awaitPublication(base: String, vm: String, queued: String, seconds: TimeInterval) -> String {
+        let published = base + "/output/" + vm
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline && !FileManager.default.fileExists(atPath: published + "/SHA256SUMS") {
+            if FileManager.default.fileExists(atPath: base + "/queue/.errors/\(queued).error.json") { break }
+            Thread.sleep(forTimeInterval: 2)
+        }
+        return published
+    }
+
     static var libguestfsEnvironment: [String: String] {
         var environment = ["LIBGUESTFS_BACKEND": "direct"]
         if ProcessInfo.processInfo.environment["HYPER2KVM_TEST_KVM"] != "1" { environment["LIBGUESTFS_BACKEND_SETTINGS"] = "force_tcg" }
