@@ -1,8 +1,11 @@
 import Foundation
 
 /// Makes the guest's initramfs able to find its root disk on virtio: adds the virtio
-/// drivers to the guest's initramfs configuration, then rebuilds the image for every
-/// installed kernel with the guest's own tool, and checks that virtio_blk is inside.
+/// drivers to the guest's initramfs configuration, then rebuilds the image of every
+/// installed kernel whose image lacks them with the guest's own tool, and checks that
+/// virtio_blk is inside. An image that already holds every driver (Debian's default
+/// `MODULES=most`, dracut without hostonly, a guest that ran on KVM before) is kept: the
+/// rebuild is the slowest step of a conversion and would change nothing that boots.
 public struct InitramfsRegenerator: Sendable {
     /// The generators we know, found by their binaries inside the guest.
     public enum Tool: String, Codable, Sendable {
@@ -61,6 +64,20 @@ public struct InitramfsRegenerator: Sendable {
             names.insert(file[..<range.lowerBound].replacingOccurrences(of: "-", with: "_"))
         }
         return names
+    }
+
+    /// `modules` and everything they depend on, by `modules.dep` (which lists the whole
+    /// closure on each line, so one lookup per module is enough).
+    static func withDependencies(_ modules: [String], modulesDep: String) -> Set<String> {
+        var result = Set(modules)
+        for line in modulesDep.split(separator: "\n") {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let names = moduleNames(in: String(line[..<colon]), takeKeysOnly: false)
+            guard let name = names.first, modules.contains(name) else { continue }
+            let dependencies = line[line.index(after: colon)...].split(separator: " ").map(String.init).joined(separator: "\n")
+            result.formUnion(moduleNames(in: dependencies, takeKeysOnly: false))
+        }
+        return result
     }
 
     /// `/etc/initramfs-tools/modules` with the missing modules appended (one per line, as
@@ -126,8 +143,8 @@ public struct InitramfsRegenerator: Sendable {
         return nil
     }
 
-    /// Adds the drivers to the config, checks space, rebuilds and verifies.
-    /// Returns why it did nothing, when it did nothing.
+    /// Adds the drivers to the config; then, for each kernel whose image lacks them, checks
+    /// space, rebuilds and verifies. Returns why images were not rebuilt, when some were not.
     func apply(guest: GuestfsHandle, editor: GuestFileEditor, kernels: [String]) throws -> SkippedGuestFix? {
         guard !kernels.isEmpty else {
             return SkippedGuestFix(area: "initramfs", reason: "no installed kernel found (no /boot/vmlinuz-<v> with /lib/modules/<v>)")
@@ -136,25 +153,66 @@ public struct InitramfsRegenerator: Sendable {
             throw StageError(.unsupportedGuest, file: "/boot",
                              "cannot add virtio drivers to the initramfs: none of update-initramfs, dracut or mkinitcpio is installed in the guest")
         }
-        let perKernel = try kernels.map { version -> (String, [String]) in
+        let perKernel = try kernels.map { version -> KernelModules in
             let base = "/lib/modules/\(version)"
             let dep = try guest.isFile("\(base)/modules.dep") ? try guest.cat("\(base)/modules.dep") : nil
             let builtin = try guest.isFile("\(base)/modules.builtin") ? try guest.cat("\(base)/modules.builtin") : nil
-            return (version, Self.modules(modulesDep: dep, modulesBuiltin: builtin))
+            let modules = Self.modules(modulesDep: dep, modulesBuiltin: builtin)
+            // Without modules.dep we cannot tell what the image needs: rebuild.
+            let needed = dep.map { Self.withDependencies(modules, modulesDep: $0) }
+            return KernelModules(version: version, modules: modules, neededInImage: needed)
         }
-        // One config for all kernels: the union (a name a kernel lacks is skipped by the tool).
+        // One config for all kernels: the union (a name a kernel lacks is skipped by the tool),
+        // written even when no image is rebuilt, so the guest's next kernel gets them too.
         var modules: [String] = []
-        for (_, list) in perKernel { for name in list where !modules.contains(name) { modules.append(name) } }
-
+        for kernel in perKernel { for name in kernel.modules where !modules.contains(name) { modules.append(name) } }
         try configure(tool, modules: modules, editor: editor)
-        for version in kernels {
-            try checkSpace(guest: guest, tool: tool, kernel: version)
-            try rebuild(guest: guest, tool: tool, kernel: version)
-            try verify(guest: guest, tool: tool, kernel: version, expectingBlockDriver: perKernel.first { $0.0 == version }?.1.contains("virtio_blk") ?? false)
-            editor.record(GuestFixChange(area: "initramfs", file: tool.imagePath(kernel: version),
+
+        var kept: [String] = []
+        for kernel in perKernel {
+            let image = tool.imagePath(kernel: kernel.version)
+            if let needed = kernel.neededInImage, try guest.isFile(image),
+               let inside = try modulesInside(guest: guest, tool: tool, image: image), needed.isSubset(of: inside) {
+                kept.append(needed.isEmpty
+                    ? "\(image) (the virtio drivers are built into \(kernel.version))"
+                    : "\(image) (already holds \(needed.sorted().joined(separator: " ")))")
+                continue
+            }
+            try checkSpace(guest: guest, tool: tool, kernel: kernel.version)
+            try rebuild(guest: guest, tool: tool, kernel: kernel.version)
+            try verify(guest: guest, tool: tool, kernel: kernel.version, expectingBlockDriver: kernel.modules.contains("virtio_blk"))
+            editor.record(GuestFixChange(area: "initramfs", file: image,
                                          before: "without virtio drivers", after: "rebuilt by \(tool.rawValue) with \(modules.joined(separator: " "))"))
         }
-        return nil
+        guard !kept.isEmpty else { return nil }
+        return SkippedGuestFix(area: "initramfs", reason: "not rebuilt, nothing to add: " + kept.joined(separator: "; "))
+    }
+
+    /// What one kernel has as loadable virtio modules, and what its image must hold for them
+    /// to load (nil when the kernel has no modules.dep).
+    struct KernelModules {
+        var version: String
+        var modules: [String]
+        var neededInImage: Set<String>?
+    }
+
+    /// The kernel modules inside an initramfs image, listed by the guest's own tool; nil
+    /// when the tool has no lister or the listing fails (the image is then rebuilt).
+    private func modulesInside(guest: GuestfsHandle, tool: Tool, image: String) throws -> Set<String>? {
+        guard let lister = Self.lister(tool, image: image) else { return nil }
+        do {
+            return Self.moduleNames(in: try guest.command(lister), takeKeysOnly: false)
+        } catch is StageError {
+            return nil
+        }
+    }
+
+    static func lister(_ tool: Tool, image: String) -> [String]? {
+        switch tool {
+        case .initramfsTools: ["lsinitramfs", image]
+        case .dracut: ["lsinitrd", image]
+        case .mkinitcpio: nil
+        }
     }
 
     private func configure(_ tool: Tool, modules: [String], editor: GuestFileEditor) throws {
@@ -204,12 +262,7 @@ public struct InitramfsRegenerator: Sendable {
     private func verify(guest: GuestfsHandle, tool: Tool, kernel version: String, expectingBlockDriver: Bool) throws {
         guard expectingBlockDriver else { return }
         let image = tool.imagePath(kernel: version)
-        let lister: [String]
-        switch tool {
-        case .initramfsTools: lister = ["lsinitramfs", image]
-        case .dracut: lister = ["lsinitrd", image]
-        case .mkinitcpio: return
-        }
+        guard let lister = Self.lister(tool, image: image) else { return }
         let listing = try guest.command(lister)
         guard listing.contains("virtio_blk") else {
             throw StageError(.toolFailed, file: image,

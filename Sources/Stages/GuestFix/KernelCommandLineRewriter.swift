@@ -20,8 +20,7 @@ public enum KernelCommandLineRewriter {
         var unresolved: [String] = []
         var index = text.startIndex
         while index < text.endIndex {
-            let atTokenStart = index == text.startIndex || " \t\"'".contains(text[text.index(before: index)])
-            if atTokenStart, let (name, valueRange) = parameter(at: index, in: text) {
+            if isTokenStart(index, in: text), let (name, valueRange) = parameter(at: index, in: text) {
                 let value = String(text[valueRange])
                 let reference = DeviceReference(spec: value)
                 result += name + "="
@@ -42,6 +41,26 @@ public enum KernelCommandLineRewriter {
             index = text.index(after: index)
         }
         return (result, unresolved)
+    }
+
+    /// The device parameters of a command line, in order: `[("root", "UUID=…"), ("resume", …)]`.
+    public static func deviceParameters(in text: String) -> [(name: String, value: String)] {
+        var found: [(name: String, value: String)] = []
+        var index = text.startIndex
+        while index < text.endIndex {
+            if isTokenStart(index, in: text), let (name, valueRange) = parameter(at: index, in: text) {
+                found.append((name, String(text[valueRange])))
+                index = valueRange.upperBound
+                continue
+            }
+            index = text.index(after: index)
+        }
+        return found
+    }
+
+    /// Parameters start a word: `root=` inside `myroot=` or `rd.root=` is another parameter.
+    private static func isTokenStart(_ index: String.Index, in text: String) -> Bool {
+        index == text.startIndex || " \t\"'".contains(text[text.index(before: index)])
     }
 
     private static func parameter(at index: String.Index, in text: String) -> (String, Range<String.Index>)? {
@@ -108,16 +127,27 @@ public enum KernelCommandLineRewriter {
     /// A `grub.cfg` (or grub1 `menu.lst`): the `linux`/`linux16`/`linuxefi`/`kernel` commands.
     /// `set root=…` is grub's own device syntax and is not touched.
     public static func rewriteGrubConfig(_ text: String, resolve: (DeviceReference) -> String?) -> TextRewriteResult {
-        rewriteLines(text, isCommandLine: { ["linux", "linux16", "linuxefi", "kernel"].contains(firstWord($0)) },
+        rewriteLines(text, isCommandLine: { grubKernelCommands.contains(firstWord($0)) },
                      resolve: resolve)
     }
+
+    /// The kernel command lines of a `grub.cfg`, without comments (the lines
+    /// `rewriteGrubConfig` edits).
+    static func grubKernelLines(_ text: String) -> [String] {
+        text.split(separator: "\n", omittingEmptySubsequences: true).compactMap { line in
+            let trimmed = String(line.drop { $0 == " " || $0 == "\t" })
+            return grubKernelCommands.contains(firstWord(trimmed)) ? trimmed : nil
+        }
+    }
+
+    static let grubKernelCommands = ["linux", "linux16", "linuxefi", "kernel"]
 
     /// `/etc/kernel/cmdline` (systemd kernel-install, UKIs): the whole file is the command line.
     public static func rewriteKernelCmdlineFile(_ text: String, resolve: (DeviceReference) -> String?) -> TextRewriteResult {
         rewriteLines(text, isCommandLine: { _ in true }, resolve: resolve)
     }
 
-    private static func firstWord(_ line: String) -> String {
+    static func firstWord(_ line: String) -> String {
         String(line.prefix { $0 != " " && $0 != "\t" })
     }
 }

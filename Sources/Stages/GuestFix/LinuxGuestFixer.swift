@@ -148,7 +148,8 @@ public struct LinuxGuestFixer: Sendable {
         }
         try timed("bootloader") {
             let fixer = BootloaderFixer(runGuestTool: options.updateGrub && knownDistro)
-            let (bootSkipped, bootWarnings) = try fixer.apply(guest: guest, editor: editor, resolver: resolver)
+            let (bootSkipped, bootWarnings) = try fixer.apply(guest: guest, editor: editor, resolver: resolver,
+                                                                 installedKernels: inspection.installedKernels)
             skipped += bootSkipped
             warnings += bootWarnings
         }

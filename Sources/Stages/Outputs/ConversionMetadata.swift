@@ -4,7 +4,7 @@ import Foundation
 /// the source said, what was found and changed in the guest, what was produced, and how long
 /// each stage took. Keys are snake_case and sorted, the file is pretty-printed UTF-8.
 ///
-/// Schema `hyper2kvm.metadata/1` (`Sources/Stages/Outputs/METADATA.md` has the same text):
+/// Schema `hyper2kvm.metadata/1` (the README's "metadata.json" table says the same):
 ///
 /// - `schema`: `"hyper2kvm.metadata/1"`. A change that removes or retypes a key bumps the number.
 /// - `created_at`: ISO 8601 UTC time the document was written.
@@ -23,6 +23,9 @@ import Foundation
 ///   (`hive`, `key`, `value`, `before`, `after`; absent before: created, absent after: deleted).
 /// - `fixes[]`: every change made in the guest: `area` (fstab, grub, initramfs, network…),
 ///   `file`, `before`, `after`.
+/// - `fix_skipped[]`: each part of the guest fix that did not run or was not needed: `area`,
+///   `reason`. `fix_warnings[]`: notes for the operator. `fix_steps[]`: `step`, `seconds`, in
+///   order. All three are absent when the guest was not opened.
 /// - `outputs[]`: `name` (file name in the published directory), `path`, `format`, `size` in
 ///   bytes, `sha256` (absent when checksums are off), `virtual_size` (disks only).
 /// - `stages[]`: in run order, as the journal recorded them: `name`, `status` (`completed` or
@@ -37,6 +40,9 @@ public struct ConversionMetadata: Codable, Sendable, Equatable {
     public var vm: VM
     public var inspection: [String: MetadataValue]?
     public var fixes: [Fix]
+    public var fixSkipped: [SkippedGuestFix]?
+    public var fixWarnings: [String]?
+    public var fixSteps: [GuestFixReport.StepDuration]?
     public var outputs: [Output]
     public var stages: [Stage]
     /// The libvirt domain domain.xml describes (and `register` defines, when enabled).
@@ -60,6 +66,7 @@ public struct ConversionMetadata: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case schema, tool, source, vm, inspection, fixes, outputs, stages, domain, windows
         case createdAt = "created_at"
+        case fixSkipped = "fix_skipped", fixWarnings = "fix_warnings", fixSteps = "fix_steps"
     }
 
     public struct Tool: Codable, Sendable, Equatable {

@@ -47,6 +47,11 @@ public struct EmitStage: PipelineStage {
         }
 
         var metadata = try await metadataDocument(vm: vm, layout: layout, context: context, fixReport: fixReport)
+        if let fixReport {
+            metadata.fixSkipped = fixReport.skipped
+            metadata.fixWarnings = fixReport.warnings
+            metadata.fixSteps = fixReport.durations
+        }
         if context.options.emitDomainXML { metadata.domain = .init(name: layout.vmName, uuid: uuid) }
         let metadataFile = context.newOutput(named: StageFiles.metadata)
         try MetadataWriter.write(metadata, to: metadataFile)

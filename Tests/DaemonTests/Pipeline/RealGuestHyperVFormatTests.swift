@@ -4,7 +4,8 @@ import Testing
 /// The same real Debian 12 as RealGuestConversionTests (root /dev/sda1, ens192 pinned to a
 /// VMware MAC, no virtio in its initramfs), saved as the formats Hyper-V exports — dynamic
 /// VHDX and VHD — and converted by the one-shot `hyper2kvm convert` with guest fixes on:
-/// each output boots to multi-user under QEMU with virtio disk and NIC.
+/// each output boots to multi-user under QEMU with virtio disk and NIC. The VHD's grub.cfg
+/// also lists a kernel that is no longer installed, so one of the two runs update-grub.
 ///
 /// That the unconverted guest does not boot on virtio-blk is shown once, on the VMDK, by
 /// StagesTests' GuestFixRealGuestTests: the container format does not change the guest, and
@@ -24,12 +25,17 @@ import Testing
         let buildTarget: String
         let file: String
         let qemuFormat: String
+        /// The guest's grub.cfg also lists a kernel removed without update-grub (as on VMs
+        /// patched for years): the in-place edit cannot stand for that file, so the fix runs
+        /// update-grub. Without it, the edit is enough and update-grub is not run.
+        let staleGrubEntry: Bool
     }
 
     static let variants = [
-        Variant(name: "hv-vhdx", buildTarget: "debian12-vhdx", file: "debian12-vmware.vhdx", qemuFormat: "vhdx"),
-        Variant(name: "hv-vhd", buildTarget: "debian12-vhd", file: "debian12-vmware.vhd", qemuFormat: "vpc"),
+        Variant(name: "hv-vhdx", buildTarget: "debian12-vhdx", file: "debian12-vmware.vhdx", qemuFormat: "vhdx", staleGrubEntry: false),
+        Variant(name: "hv-vhd", buildTarget: "debian12-vhd", file: "debian12-vmware.vhd", qemuFormat: "vpc", staleGrubEntry: true),
     ]
+    static let staleKernel = "5.10.0-99-amd64"
 
     /// What one conversion produced and how long it took.
     struct Conversion {
@@ -57,7 +63,10 @@ import Testing
         var pendingBoot: (Conversion, BackgroundCommand)?
         var boots: [(Conversion, BackgroundCommand.Result)] = []
         for variant in Self.variants {
-            let source = Self.cacheDirectory + "/" + variant.file
+            let cached = Self.cacheDirectory + "/" + variant.file
+            let source = variant.staleGrubEntry
+                ? try Self.withStaleGrubEntry(cached, format: variant.qemuFormat, scratch: scratch, environment: environment)
+                : cached
             let info = try sh(["qemu-img", "info", "--output=json", source]).out
             #expect(info.contains("\"format\": \"\(variant.qemuFormat)\""), "\(source) is not \(variant.qemuFormat): \(info)")
             let sourceSHA = try TestDisks.sha256(source)
@@ -65,6 +74,7 @@ import Testing
             let conversion = try convert(variant, source: source, scratch: scratch, environment: environment)
             #expect(try TestDisks.sha256(source) == sourceSHA, "\(variant.name): the source was modified")
             try expectGuestFixesRecorded(conversion)
+            try expectGrubHandled(conversion)
 
             if let (previous, boot) = pendingBoot { boots.append((previous, try boot.wait())) }
             // A generous timeout: this boot shares the machine with the next conversion, and a
@@ -84,6 +94,43 @@ import Testing
             #expect(boot.out.contains("HYPER2KVM-NET ens192="), "\(conversion.variant.name): the NIC did not come up under its old name: \(boot.out)")
         }
         print("RealGuestHyperVFormatTests: \(String(format: "%.1f", Date().timeIntervalSince(testStart))) s in all")
+    }
+
+    /// A copy of `cached` whose grub.cfg has one more entry, for a kernel that is not installed.
+    static func withStaleGrubEntry(_ cached: String, format: String, scratch: Scratch,
+                                   environment: [String: String]) throws -> String {
+        let copy = scratch.path("stale-grub-" + URL(fileURLWithPath: cached).lastPathComponent)
+        try sh(["cp", "--sparse=always", cached, copy])
+        let entry = scratch.path("stale-entry.cfg")
+        try ("menuentry 'Debian GNU/Linux, with Linux \(staleKernel) (removed long ago)' {\n"
+            + "\tlinux\t/boot/vmlinuz-\(staleKernel) root=/dev/sda1 ro\n"
+            + "\tinitrd\t/boot/initrd.img-\(staleKernel)\n}\n").write(toFile: entry, atomically: true, encoding: .utf8)
+        let config = scratch.path("grub.cfg")
+        let script = scratch.path("stale-grub.guestfish")
+        try "download /boot/grub/grub.cfg \(config)\n! cat \(entry) >> \(config)\nupload \(config) /boot/grub/grub.cfg\n"
+            .write(toFile: script, atomically: true, encoding: .utf8)
+        try sh(["guestfish", "--format=\(format)", "-a", copy, "-m", "/dev/sda1", "-f", script], environment: environment)
+        return copy
+    }
+
+    /// update-grub ran where the edit could not stand for grub.cfg, and only there.
+    func expectGrubHandled(_ conversion: Conversion) throws {
+        let metadata = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: conversion.directory + "/metadata.json"))) as? [String: Any]
+        let fixes = (metadata?["fixes"] as? [[String: Any]]) ?? []
+        let skipped = (metadata?["fix_skipped"] as? [[String: Any]]) ?? []
+        let regenerated = fixes.first { ($0["after"] as? String)?.hasPrefix("regenerated by update-grub") == true }
+        let notRun = skipped.first { $0["area"] as? String == "bootloader" && ($0["reason"] as? String)?.hasPrefix("update-grub not run") == true }
+        if conversion.variant.staleGrubEntry {
+            let after = regenerated?["after"] as? String ?? ""
+            #expect(after.contains(Self.staleKernel) && after.contains("not the installed kernels"),
+                    "\(conversion.variant.name): update-grub should have run for the stale entry: \(fixes) \(skipped)")
+            #expect(notRun == nil)
+        } else {
+            #expect(regenerated == nil, "\(conversion.variant.name): update-grub ran though the edit was enough: \(fixes)")
+            #expect(notRun != nil, "\(conversion.variant.name): fix_skipped has no bootloader entry: \(skipped)")
+        }
+        let steps = ((metadata?["fix_steps"] as? [[String: Any]]) ?? []).compactMap { $0["step"] as? String }
+        #expect(steps.contains("bootloader") && steps.contains("initramfs"), "fix_steps: \(steps)")
     }
 
     /// Runs the one-shot command on `source` with guest fixes on (the default).
