@@ -56,6 +56,17 @@ struct ConversionMetadataTests {
         let inspection = try #require(object["inspection"] as? [String: Any])
         #expect(inspection["product_variant"] is NSNull)
 
+        // What the fix stage did not run, its notes and its step times, when it ran.
+        var fixed = Self.sample()
+        fixed.fixSkipped = [SkippedGuestFix(area: "bootloader", reason: "update-grub not run: …")]
+        fixed.fixWarnings = ["/etc/fstab: /dev/sdz1 names no disk of this guest; left unchanged"]
+        fixed.fixSteps = [.init(step: "launch", seconds: 14.5), .init(step: "initramfs", seconds: 88.25)]
+        let fixedObject = try #require(try JSONSerialization.jsonObject(with: MetadataWriter.encode(fixed)) as? [String: Any])
+        #expect((fixedObject["fix_skipped"] as? [[String: Any]])?.first?["area"] as? String == "bootloader")
+        #expect((fixedObject["fix_warnings"] as? [String])?.count == 1)
+        #expect((fixedObject["fix_steps"] as? [[String: Any]])?.map { Set($0.keys) } == [["step", "seconds"], ["step", "seconds"]])
+        #expect(try MetadataWriter.decode(MetadataWriter.encode(fixed)) == fixed)
+
         // python's parser agrees it is JSON.
         let directory = try TestDirectory()
         let file = directory.file("metadata.json")
@@ -86,7 +97,8 @@ struct ConversionMetadataTests {
             source: .init(path: "/q/d.raw", kind: .raw, format: "raw", size: 1),
             vm: .init(name: "d"))
         let text = String(decoding: try MetadataWriter.encode(metadata), as: UTF8.self)
-        for key in ["inspection", "sha256", "libguestfs_version", "identity", "vcpus", "memory_mib"] {
+        for key in ["inspection", "sha256", "libguestfs_version", "identity", "vcpus", "memory_mib",
+                    "fix_skipped", "fix_warnings", "fix_steps"] {
             #expect(!text.contains("\"\(key)\""), "\(key) in \(text)")
         }
         #expect(try MetadataWriter.decode(Data(text.utf8)) == metadata)
