@@ -1,7 +1,7 @@
 // Hashes one file with `FileDigest.sha256(of:)` N times and prints the throughput of each run
 // and the median, so `bench/convert` can set it next to `openssl dgst -sha256` and `sha256sum`.
 //
-//   digest-bench FILE [RUNS]          (RUNS defaults to 3)
+//   digest-bench FILE [RUNS [BUFFER_BYTES]]   (RUNS defaults to 3, BUFFER_BYTES to FileDigest's)
 //
 // Output (one `key value` pair per line, easy to parse from bash):
 //   buffer_bytes 8388608
@@ -23,13 +23,22 @@ import Glibc
 struct DigestBenchArguments {
     let file: URL
     let runs: Int
+    let bufferBytes: Int
 
     init(_ arguments: [String]) throws {
-        guard arguments.count == 2 || arguments.count == 3 else {
-            throw UsageError("usage: digest-bench FILE [RUNS]")
+        guard (2...4).contains(arguments.count) else {
+            throw UsageError("usage: digest-bench FILE [RUNS [BUFFER_BYTES]]")
+        }
+        if arguments.count == 4 {
+            guard let bytes = Int(arguments[3]), bytes >= 4096 else {
+                throw UsageError("digest-bench: BUFFER_BYTES must be an integer of at least 4096, got '\(arguments[3])'")
+            }
+            bufferBytes = bytes
+        } else {
+            bufferBytes = FileDigest.bufferSize
         }
         file = URL(fileURLWithPath: arguments[1])
-        if arguments.count == 3 {
+        if arguments.count >= 3 {
             guard let runs = Int(arguments[2]), runs > 0 else {
                 throw UsageError("digest-bench: RUNS must be a positive integer, got '\(arguments[2])'")
             }
@@ -66,7 +75,7 @@ func run() throws {
         throw UsageError("digest-bench: \(arguments.file.path): empty or unreadable size")
     }
 
-    print("buffer_bytes \(FileDigest.bufferSize)")
+    print("buffer_bytes \(arguments.bufferBytes)")
     print("file_bytes \(Int(size))")
     var wallRates: [Double] = []
     var cpuRates: [Double] = []
@@ -74,7 +83,7 @@ func run() throws {
         let cpuStart = processCPUSeconds()
         let clock = ContinuousClock()
         let start = clock.now
-        let digest = try FileDigest.sha256(of: arguments.file)
+        let digest = try FileDigest.hash(.sha256, of: arguments.file, bufferSize: arguments.bufferBytes)
         let elapsed = clock.now - start
         let wall = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         let cpu = processCPUSeconds() - cpuStart

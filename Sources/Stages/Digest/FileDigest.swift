@@ -93,9 +93,12 @@ public final class SHA256Context {
 /// Calls block the calling thread for as long as the read takes (seconds per GiB): call
 /// from a stage's own task, not from latency-sensitive code.
 public enum FileDigest {
-    /// 8 MiB: large enough that syscall and loop overhead vanish next to the hashing,
-    /// small enough to stay in L3-adjacent memory on small hosts.
-    public static let bufferSize = 8 << 20
+    /// 256 KiB: the copy out of the page cache stays in L2 for the hash to read (8 MiB
+    /// buffers went through memory and cost twice the system time; measured in
+    /// BENCHMARKS.md), and 4,096 reads per GiB are nothing next to the hashing.
+    public static let bufferSize = 256 << 10
+    /// How far ahead of the hash the disk is asked to read (see `hash`).
+    static let prefetchBytes: UInt64 = 8 << 20
 
     public static func sha256(of url: URL) throws -> String {
         try hash(.sha256, of: url)
@@ -105,8 +108,9 @@ public enum FileDigest {
     ///
     /// - Throws: `StageError(.ioFailed)` naming the file when it cannot be opened or read,
     ///   or when it ends before `offset + length` (a truncated archive member, for instance).
+    /// `bufferSize` is for benchmarks comparing read sizes; callers leave the default.
     public static func hash(_ algorithm: DigestAlgorithm, of url: URL, offset: UInt64 = 0,
-                            length: UInt64? = nil) throws -> String {
+                            length: UInt64? = nil, bufferSize: Int = FileDigest.bufferSize) throws -> String {
         let path = url.path
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
@@ -135,6 +139,8 @@ public enum FileDigest {
         defer { buffer.deallocate() }
         var position = offset
         var remaining = wanted
+        let end = offset + wanted
+        var prefetchedTo = offset
         while remaining > 0 {
             // Hashing hundreds of gigabytes must not hold up a shutdown (checked per buffer).
             if Task.isCancelled { throw CancellationError() }
@@ -150,11 +156,14 @@ public enum FileDigest {
             }
             position += UInt64(count)
             remaining -= UInt64(count)
-            // A large read outruns the kernel's read-ahead window, so from a cold cache each
-            // pread would wait for the disk while the CPU idles: ask for the next buffer
-            // now, and the disk reads it while this one is hashed.
-            if remaining > 0 {
-                _ = posix_fadvise(fd, off_t(position), off_t(min(UInt64(bufferSize), remaining)), Int32(POSIX_FADV_WILLNEED))
+            // The kernel's own read-ahead window is small next to a disk's latency, so from a
+            // cold cache the hash would wait on each read: keep the disk busy with the next
+            // megabytes while this buffer is hashed (each byte is asked for once).
+            let wantedTo = min(end, position + Self.prefetchBytes)
+            if wantedTo > prefetchedTo {
+                let from = max(prefetchedTo, position)
+                _ = posix_fadvise(fd, off_t(from), off_t(wantedTo - from), Int32(POSIX_FADV_WILLNEED))
+                prefetchedTo = wantedTo
             }
             context.update(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
         }

@@ -35,17 +35,21 @@ enum GuestInspector {
     /// Mounts the guest's filesystems, shortest mountpoint first so `/boot` lands on `/`.
     /// Only the root must mount: an fstab entry naming a disk the guest no longer has, or
     /// one libguestfs cannot resolve (by-path/by-id), is skipped with a warning, as the
-    /// guest itself would do with `nofail`.
-    static func mountFilesystems(_ guest: GuestfsHandle, inspection: GuestInspection) throws -> [String] {
+    /// guest itself would do with `nofail`. Returns the mountpoints mounted, in order.
+    static func mountFilesystems(_ guest: GuestfsHandle, inspection: GuestInspection)
+        throws -> (mounted: [String], warnings: [String])
+    {
+        var mounted: [String] = []
         var warnings: [String] = []
         let ordered = inspection.mountpoints.sorted { ($0.key.count, $0.key) < ($1.key.count, $1.key) }
         for (mountpoint, device) in ordered {
             do {
                 try guest.mount(device, at: mountpoint)
+                mounted.append(mountpoint)
             } catch let error as StageError where mountpoint != "/" {
                 warnings.append("\(mountpoint) (\(device)) not mounted, files under it are not fixed: \(error.message)")
             }
         }
-        return warnings
+        return (mounted, warnings)
     }
 }

@@ -96,6 +96,7 @@ public struct LinuxGuestFixer: Sendable {
                 try guest.shutdown()
             }
         }
+        var mounted: [String] = []
         let inspection = try timed("inspect") { () throws -> GuestInspection in
             var inspection: GuestInspection
             do {
@@ -109,7 +110,9 @@ public struct LinuxGuestFixer: Sendable {
                                  "the guest is \(inspection.type) (\(inspection.productName)); only Linux and Windows guests are fixed")
             }
             guard inspection.type == "linux" else { return inspection }
-            warnings += try GuestInspector.mountFilesystems(guest, inspection: inspection)
+            let mounting = try GuestInspector.mountFilesystems(guest, inspection: inspection)
+            mounted = mounting.mounted
+            warnings += mounting.warnings
             inspection.installedKernels = try InitramfsRegenerator.installedKernels(guest)
             return inspection
         }
@@ -164,7 +167,8 @@ public struct LinuxGuestFixer: Sendable {
         }
         warnings += resolver.lookupErrors.map { "identity lookup failed: \($0)" }
 
-        try finish(trimming: inspection.mountpoints.keys.sorted())
+        // Only what mounted: a filesystem that did not has its own warning already.
+        try finish(trimming: mounted)
         return GuestFixReport(inspection: inspection, changes: editor.changes, skipped: skipped,
                               warnings: warnings, backupDirectory: GuestFileEditor.backupDirectory, durations: durations)
     }
