@@ -88,7 +88,8 @@ public final class SHA256Context {
     public func finalize() -> String { context.finalize() }
 }
 
-/// Streaming file digests (SHA-256, SHA-1) through OpenSSL, reading with large `pread`s.
+/// Streaming file digests (SHA-256, SHA-1) through OpenSSL, reading with `pread` while the
+/// disk is asked to read ahead.
 ///
 /// Calls block the calling thread for as long as the read takes (seconds per GiB): call
 /// from a stage's own task, not from latency-sensitive code.
@@ -156,9 +157,9 @@ public enum FileDigest {
             }
             position += UInt64(count)
             remaining -= UInt64(count)
-            // The kernel's own read-ahead window is small next to a disk's latency, so from a
-            // cold cache the hash would wait on each read: keep the disk busy with the next
-            // megabytes while this buffer is hashed (each byte is asked for once).
+            // Ask the disk for the next megabytes while this buffer is hashed, whatever
+            // read-ahead the device is set to (each byte is asked for once): measured from a
+            // cold cache, the hash then never waits on a read.
             let wantedTo = min(end, position + Self.prefetchBytes)
             if wantedTo > prefetchedTo {
                 let from = max(prefetchedTo, position)
