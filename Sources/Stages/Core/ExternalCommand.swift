@@ -73,15 +73,11 @@ public struct ExternalCommand: Sendable {
 
         let collected = OutputCollector()
         outPipe.fileHandleForReading.readabilityHandler = { handle in
-            let chunk = handle.availableData
-            guard !chunk.isEmpty else { return }
-            collected.appendOut(chunk)
+            guard let chunk = collected.readOut(from: handle) else { return }
             onStdoutChunk?(chunk)
         }
         errPipe.fileHandleForReading.readabilityHandler = { handle in
-            let chunk = handle.availableData
-            guard !chunk.isEmpty else { return }
-            collected.appendErr(chunk)
+            collected.readErr(from: handle)
         }
 
         return try await withTaskCancellationHandler {
@@ -89,10 +85,11 @@ public struct ExternalCommand: Sendable {
                 process.terminationHandler = { finished in
                     outPipe.fileHandleForReading.readabilityHandler = nil
                     errPipe.fileHandleForReading.readabilityHandler = nil
-                    // Whatever arrived between the last handler call and exit.
-                    collected.appendOut(outPipe.fileHandleForReading.readDataToEndOfFile())
-                    collected.appendErr(errPipe.fileHandleForReading.readDataToEndOfFile())
-                    let (out, err) = collected.snapshot()
+                    // Whatever arrived between the last handler call and exit. A handler still
+                    // running holds the collector's lock while it reads and appends, so its chunk
+                    // lands before this drain instead of after the snapshot.
+                    let (out, err) = collected.drainAndSnapshot(out: outPipe.fileHandleForReading,
+                                                                err: errPipe.fileHandleForReading)
                     continuation.resume(returning: Result(status: finished.terminationStatus, stdout: out, stderr: err))
                 }
                 do {
@@ -158,12 +155,34 @@ extension ExternalCommand.Result {
 
 /// Accumulates a child's output from the pipes' reader threads.
 private final class OutputCollector: @unchecked Sendable {
-    // Guarded by `lock`; the pipes' readability handlers run on Foundation's threads.
+    // Guarded by `lock`; the pipes' readability handlers run on Foundation's threads. Each read
+    // happens under the lock together with its append: a handler that had read a chunk but
+    // not yet stored it when the process exited would otherwise lose it to the final
+    // snapshot (seen under load as a `qemu-img info` with status 0 and no output).
     private let lock = NSLock()
     private var out = Data()
     private var err = Data()
 
-    func appendOut(_ data: Data) { lock.withLock { out.append(data) } }
-    func appendErr(_ data: Data) { lock.withLock { err.append(data) } }
-    func snapshot() -> (Data, Data) { lock.withLock { (out, err) } }
+    /// Reads what stdout has now; returns it (nil at end of file).
+    func readOut(from handle: FileHandle) -> Data? {
+        lock.withLock {
+            let chunk = handle.availableData
+            guard !chunk.isEmpty else { return nil }
+            out.append(chunk)
+            return chunk
+        }
+    }
+
+    func readErr(from handle: FileHandle) {
+        lock.withLock { err.append(handle.availableData) }
+    }
+
+    /// Reads both pipes to end of file and returns everything collected.
+    func drainAndSnapshot(out outHandle: FileHandle, err errHandle: FileHandle) -> (Data, Data) {
+        lock.withLock {
+            out.append(outHandle.readDataToEndOfFile())
+            err.append(errHandle.readDataToEndOfFile())
+            return (out, err)
+        }
+    }
 }
