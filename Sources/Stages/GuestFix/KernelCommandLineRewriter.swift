@@ -18,38 +18,39 @@ public enum KernelCommandLineRewriter {
     {
         var result = ""
         var unresolved: [String] = []
-        var index = text.startIndex
-        while index < text.endIndex {
-            if isTokenStart(index, in: text), let (name, valueRange) = parameter(at: index, in: text) {
-                let value = String(text[valueRange])
-                let reference = DeviceReference(spec: value)
-                result += name + "="
-                if reference.kind.needsStabilising(in: .stabilizeAll) {
-                    if let stable = resolve(reference) {
-                        result += stable
-                    } else {
-                        result += value
-                        unresolved.append(value)
-                    }
+        var copiedTo = text.startIndex
+        for (_, range) in parameterValues(in: text) {
+            result += text[copiedTo..<range.lowerBound]
+            let value = String(text[range])
+            let reference = DeviceReference(spec: value)
+            if reference.kind.needsStabilising(in: .stabilizeAll) {
+                if let stable = resolve(reference) {
+                    result += stable
                 } else {
                     result += value
+                    unresolved.append(value)
                 }
-                index = valueRange.upperBound
-                continue
+            } else {
+                result += value
             }
-            result.append(text[index])
-            index = text.index(after: index)
+            copiedTo = range.upperBound
         }
+        result += text[copiedTo...]
         return (result, unresolved)
     }
 
     /// The device parameters of a command line, in order: `[("root", "UUID=…"), ("resume", …)]`.
     public static func deviceParameters(in text: String) -> [(name: String, value: String)] {
-        var found: [(name: String, value: String)] = []
+        parameterValues(in: text).map { ($0.name, String(text[$0.value])) }
+    }
+
+    /// Each device parameter's name and the range of its value, in order.
+    private static func parameterValues(in text: String) -> [(name: String, value: Range<String.Index>)] {
+        var found: [(name: String, value: Range<String.Index>)] = []
         var index = text.startIndex
         while index < text.endIndex {
             if isTokenStart(index, in: text), let (name, valueRange) = parameter(at: index, in: text) {
-                found.append((name, String(text[valueRange])))
+                found.append((name, valueRange))
                 index = valueRange.upperBound
                 continue
             }
@@ -140,14 +141,14 @@ public enum KernelCommandLineRewriter {
         }
     }
 
-    static let grubKernelCommands = ["linux", "linux16", "linuxefi", "kernel"]
+    private static let grubKernelCommands = ["linux", "linux16", "linuxefi", "kernel"]
 
     /// `/etc/kernel/cmdline` (systemd kernel-install, UKIs): the whole file is the command line.
     public static func rewriteKernelCmdlineFile(_ text: String, resolve: (DeviceReference) -> String?) -> TextRewriteResult {
         rewriteLines(text, isCommandLine: { _ in true }, resolve: resolve)
     }
 
-    static func firstWord(_ line: String) -> String {
+    private static func firstWord(_ line: String) -> String {
         String(line.prefix { $0 != " " && $0 != "\t" })
     }
 }

@@ -47,11 +47,6 @@ public struct EmitStage: PipelineStage {
         }
 
         var metadata = try await metadataDocument(vm: vm, layout: layout, context: context, fixReport: fixReport)
-        if let fixReport {
-            metadata.fixSkipped = fixReport.skipped
-            metadata.fixWarnings = fixReport.warnings
-            metadata.fixSteps = fixReport.durations
-        }
         if context.options.emitDomainXML { metadata.domain = .init(name: layout.vmName, uuid: uuid) }
         let metadataFile = context.newOutput(named: StageFiles.metadata)
         try MetadataWriter.write(metadata, to: metadataFile)
@@ -74,7 +69,7 @@ public struct EmitStage: PipelineStage {
         }
         let stages = context.stageHistory
         let sourceFormat = vm.disks.first?.locator.format ?? probe.kind.rawValue
-        return ConversionMetadata(
+        var metadata = ConversionMetadata(
             createdAt: Date(),
             tool: .init(version: toolVersion, qemuImgVersion: (try? await qemuImg.version()) ?? "unknown",
                         libguestfsVersion: nil),
@@ -89,6 +84,10 @@ public struct EmitStage: PipelineStage {
             outputs: outputs,
             stages: stages,
             windows: fixReport?.windows.flatMap { MetadataValue.object(encoding: $0) })
+        metadata.fixSkipped = fixReport?.skipped
+        metadata.fixWarnings = fixReport?.warnings
+        metadata.fixSteps = fixReport?.durations
+        return metadata
     }
 }
 
