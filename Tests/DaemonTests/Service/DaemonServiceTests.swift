@@ -333,7 +333,13 @@ extension DaemonServiceTests {
         }
         #expect(waitFor(240) { (0..<20).allSatisfy { exists(base + "/output/vm\($0)/vm\($0).qcow2") } }, "log:\n\(daemon.output)")
 
+        // Outputs are renamed into place before `published` is committed, so the last job's
+        // transition can still be on its way when its file appears.
         let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: base + "/state"))
+        #expect(waitFor(30) {
+            let jobs = (try? journal.allJobs()) ?? []
+            return jobs.count == 20 && jobs.allSatisfy { $0.state == .published || $0.state == .archived }
+        }, "log:\n\(daemon.output)")
         let jobs = try journal.allJobs()
         #expect(jobs.count == 20)
         var intervals: [(String, String)] = []
