@@ -58,10 +58,13 @@ public struct ExternalCommand: Sendable {
 
     /// Runs to completion. `onStdoutChunk` sees stdout as it arrives (for progress parsing).
     public func run(onStdoutChunk: (@Sendable (Data) -> Void)? = nil) async throws -> Result {
-        let line = commandLine
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = line
+        // A child inherits its spawning thread's blocked signals and our ignored ones: Swift's
+        // pool threads block SIGTERM, and the daemon ignores it to receive it as an event. So
+        // qemu-img never saw the SIGTERM of a cancelled job and was killed 2 s later. env(1)
+        // gives the tool default handling and an empty signal mask.
+        process.arguments = ["--default-signal"] + commandLine
         if let childEnvironment {
             process.environment = ProcessInfo.processInfo.environment.merging(childEnvironment) { _, new in new }
         }
@@ -71,33 +74,36 @@ public struct ExternalCommand: Sendable {
         process.standardError = errPipe
         process.standardInput = FileHandle.nullDevice
 
-        let collected = OutputCollector()
-        outPipe.fileHandleForReading.readabilityHandler = { handle in
-            guard let chunk = collected.readOut(from: handle) else { return }
-            onStdoutChunk?(chunk)
+        // Each pipe is read to end of file on a thread of its own. Dispatch readability
+        // handlers did this before; torn down at a high rate they crashed libdispatch's
+        // manager thread, and a chunk read just before exit could miss the final snapshot.
+        let outReader = outPipe.fileHandleForReading, errReader = errPipe.fileHandleForReading
+        async let stdout = BlockingWork.run("h2k-tool-out") { PipeReader.readToEnd(outReader, onChunk: onStdoutChunk) }
+        async let stderr = BlockingWork.run("h2k-tool-err") { PipeReader.readToEnd(errReader, onChunk: nil) }
+        let status: Int32
+        do {
+            status = try await exitStatus(of: process, writers: [outPipe.fileHandleForWriting, errPipe.fileHandleForWriting])
+        } catch {
+            _ = try? await (stdout, stderr)
+            throw error
         }
-        errPipe.fileHandleForReading.readabilityHandler = { handle in
-            collected.readErr(from: handle)
-        }
+        return Result(status: status, stdout: try await stdout, stderr: try await stderr)
+    }
 
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Result, Error>) in
-                process.terminationHandler = { finished in
-                    outPipe.fileHandleForReading.readabilityHandler = nil
-                    errPipe.fileHandleForReading.readabilityHandler = nil
-                    // Whatever arrived between the last handler call and exit. A handler still
-                    // running holds the collector's lock while it reads and appends, so its chunk
-                    // lands before this drain instead of after the snapshot.
-                    let (out, err) = collected.drainAndSnapshot(out: outPipe.fileHandleForReading,
-                                                                err: errPipe.fileHandleForReading)
-                    continuation.resume(returning: Result(status: finished.terminationStatus, stdout: out, stderr: err))
-                }
+    /// Starts `process` and waits for it to exit; cancelling the task terminates it.
+    /// `writers` are our copies of the pipes' write ends: a process that could not start
+    /// leaves them open, and the readers would never see end of file.
+    private func exitStatus(of process: Process, writers: [FileHandle]) async throws -> Int32 {
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int32, Error>) in
+                process.terminationHandler = { finished in continuation.resume(returning: finished.terminationStatus) }
                 do {
                     try process.run()
                 } catch {
                     process.terminationHandler = nil
+                    for writer in writers { try? writer.close() }
                     continuation.resume(throwing: StageError(.toolFailed, file: executable,
-                                                             "cannot start \(line.joined(separator: " ")): \(error)"))
+                                                             "cannot start \(commandLine.joined(separator: " ")): \(error)"))
                 }
             }
         } onCancel: {
@@ -153,36 +159,19 @@ extension ExternalCommand.Result {
     }
 }
 
-/// Accumulates a child's output from the pipes' reader threads.
-private final class OutputCollector: @unchecked Sendable {
-    // Guarded by `lock`; the pipes' readability handlers run on Foundation's threads. Each read
-    // happens under the lock together with its append: a handler that had read a chunk but
-    // not yet stored it when the process exited would otherwise lose it to the final
-    // snapshot (seen under load as a `qemu-img info` with status 0 and no output).
-    private let lock = NSLock()
-    private var out = Data()
-    private var err = Data()
-
-    /// Reads what stdout has now; returns it (nil at end of file).
-    func readOut(from handle: FileHandle) -> Data? {
-        lock.withLock {
-            let chunk = handle.availableData
-            guard !chunk.isEmpty else { return nil }
-            out.append(chunk)
-            return chunk
-        }
-    }
-
-    func readErr(from handle: FileHandle) {
-        lock.withLock { err.append(handle.availableData) }
-    }
-
-    /// Reads both pipes to end of file and returns everything collected.
-    func drainAndSnapshot(out outHandle: FileHandle, err errHandle: FileHandle) -> (Data, Data) {
-        lock.withLock {
-            out.append(outHandle.readDataToEndOfFile())
-            err.append(errHandle.readDataToEndOfFile())
-            return (out, err)
+/// Reads one of a child's pipes until every writer has closed it.
+private enum PipeReader {
+    static func readToEnd(_ handle: FileHandle, onChunk: (@Sendable (Data) -> Void)?) -> Data {
+        var collected = Data()
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(handle.fileDescriptor, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            // A read error on our own pipe ends the stream like end of file: what was read stays.
+            guard count > 0 else { return collected }
+            let chunk = Data(buffer[0..<count])
+            collected.append(chunk)
+            onChunk?(chunk)
         }
     }
 }

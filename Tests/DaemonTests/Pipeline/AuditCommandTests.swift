@@ -5,7 +5,7 @@ import Testing
 @Suite(.serialized) struct AuditCommandTests {
     @Test func verifyCatchesAFlippedByteAndExportListsEverything() throws {
         let scratch = try Scratch("audit")
-        let (raw, source) = try TestDisks.makeSource(in: scratch)
+        let (_, source) = try TestDisks.makeSource(in: scratch)
         let out = scratch.path("out")
         try sh([ProductBinary.path, "convert", source, "--output-dir", out, "--no-fix"])
         let state = ["--state-dir", out + "/.hyper2kvm/state"]
@@ -36,7 +36,7 @@ import Testing
 
     @Test func aDamagedJournalIsRefusedWithARecoveryHint() throws {
         let scratch = try Scratch("audit-damaged")
-        let (raw, source) = try TestDisks.makeSource(in: scratch)
+        let (_, source) = try TestDisks.makeSource(in: scratch)
         let out = scratch.path("out")
         try sh([ProductBinary.path, "convert", source, "--output-dir", out, "--no-fix"])
         let database = out + "/.hyper2kvm/state/journal.sqlite"
