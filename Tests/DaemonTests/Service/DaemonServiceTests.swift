@@ -250,7 +250,8 @@ extension DaemonServiceTests {
         #expect(waitFor(30) { exists(queue + "/.errors/later.vmdk.error.json") })
         try TestDisks.convert(raw: raw, to: scratch.path("later.vmdk"), format: "vmdk", options: ["-o", "subformat=streamOptimized"])
         try FileManager.default.moveItem(atPath: scratch.path("later.vmdk"), toPath: queue + "/later.vmdk")
-        #expect(waitFor(60) { exists(base + "/output/later/later.qcow2") }, "log:\n\(daemon.output)")
+        // Archived after its outputs are published: the source leaving the queue is the end.
+        #expect(waitFor(60) { exists(base + "/output/later/later.qcow2") && !exists(queue + "/later.vmdk") }, "log:\n\(daemon.output)")
 
         let status = try sh([ProductBinary.path, "status", "--state-dir", base + "/state", "--json"]).out
         let jobs = try JSONDecoder().decode(JournalReports.StatusDocument.self, from: Data(status.utf8)).jobs

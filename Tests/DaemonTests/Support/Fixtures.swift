@@ -104,13 +104,20 @@ enum RealGuestTesting {
     static let repositoryRoot = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    /// Waits until the daemon under `base` has published `vm` (its SHA256SUMS exists) or has
-    /// given up on the queued file `queued` (its `.error.json` exists), at most `seconds`.
+    /// Waits until the daemon under `base` has published `vm` (its SHA256SUMS exists) and
+    /// archived the queued file `queued`, or has given up on it (its `.error.json` exists),
+    /// at most `seconds`.
     /// Returns the published directory; the caller checks which of the two happened.
     static func awaitPublication(base: String, vm: String, queued: String, seconds: TimeInterval) -> String {
         let published = base + "/output/" + vm
         let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline && !FileManager.default.fileExists(atPath: published + "/SHA256SUMS") {
+        // The source is archived after the outputs are published and `published` is committed,
+        // so the outputs alone do not mean the job is done.
+        let done = {
+            FileManager.default.fileExists(atPath: published + "/SHA256SUMS")
+                && !FileManager.default.fileExists(atPath: base + "/queue/" + queued)
+        }
+        while Date() < deadline && !done() {
             if FileManager.default.fileExists(atPath: base + "/queue/.errors/\(queued).error.json") { break }
             Thread.sleep(forTimeInterval: 2)
         }
