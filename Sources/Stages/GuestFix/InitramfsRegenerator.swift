@@ -35,6 +35,9 @@ public struct InitramfsRegenerator: Sendable {
     static let requiredModules = ["virtio_blk", "virtio_scsi", "virtio_net", "virtio_pci"]
     /// Wanted when the kernel has them as modules (older kernels; built in elsewhere).
     static let optionalModules = ["virtio", "virtio_ring"]
+    /// What the root disk needs in the image on virtio-blk: the driver and its PCI transport.
+    /// virtio_net is not among them: udev loads it from the root filesystem.
+    static let bootModules = ["virtio_blk", "virtio_pci"]
 
     static let dracutConfigPath = "/etc/dracut.conf.d/hyper2kvm-virtio.conf"
     static let initramfsToolsModulesPath = "/etc/initramfs-tools/modules"
@@ -64,6 +67,15 @@ public struct InitramfsRegenerator: Sendable {
             names.insert(file[..<range.lowerBound].replacingOccurrences(of: "-", with: "_"))
         }
         return names
+    }
+
+    /// What a rebuilt image must hold for the root disk to appear on virtio-blk: those of
+    /// ``bootModules`` the kernel has as loadable modules, with their dependencies when
+    /// `modules.dep` is known. Empty when the drivers are built in.
+    static func bootCritical(modules: [String], modulesDep: String?) -> Set<String> {
+        let loadable = modules.filter { bootModules.contains($0) }
+        guard let modulesDep else { return Set(loadable) }
+        return withDependencies(loadable, modulesDep: modulesDep)
     }
 
     /// `modules` and everything they depend on, by `modules.dep` (which lists the whole
@@ -160,7 +172,8 @@ public struct InitramfsRegenerator: Sendable {
             let modules = Self.modules(modulesDep: dep, modulesBuiltin: builtin)
             // Without modules.dep we cannot tell what the image needs: rebuild.
             let needed = dep.map { Self.withDependencies(modules, modulesDep: $0) }
-            return KernelModules(version: version, modules: modules, neededInImage: needed)
+            return KernelModules(version: version, modules: modules, neededInImage: needed,
+                                 neededToBoot: Self.bootCritical(modules: modules, modulesDep: dep))
         }
         // One config for all kernels: the union (a name a kernel lacks is skipped by the tool),
         // written even when no image is rebuilt, so the guest's next kernel gets them too.
@@ -180,7 +193,7 @@ public struct InitramfsRegenerator: Sendable {
             }
             try checkSpace(guest: guest, tool: tool, kernel: kernel.version)
             try rebuild(guest: guest, tool: tool, kernel: kernel.version)
-            try verify(guest: guest, tool: tool, kernel: kernel.version, expectingBlockDriver: kernel.modules.contains("virtio_blk"))
+            try verify(guest: guest, tool: tool, kernel: kernel)
             editor.record(GuestFixChange(area: "initramfs", file: image,
                                          before: "without virtio drivers", after: "rebuilt by \(tool.rawValue) with \(modules.joined(separator: " "))"))
         }
@@ -188,12 +201,14 @@ public struct InitramfsRegenerator: Sendable {
         return SkippedGuestFix(area: "initramfs", reason: "not rebuilt, nothing to add: " + kept.joined(separator: "; "))
     }
 
-    /// What one kernel has as loadable virtio modules, and what its image must hold for them
-    /// to load (nil when the kernel has no modules.dep).
+    /// What one kernel has as loadable virtio modules, what its image must hold for them
+    /// to load (nil when the kernel has no modules.dep), and the part of that without which
+    /// the guest cannot find its disk.
     struct KernelModules {
         var version: String
         var modules: [String]
         var neededInImage: Set<String>?
+        var neededToBoot: Set<String>
     }
 
     /// The kernel modules inside an initramfs image, listed by the guest's own tool; nil
@@ -259,14 +274,18 @@ public struct InitramfsRegenerator: Sendable {
         }
     }
 
-    private func verify(guest: GuestfsHandle, tool: Tool, kernel version: String, expectingBlockDriver: Bool) throws {
-        guard expectingBlockDriver else { return }
-        let image = tool.imagePath(kernel: version)
+    /// Lists the rebuilt image and fails unless it holds what the disk needs to appear on
+    /// virtio-blk, dependencies included: a module whose dependency is missing does not load.
+    private func verify(guest: GuestfsHandle, tool: Tool, kernel: KernelModules) throws {
+        guard !kernel.neededToBoot.isEmpty else { return }
+        let image = tool.imagePath(kernel: kernel.version)
         guard let lister = Self.lister(tool, image: image) else { return }
-        let listing = try guest.command(lister)
-        guard listing.contains("virtio_blk") else {
+        let inside = Self.moduleNames(in: try guest.command(lister), takeKeysOnly: false)
+        let missing = kernel.neededToBoot.subtracting(inside)
+        guard missing.isEmpty else {
             throw StageError(.toolFailed, file: image,
-                             "the rebuilt initramfs does not contain virtio_blk (checked with \(lister[0])); the guest would not find its disk on virtio")
+                             "the rebuilt initramfs lacks \(missing.sorted().joined(separator: " ")) (checked with \(lister[0])); "
+                                 + "the guest would not find its disk on virtio")
         }
     }
 }
