@@ -63,11 +63,10 @@ public struct ExternalCommand: Sendable {
         // A child inherits its spawning thread's blocked signals and our ignored ones: Swift's
         // pool threads block SIGTERM, and the daemon ignores it to receive it as an event. So
         // qemu-img never saw the SIGTERM of a cancelled job and was killed 2 s later. env(1)
-        // gives the tool default handling and an empty signal mask.
-        process.arguments = ["--default-signal"] + commandLine
-        if let childEnvironment {
-            process.environment = ProcessInfo.processInfo.environment.merging(childEnvironment) { _, new in new }
-        }
+        // gives the tool default handling and an empty signal mask. It also sets the extra
+        // variables, so the Process does not hold a copy of our whole environment (see below).
+        let assignments = (childEnvironment ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        process.arguments = ["--default-signal"] + assignments + commandLine
         let outPipe = Pipe()
         let errPipe = Pipe()
         process.standardOutput = outPipe
@@ -80,6 +79,16 @@ public struct ExternalCommand: Sendable {
         let outReader = outPipe.fileHandleForReading, errReader = errPipe.fileHandleForReading
         async let stdout = BlockingWork.run("h2k-tool-out") { PipeReader.readToEnd(outReader, onChunk: onStdoutChunk) }
         async let stderr = BlockingWork.run("h2k-tool-err") { PipeReader.readToEnd(errReader, onChunk: nil) }
+        // Foundation never frees a Process that has run (about 1.4 KB each, measured), and
+        // with it whatever it holds: when it held the pipes, every command cost the daemon
+        // two open descriptors, until libguestfs's select() met one above FD_SETSIZE and
+        // aborted. The readers close their ends; these lines drop what the Process holds.
+        defer {
+            process.standardOutput = nil
+            process.standardError = nil
+            process.standardInput = nil
+            process.terminationHandler = nil
+        }
         let status: Int32
         do {
             status = try await exitStatus(of: process, writers: [outPipe.fileHandleForWriting, errPipe.fileHandleForWriting])
@@ -159,7 +168,7 @@ extension ExternalCommand.Result {
     }
 }
 
-/// Reads one of a child's pipes until every writer has closed it.
+/// Reads one of a child's pipes until every writer has closed it, then closes it.
 private enum PipeReader {
     static func readToEnd(_ handle: FileHandle, onChunk: (@Sendable (Data) -> Void)?) -> Data {
         var collected = Data()
@@ -168,7 +177,10 @@ private enum PipeReader {
             let count = buffer.withUnsafeMutableBytes { read(handle.fileDescriptor, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }
             // A read error on our own pipe ends the stream like end of file: what was read stays.
-            guard count > 0 else { return collected }
+            guard count > 0 else {
+                try? handle.close()
+                return collected
+            }
             let chunk = Data(buffer[0..<count])
             collected.append(chunk)
             onChunk?(chunk)

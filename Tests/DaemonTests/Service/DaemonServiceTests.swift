@@ -329,6 +329,8 @@ extension DaemonServiceTests {
             try sh(["qemu-img", "convert", "-f", "qcow2", "-O", "qcow2", staging + "/template.qcow2", staging + "/vm\(index).qcow2"])
             try sh(["qemu-io", "-f", "qcow2", "-c", "write -P \(index + 1) 0 64k", staging + "/vm\(index).qcow2"])
         }
+        let daemonDescriptors = "/proc/\(daemon.process.processIdentifier)/fd"
+        let descriptorsBefore = try FileManager.default.contentsOfDirectory(atPath: daemonDescriptors).count
         for index in 0..<20 {
             try FileManager.default.moveItem(atPath: staging + "/vm\(index).qcow2", toPath: queue + "/vm\(index).qcow2")
         }
@@ -343,6 +345,9 @@ extension DaemonServiceTests {
         }, "log:\n\(daemon.output)")
         let jobs = try journal.allJobs()
         #expect(jobs.count == 20)
+        // Each tool run used to leave two pipes open in the daemon: 176 more after these jobs.
+        let descriptorsAfter = try FileManager.default.contentsOfDirectory(atPath: daemonDescriptors).count
+        #expect(descriptorsAfter - descriptorsBefore < 40, "descriptors: \(descriptorsBefore) before the jobs, \(descriptorsAfter) after")
         var intervals: [(String, String)] = []
         for job in jobs {
             let history = try journal.history(job: job.id)
