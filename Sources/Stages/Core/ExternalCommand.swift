@@ -89,13 +89,9 @@ public struct ExternalCommand: Sendable {
             process.standardInput = nil
             process.terminationHandler = nil
         }
-        let status: Int32
-        do {
-            status = try await exitStatus(of: process, writers: [outPipe.fileHandleForWriting, errPipe.fileHandleForWriting])
-        } catch {
-            _ = try? await (stdout, stderr)
-            throw error
-        }
+        // When this throws, leaving the scope awaits both readers; a tool that did not start
+        // had its write ends closed, so they end at once.
+        let status = try await exitStatus(of: process, writers: [outPipe.fileHandleForWriting, errPipe.fileHandleForWriting])
         return Result(status: status, stdout: try await stdout, stderr: try await stderr)
     }
 
