@@ -20,6 +20,8 @@ let package = Package(
         // guestfs.h's functions as trampolines that dlopen libguestfs on first use (the library
         // is not linked; see Sources/CGuestfs/module.modulemap). Needs libguestfs-dev to build.
         .target(name: "CGuestfs", publicHeadersPath: "."),
+        // Linux calls Swift's Glibc module leaves out (memfd_create needs _GNU_SOURCE).
+        .target(name: "CSystem"),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
         .target(
@@ -28,7 +30,7 @@ let package = Package(
             swiftSettings: strictConcurrency),
         .target(
             name: "Stages",
-            dependencies: ["CGuestfs", "COpenSSL", .product(name: "Yams", package: "Yams")],
+            dependencies: ["CGuestfs", "COpenSSL", "CSystem", .product(name: "Yams", package: "Yams")],
             swiftSettings: strictConcurrency),
         .target(
             name: "Daemon",

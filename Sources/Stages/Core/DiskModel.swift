@@ -24,6 +24,9 @@ public struct DiskLocator: Codable, Sendable, Equatable {
         self.offset = offset
         self.length = length
     }
+
+    /// True when the disk is a byte range of a larger file (an archive member).
+    public var isArchiveMember: Bool { offset != nil || length != nil }
 }
 
 public struct NetworkInterface: Codable, Sendable, Equatable {

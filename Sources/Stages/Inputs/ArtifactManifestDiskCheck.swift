@@ -47,7 +47,8 @@ enum ArtifactManifestDiskCheck {
             throw StageError(.badInput, file: path,
                              "disk \(diskID) is declared vdi in \(manifestFile), but the file has no VDI signature")
         }
-        var info = try await InputProbe.qemuInfo(locator)
+        let image = try PinnedImage.open(locator)
+        var info = try await InputProbe.qemuInfo(image)
         guard info.format == "vdi" else {
             throw StageError(.badInput, file: path, "qemu-img reads it as \(info.format), not vdi")
         }
@@ -57,7 +58,7 @@ enum ArtifactManifestDiskCheck {
         if let backing = info.backingFile {
             throw StageError(.badInput, file: path, "a VDI must not have a backing file ('\(backing)')")
         }
-        let check = ExternalCommand("qemu-img", ["check", "--output=json", "-f", "vdi", locator.qemuImageSpec],
+        let check = ExternalCommand("qemu-img", ["check", "--output=json", "-f", "vdi", image.spec],
                                     limits: .untrustedProbe)
         let result = try await check.run()
         // 0: clean; 3: leaked blocks only, harmless for reading.

@@ -10,7 +10,8 @@ import Glibc
 /// Every reader of untrusted layouts (magic bytes, VMDK grain tables, tar headers) goes
 /// through this so that a lying header cannot make us read past what it may see.
 final class ByteRangeReader {
-    let path: String
+    /// The file's name in errors (a pinned file is opened as /proc/self/fd/N but named as found).
+    var path: String
     /// Where the range starts in the file.
     let base: UInt64
     /// Bytes visible through this reader.

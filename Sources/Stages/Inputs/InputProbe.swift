@@ -180,23 +180,20 @@ public enum InputProbe {
     /// truncated image is refused.
     public static func inspectImage(_ locator: DiskLocator) async throws -> ImageInfo {
         let path = locator.path
+        // Pinned first: a FIFO, a symlink, a data file or an unsafe backing name is refused
+        // before any tool opens anything.
+        let image = try PinnedImage.open(locator)
         let reader = try ByteRangeReader(path: path, offset: locator.offset ?? 0, length: locator.length)
         guard reader.size > 0 else {
             throw StageError(.badInput, file: path, "empty disk image (0 bytes)")
         }
         try checkLayout(of: locator, reader: reader)
 
-        let info = try await qemuInfo(locator)
-        guard info.format == locator.format else {
-            throw StageError(.badInput, file: path, "qemu-img reads it as \(info.format), not \(locator.format)")
-        }
+        let info = imageInfo(fromQemuJSON: try await image.verifiedByQemu())
         guard info.virtualSize > 0 else {
             throw StageError(.badInput, file: path, "disk image has a virtual size of 0 bytes")
         }
-        if let backing = info.backingFile {
-            try checkBackingFile(backing, of: locator)
-        }
-        try await checkConsistency(of: locator, reader: reader)
+        try await checkConsistency(of: image, reader: reader)
         var result = info
         result.storedSize = reader.size
         return result
@@ -246,32 +243,12 @@ public enum InputProbe {
         }
     }
 
-    private static func checkBackingFile(_ backing: String, of locator: DiskLocator) throws {
-        let path = locator.path
-        guard !locator.isArchiveMember else {
-            throw StageError(.badInput, file: path, "a disk inside an archive must not have a backing file ('\(backing)')")
-        }
-        let image = URL(fileURLWithPath: path)
-        let directory = image.deletingLastPathComponent()
-        // qemu reports a relative backing name as given; an absolute one inside the same directory is accepted too.
-        let name = backing.hasPrefix("/") && URL(fileURLWithPath: backing).deletingLastPathComponent().standardizedFileURL.path
-            == directory.standardizedFileURL.path ? URL(fileURLWithPath: backing).lastPathComponent : backing
-        _ = try VMDKDescriptor.plainSibling(named: name, of: image, in: directory, role: "backing file")
+    /// `qemu-img info --output=json -f FORMAT` of a pinned image, under `Limits.untrustedProbe`.
+    static func qemuInfo(_ image: PinnedImage) async throws -> ImageInfo {
+        imageInfo(fromQemuJSON: try await image.verifiedByQemu())
     }
 
-    /// `qemu-img info --output=json -f FORMAT` under `Limits.untrustedProbe`.
-    static func qemuInfo(_ locator: DiskLocator) async throws -> ImageInfo {
-        let command = ExternalCommand("qemu-img", ["info", "--output=json", "-f", locator.format, locator.qemuImageSpec],
-                                      limits: .untrustedProbe)
-        let result = try await command.run()
-        guard result.status == 0 else {
-            try result.requireHostResources(of: command, about: locator.path)
-            throw StageError(.badInput, file: locator.path,
-                             "qemu-img cannot open it as \(locator.format): \(qemuMessage(result))")
-        }
-        guard let json = try? JSONSerialization.jsonObject(with: result.stdout) as? [String: Any] else {
-            throw StageError(.toolFailed, file: locator.path, "qemu-img info printed no JSON object")
-        }
+    static func imageInfo(fromQemuJSON json: [String: Any]) -> ImageInfo {
         let specific = (json["format-specific"] as? [String: Any])?["data"] as? [String: Any]
         let extents = (specific?["extents"] as? [[String: Any]] ?? []).compactMap { $0["filename"] as? String }
         return ImageInfo(format: json["format"] as? String ?? "",
@@ -288,10 +265,11 @@ public enum InputProbe {
     /// `qemu-img check` where supported (qcow2, vmdk, vhdx; vpc and raw have none), plus
     /// the qcow2 end-of-image offset against the stored size, which catches a qcow2 cut
     /// by less than a cluster that check itself passes.
-    static func checkConsistency(of locator: DiskLocator, reader: ByteRangeReader) async throws {
+    static func checkConsistency(of image: PinnedImage, reader: ByteRangeReader) async throws {
+        let locator = image.locator
         let storedSize = reader.size
         guard ["qcow2", "vmdk", "vhdx"].contains(locator.format) else { return }
-        let command = ExternalCommand("qemu-img", ["check", "--output=json", "-f", locator.format, locator.qemuImageSpec],
+        let command = ExternalCommand("qemu-img", ["check", "--output=json", "-f", locator.format, image.spec],
                                       limits: .untrustedProbe)
         let result = try await command.run()
         switch result.status {
@@ -313,7 +291,7 @@ public enum InputProbe {
     }
 
     /// The useful part of qemu-img's complaint: stderr plus any `ERROR:` lines on stdout.
-    private static func qemuMessage(_ result: ExternalCommand.Result) -> String {
+    static func qemuMessage(_ result: ExternalCommand.Result) -> String {
         let errors = result.stdoutText.split(separator: "\n").filter { $0.hasPrefix("ERROR") }.prefix(3)
         let parts = errors.map(String.init) + [result.stderrText.trimmingCharacters(in: .whitespacesAndNewlines)]
         let message = parts.filter { !$0.isEmpty }.joined(separator: "; ")

@@ -20,13 +20,22 @@ public struct ConvertStage: PipelineStage {
     public func run(in context: StageContext) async throws -> StageOutputs {
         let vm = try context.vmDescription()
         let format = context.options.outFormat
-        let plans = vm.disks.map { disk -> (String, URL, String, String) in
+        // Each source is pinned and checked against qemu's view again: the files may have
+        // changed since the probe. The overlay's own header names the source by descriptors
+        // of the fix stage's process, so its backing is always given explicitly here.
+        var sources: [PinnedImage] = []
+        for disk in vm.disks {
+            let source = try PinnedImage.open(disk.locator)
+            _ = try await source.verifiedByQemu(qemuImg: qemuImg.executable)
+            sources.append(source)
+        }
+        let plans = zip(vm.disks, sources).map { disk, source -> (String, URL, String, String) in
             let overlayName = StageFiles.overlay(diskID: disk.id)
             let name = StageFiles.convertedDisk(diskID: disk.id, format: format)
             if let overlay = context.recorded[overlayName] {
-                return (name, context.newOutput(named: name), overlay.path, "qcow2")
+                return (name, context.newOutput(named: name), QemuNode.overlay(overlay.path, over: source.tree).imageSpec, "qcow2")
             }
-            return (name, context.newOutput(named: name), disk.locator.qemuImageSpec, disk.locator.format)
+            return (name, context.newOutput(named: name), source.spec, disk.locator.format)
         }
         let progress = DiskProgress(count: plans.count, report: context.progress)
         // Hash the source while qemu-img reads it: the data is in the page cache and the
@@ -70,6 +79,7 @@ public struct ConvertStage: PipelineStage {
                 if let note = summary.note { notes.append(note) }
             }
         }
+        withExtendedLifetime(sources) {}
         var sha256: [String: String] = [:]
         for (name, digest) in outputDigests { sha256[name] = try await digest.value }
         if let sourceDigest {

@@ -30,15 +30,22 @@ public struct FixStage: PipelineStage {
         }
         var files: [String: URL] = [:]
         var overlays: [(path: URL, format: String)] = []
+        // Pinned for the whole stage: each overlay names its source by our open descriptors,
+        // and libguestfs's qemu opens them through the overlay.
+        var sources: [PinnedImage] = []
         for disk in vm.disks {
             let name = StageFiles.overlay(diskID: disk.id)
             let overlay = context.newOutput(named: name)
             try? FileManager.default.removeItem(at: overlay)
-            try await qemuImg.createOverlay(backing: disk.locator.qemuImageSpec, backingFormat: disk.locator.format, at: overlay)
+            let source = try PinnedImage.open(disk.locator)
+            _ = try await source.verifiedByQemu(qemuImg: qemuImg.executable)
+            sources.append(source)
+            try await qemuImg.createOverlay(backing: source, at: overlay)
             overlays.append((overlay, "qcow2"))
             files[name] = overlay
         }
         let report = try await fixer.fix(disks: overlays, options: options, identifier: "job-\(context.jobID)")
+        withExtendedLifetime(sources) {}
         let reportFile = context.newOutput(named: StageFiles.fixReport)
         try StageJSON.write(report, to: reportFile)
         files[StageFiles.fixReport] = reportFile

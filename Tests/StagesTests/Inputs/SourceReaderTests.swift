@@ -52,7 +52,7 @@ struct SourceReaderTests {
             #expect(disk.locator.offset != nil)
             #expect(disk.virtualSize == 16 << 20)
             #expect((disk.expectedSHA256 != nil) == (algorithm == "SHA256"))
-            try TestImageFactory.expectSameContent(disk.locator.qemuImageSpec, format: "vmdk", as: raw)
+            try TestImageFactory.expectSameContent(disk.locator, as: raw)
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.path).isEmpty)
     }
@@ -66,8 +66,7 @@ struct SourceReaderTests {
         #expect(reading.description.vcpus == 4)
         #expect(reading.description.nics == [NetworkInterface(mac: "08:00:27:a1:b2:c3", network: "NAT")])
         #expect(reading.facts.contains { $0.contains("no .mf manifest") })
-        try TestImageFactory.expectSameContent(reading.description.disks[0].locator.qemuImageSpec, format: "vmdk",
-                                               as: ova.sourceRaws[0])
+        try TestImageFactory.expectSameContent(reading.description.disks[0].locator, as: ova.sourceRaws[0])
     }
 
     @Test("an OVA whose .mf digest is wrong is refused, naming the member")

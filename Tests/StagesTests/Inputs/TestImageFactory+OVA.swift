@@ -1,4 +1,5 @@
 import Foundation
+@testable import Stages
 
 extension TestImageFactory {
     /// An OVA built like ovftool's: `.ovf`, `.mf`, then streamOptimized disks, in a ustar.
@@ -62,5 +63,13 @@ extension TestImageFactory {
     /// Fails unless `qemu-img compare` finds the disk at `locator` equal to `raw`.
     static func expectSameContent(_ locator: String, format: String, as raw: URL) throws {
         try run("qemu-img", ["compare", "-f", format, "-F", "raw", locator, raw.path])
+    }
+
+    /// The same for a disk as the product reads it: pinned, through its closed option tree
+    /// (the image stays open until qemu-img has finished).
+    static func expectSameContent(_ locator: DiskLocator, as raw: URL) throws {
+        let pinned = try PinnedImage.open(locator)
+        try run("qemu-img", ["compare", "-f", locator.format, "-F", "raw", pinned.spec, raw.path])
+        withExtendedLifetime(pinned) {}
     }
 }

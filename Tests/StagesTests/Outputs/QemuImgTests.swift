@@ -110,12 +110,12 @@ struct QemuImgTests {
         try await qemuImg.convert(from: spec, sourceFormat: "vmdk", to: output, outputFormat: "qcow2")
         #expect(try await qemuImg.compare(raw.path, format: "raw", output.path, format: "qcow2"))
 
-        // The same through a DiskLocator.
-        let member = DiskLocator(path: archive.path, format: "vmdk", offset: 512, length: size.uint64Value)
+        // The same through a pinned DiskLocator.
+        let member = try PinnedImage.open(DiskLocator(path: archive.path, format: "vmdk", offset: 512, length: size.uint64Value))
         let viaLocator = directory.file("locator.qcow2")
         try await qemuImg.convert(from: member, to: viaLocator, outputFormat: "qcow2")
-        #expect(try await qemuImg.compare(member, DiskLocator(path: viaLocator.path, format: "qcow2")))
-        #expect(try await qemuImg.info(member).createType == "streamOptimized")
+        #expect(try await qemuImg.compare(member, try PinnedImage.open(DiskLocator(path: viaLocator.path, format: "qcow2"))))
+        #expect(try await qemuImg.info(member.spec, format: "vmdk").createType == "streamOptimized")
 
         // The guest-fix overlay over the same spec reads the same content.
         let overlay = directory.file("overlay.qcow2")
