@@ -140,6 +140,29 @@ struct PinnedImageTests {
         #expect(error?.code == .badInput, "\(String(describing: error))")
     }
 
+    @Test("an extent swapped for a symlink to a host file after it was checked is not what qemu reads")
+    func swappedAfterCheck() async throws {
+        let dir = try TestDirectory()
+        let secret = try Secret(in: try dir.subdirectory("host"))
+        let queue = try dir.subdirectory("queue")
+        let raw = dir.file("content.raw")
+        try TestImageFactory.makeRaw(at: raw, sizeMiB: 1, randomMiB: 1)
+        let image = queue.appendingPathComponent("disk.vmdk")
+        try TestImageFactory.run("qemu-img", ["convert", "-q", "-f", "raw", "-O", "vmdk", "-o", "subformat=monolithicFlat",
+                                              raw.path, image.path])
+        let pinned = try PinnedImage.open(DiskLocator(path: image.path, format: "vmdk"))
+        _ = try await pinned.verifiedByQemu()
+        // The attacker wins the race: the checked extent's name now points at the host file.
+        let extent = queue.appendingPathComponent("disk-flat.vmdk")
+        try FileManager.default.removeItem(at: extent)
+        try FileManager.default.createSymbolicLink(at: extent, withDestinationURL: secret.url)
+        let output = dir.file("out.qcow2")
+        try await QemuImg().convert(from: pinned, to: output, outputFormat: "qcow2")
+        withExtendedLifetime(pinned) {}
+        try TestImageFactory.run("qemu-img", ["compare", "-f", "raw", "-F", "qcow2", raw.path, output.path])
+        try secret.expectAbsent(fromImage: output, format: "qcow2", in: dir.url)
+    }
+
     @Test("a symlink or a FIFO given as the source itself is refused without blocking")
     func sourceNotRegular() async throws {
         let dir = try TestDirectory()
