@@ -164,9 +164,9 @@ public struct ExternalCommand: Sendable {
 
     /// Runs to completion. `onStdoutChunk` sees stdout as it arrives (for progress parsing).
     /// Throws `CancellationError` when the task was cancelled before the tool started (it is
-    /// then never started), and the limit's `StageError` when the wall clock ran out; a task
-    /// cancelled while the tool runs stops it and returns its termination.
-    public func run(onStdoutChunk: (@Sendable (Data) -> Void)? = nil) async throws -> Result {
+    /// then never started), and the limit's `StageError`, filed under `file`, when the wall
+    /// clock ran out; a task cancelled while the tool runs stops it and returns its termination.
+    public func run(about file: String? = nil, onStdoutChunk: (@Sendable (Data) -> Void)? = nil) async throws -> Result {
         try Task.checkCancellation()
         guard let wallClock = limits?.wallClock else { return try await runToEnd(onStdoutChunk: onStdoutChunk) }
         let outcome = try await withThrowingTaskGroup(of: RaceOutcome?.self) { group in
@@ -194,7 +194,7 @@ public struct ExternalCommand: Sendable {
         }
         switch outcome {
         case .finished(let result): return result
-        case .deadline: throw overrun(wallClock)
+        case .deadline: throw overrun(wallClock, about: file)
         }
     }
 
@@ -203,9 +203,9 @@ public struct ExternalCommand: Sendable {
         case deadline
     }
 
-    private func overrun(_ wallClock: WallClock) -> StageError {
+    private func overrun(_ wallClock: WallClock, about file: String?) -> StageError {
         let seconds = wallClock.duration.components.seconds
-        return StageError(wallClock.blame, file: nil,
+        return StageError(wallClock.blame, file: file,
                           "\(toolName) was stopped after \(seconds) s, its wall-clock limit (\(wallClock.reason)): "
                               + commandLine.joined(separator: " "))
     }
@@ -277,7 +277,7 @@ public struct ExternalCommand: Sendable {
     /// Runs and throws a `StageError` quoting stderr unless the exit status is 0.
     @discardableResult
     public func runChecked(about file: String? = nil) async throws -> Result {
-        let result = try await run()
+        let result = try await run(about: file)
         try result.requireSuccess(of: self, about: file)
         return result
     }

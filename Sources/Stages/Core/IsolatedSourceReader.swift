@@ -55,7 +55,7 @@ public struct IsolatedSourceReader: Sendable {
 
     /// `SourceReader.read(source:kind:scratchDirectory:)`, in the child.
     public func read(source: URL, kind: InputKind, scratchDirectory: URL) async throws -> SourceReading {
-        let limits = Self.limits(sourceBytes: Self.size(of: source))
+        let limits = Self.limits(sourceBytes: Self.size(of: source), reading: kind)
         let response = try await ask(["--kind", kind.rawValue, "--scratch", scratchDirectory.path, source.path],
                                      about: source, limits: limits)
         guard let reading = response.reading else { throw noAnswer(about: source, expected: "reading") }
@@ -64,20 +64,29 @@ public struct IsolatedSourceReader: Sendable {
 
     /// The child's limits. Address space: the reader holds headers, descriptors and an OVF
     /// document, never a disk (measured: 33 MB resident reading a disk, and it runs in
-    /// 300 MiB of address space), so only a parser that allocates without bound reaches 2 GiB. CPU: reading an
-    /// OVA hashes every member (about 400 MiB/s here), so 60 s plus 50 MiB/s of source.
-    /// Wall clock: as a copy of the source (`Limits.copying`), blamed on the input, since
-    /// the reader's own tools (qemu-img) have shorter limits of their own and the source is
-    /// a regular local file: a reader still running then was made to loop.
-    static func limits(sourceBytes: UInt64) -> ExternalCommand.Limits {
-        let cpuSeconds = Int(clamping: 60 + sourceBytes / (50 << 20))
-        var limits = ExternalCommand.Limits.copying(bytes: sourceBytes)
+    /// 300 MiB of address space), so only a parser that allocates without bound reaches 2 GiB.
+    /// CPU: reading an OVA hashes every member (about 400 MiB/s here), so 60 s plus 50 MiB/s
+    /// of source. Wall clock: as a copy of the source (`Limits.copying`), blamed on the
+    /// input, since the reader's own tools (qemu-img) have shorter limits of their own and
+    /// the source is a regular local file: a reader still running then was made to loop.
+    ///
+    /// Reading a gzip AMI decompresses it into the scratch directory (gzip, a child of the
+    /// reader, inherits its limits), a copy whose size the archive does not state: no CPU
+    /// limit, since gzip's work grows with the decompressed size, and the wall clock of a
+    /// copy 64 times the compressed size (a disk image that compresses better than that is
+    /// mostly empty, and its zeros decompress and write at hundreds of MiB/s).
+    static func limits(sourceBytes: UInt64, reading kind: InputKind? = nil) -> ExternalCommand.Limits {
+        let decompresses = kind == .ami
+        let (copied, copiedOverflow) = sourceBytes.multipliedReportingOverflow(by: decompresses ? 64 : 1)
+        var limits = ExternalCommand.Limits.copying(bytes: copiedOverflow ? .max : copied)
         limits.addressSpaceBytes = 2 << 30
-        limits.cpuSeconds = cpuSeconds
+        limits.cpuSeconds = decompresses ? nil : Int(clamping: 60 + sourceBytes / (50 << 20))
         if let duration = limits.wallClock?.duration {
+            let rule = decompresses ? "decompressing an AMI of \(sourceBytes) bytes gets as long as copying 64 times that"
+                : "reading a source of \(sourceBytes) bytes gets as long as copying it"
             limits.wallClock = .init(duration, blame: .badInput,
-                                     because: "reading a source of \(sourceBytes) bytes gets as long as copying it at "
-                                         + "20 MiB/s plus 10 min; only an input made to keep the reader busy takes longer")
+                                     because: rule + " at 20 MiB/s plus 10 min; only an input made to keep the reader busy "
+                                         + "takes longer")
         }
         return limits
     }
@@ -91,7 +100,7 @@ public struct IsolatedSourceReader: Sendable {
         // first line ("Fatal error: …") is what the job's error quotes.
         let environment = ["SWIFT_BACKTRACE": "enable=no"].merging(extraEnvironment) { _, extra in extra }
         let command = ExternalCommand(executable, Self.subcommand + arguments, limits: limits, environment: environment)
-        let result = try await command.run()
+        let result = try await command.run(about: source.path)
         switch result.termination {
         case .exited(0), .exited(Self.stageErrorStatus):
             let response: Response

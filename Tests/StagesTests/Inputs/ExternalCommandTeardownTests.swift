@@ -108,9 +108,10 @@ struct ExternalCommandTeardownTests {
         limits.wallClock?.duration = .seconds(2)
         let command = ExternalCommand("qemu-img", ["info", "--backing-chain", "--output=json", image.path], limits: limits)
         let started = ContinuousClock.now
-        let error = await #expect(throws: StageError.self) { try await command.run() }
+        let error = await #expect(throws: StageError.self) { try await command.run(about: image.path) }
         #expect(ContinuousClock.now - started < .seconds(10))
         #expect(error?.code == .badInput)
+        #expect(error?.file == image.path)
         #expect(error?.message.contains("qemu-img was stopped after 2 s, its wall-clock limit (a probe of an untrusted image") == true,
                 "\(String(describing: error))")
     }

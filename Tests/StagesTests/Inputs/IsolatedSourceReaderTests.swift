@@ -88,5 +88,10 @@ struct IsolatedSourceReaderTests {
         let large = IsolatedSourceReader.limits(sourceBytes: 100 << 30)
         #expect(large.cpuSeconds == 60 + 2048)
         #expect(large.wallClock?.duration == .seconds(600 + 5120))
+        // A gzip AMI is decompressed by a gzip that inherits the CPU limit; its output is unstated.
+        let ami = IsolatedSourceReader.limits(sourceBytes: 1 << 30, reading: .ami)
+        #expect(ami.cpuSeconds == nil)
+        #expect(ami.wallClock?.duration == .seconds(600 + 64 * 1024 / 20))
+        #expect(IsolatedSourceReader.limits(sourceBytes: .max, reading: .ami).wallClock != nil)
     }
 }
