@@ -177,7 +177,15 @@ public struct ExternalCommand: Sendable {
                 return .deadline
             }
             var deadlinePassed = false
-            while let next = try await group.next() {
+            while true {
+                let next: RaceOutcome??
+                do {
+                    next = try await group.next()
+                } catch where deadlinePassed {
+                    // However the stopped run ended, the cause is the limit.
+                    return RaceOutcome.deadline
+                }
+                guard let next else { break }
                 switch next {
                 case .finished(let result)?:
                     group.cancelAll()
