@@ -111,7 +111,8 @@ public struct IsolatedSourceReader: Sendable {
                                  "the source reader answered with JSON this program cannot read (\(error)): "
                                      + String(decoding: result.stdout.prefix(200), as: UTF8.self))
             }
-            if let failure = response.error { throw failure.stageError }
+            // An error that names no file (a tool's wall-clock limit) is about the source read.
+            if let failure = response.error { throw failure.stageError(defaultFile: source.path) }
             return response
         case .signaled(let signal):
             throw StageError(.badInput, file: source.path,
@@ -158,7 +159,7 @@ public struct IsolatedSourceReader: Sendable {
             message = error.message
         }
 
-        var stageError: StageError { StageError(code, file: file, message) }
+        func stageError(defaultFile: String) -> StageError { StageError(code, file: file ?? defaultFile, message) }
     }
 
     /// What the hidden subcommand does: the work, in this process, and the JSON and exit
