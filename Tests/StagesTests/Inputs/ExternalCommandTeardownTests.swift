@@ -47,6 +47,24 @@ struct ExternalCommandTeardownTests {
         #expect(try await Self.waitUntilGone(grandchild), "the tool's child \(grandchild) outlived it")
     }
 
+    @Test("cancelling the task stops the tool and what it started")
+    func cancellationStopsTheWholeGroup() async throws {
+        let directory = try TestDirectory()
+        let pidFile = directory.file("grandchild.pid")
+        let command = ExternalCommand("sh", ["-c", "sleep 1000 & echo $! > \"$1\"; wait", "sh", pidFile.path])
+        let task = Task { try await command.run() }
+        var grandchild: pid_t?
+        for _ in 0..<100 where grandchild == nil {
+            try await Task.sleep(for: .milliseconds(50))
+            grandchild = (try? String(contentsOf: pidFile, encoding: .utf8)).flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+        task.cancel()
+        let result = try await task.value
+        #expect(result.termination == .signaled(SIGTERM))
+        let pid = try #require(grandchild)
+        #expect(try await Self.waitUntilGone(pid), "the tool's child \(pid) outlived it")
+    }
+
     @Test("a tool that leaves a child behind when it exits does not leave it running")
     func stragglersDieWithTheTool() async throws {
         let directory = try TestDirectory()
