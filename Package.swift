@@ -14,6 +14,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
     ],
     targets: [
         // C libraries from Debian's -dev packages.
@@ -30,7 +31,11 @@ let package = Package(
             swiftSettings: strictConcurrency),
         .target(
             name: "Stages",
-            dependencies: ["CGuestfs", "COpenSSL", "CSystem", .product(name: "Yams", package: "Yams")],
+            dependencies: [
+                "CGuestfs", "COpenSSL", "CSystem",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+            ],
             swiftSettings: strictConcurrency),
         .target(
             name: "Daemon",

@@ -11,7 +11,7 @@ struct Hyper2KVM: AsyncParsableCommand {
         discussion: "With --config FILE (repeatable, later wins) runs what the file's `command:` says.",
         version: Hyper2KVMVersion.current,
         subcommands: [RunConfigured.self, Convert.self, RunDaemon.self, Status.self, History.self, Verify.self,
-                      JournalGroup.self, ConfigGroup.self, ListInstances.self, ListCrashPoints.self],
+                      JournalGroup.self, ConfigGroup.self, ListInstances.self, ListCrashPoints.self, InternalGroup.self],
         defaultSubcommand: RunConfigured.self)
 }
 

@@ -1,6 +1,8 @@
+import ArgumentParser
 import Daemon
 import Foundation
 import Stages
+import Synchronization
 
 /// Wiring only: the logic lives in the Daemon module.
 enum ConvertLauncher {
@@ -9,8 +11,22 @@ enum ConvertLauncher {
         let bar = ProgressLine(isTerminal: isatty(STDERR_FILENO) == 1)
         let conversion = OneShotConversion(configuration: configuration, logger: logger)
         let started = ContinuousClock.now
-        let outcome = try await conversion.run(source: URL(fileURLWithPath: source).standardizedFileURL) { _, fraction in
-            bar.show(fraction)
+        let conversionTask = Task {
+            try await conversion.run(source: URL(fileURLWithPath: source).standardizedFileURL) { _, fraction in
+                bar.show(fraction)
+            }
+        }
+        // Each tool runs in a process group of its own, so the terminal's Ctrl-C no longer
+        // reaches it: the signal cancels the conversion, which stops the tool's whole group
+        // and leaves the job interrupted, to be resumed by the same command.
+        let stopSignals = StopSignals { conversionTask.cancel() }
+        let outcome: JobRunner.Outcome
+        do {
+            outcome = try await conversionTask.value
+        } catch is CancellationError where stopSignals.received {
+            bar.finish()
+            FileHandle.standardError.write(Data("interrupted: run the same command again to resume\n".utf8))
+            throw ExitCode(130)
         }
         bar.finish()
         let elapsed = ContinuousClock.now - started
@@ -23,6 +39,36 @@ enum ConvertLauncher {
             throw ConversionFailed(stage: stage, message: message)
         }
     }
+}
+
+/// SIGINT and SIGTERM as a call, not a handler: both are ignored, and dispatch reports them.
+/// `@unchecked`: the sources are only held to keep them alive; the flag is atomic.
+final class StopSignals: @unchecked Sendable {
+    private let sources: [any DispatchSourceSignal]
+    private let flag = ManagedAtomicFlag()
+
+    init(onStop: @escaping @Sendable () -> Void) {
+        let flag = self.flag
+        sources = [SIGINT, SIGTERM].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                flag.set()
+                onStop()
+            }
+            source.resume()
+            return source
+        }
+    }
+
+    var received: Bool { flag.isSet }
+}
+
+/// A flag set from a dispatch handler and read from a task.
+final class ManagedAtomicFlag: Sendable {
+    private let storage = Mutex(false)
+    func set() { storage.withLock { $0 = true } }
+    var isSet: Bool { storage.withLock { $0 } }
 }
 
 struct ConversionFailed: Error, CustomStringConvertible {

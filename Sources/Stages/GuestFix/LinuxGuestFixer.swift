@@ -178,7 +178,12 @@ public struct LinuxGuestFixer: Sendable {
 public enum GuestFixOverlay {
     /// Creates `overlay` (qcow2) backed by `source` read-only, with the backing format explicit.
     public static func create(over source: URL, sourceFormat: String, at overlay: URL) async throws {
-        try await ExternalCommand("qemu-img", ["create", "-q", "-f", "qcow2", "-b", source.path, "-F", sourceFormat, overlay.path])
+        // qemu-img create opens the backing file to read its size: a source that blocks
+        // (it was probed, but it is the user's file) must not hold the job forever.
+        let limits = ExternalCommand.Limits.shortTool(
+            .seconds(120), because: "creating an empty overlay only opens its backing file, which takes well under a second")
+        try await ExternalCommand("qemu-img", ["create", "-q", "-f", "qcow2", "-b", source.path, "-F", sourceFormat, overlay.path],
+                                  limits: limits)
             .runChecked(about: overlay.path)
     }
 }

@@ -46,3 +46,23 @@ public enum SourceReader {
         }
     }
 }
+
+/// The source reader runs in a child process and answers in JSON (`IsolatedSourceReader`).
+/// Written by hand: synthesis only works in the file that declares the type.
+extension SourceReading: Codable {
+    private enum CodingKeys: String, CodingKey {
+        case description, facts
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(description: try container.decode(VMDescription.self, forKey: .description),
+                  facts: try container.decode([String].self, forKey: .facts))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(description, forKey: .description)
+        try container.encode(facts, forKey: .facts)
+    }
+}

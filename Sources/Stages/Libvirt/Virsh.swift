@@ -81,7 +81,9 @@ public struct Virsh: Sendable {
     /// the pool refresh that follows lets libvirt detect the real format (qcow2).
     public func importVolume(_ name: String, pool: String, from file: URL) async throws {
         try await run(["vol-create-as", "--pool", pool, "--name", name, "--capacity", "0", "--format", "raw"])
-        try await run(["vol-upload", "--pool", pool, "--vol", name, "--file", file.path, "--sparse"])
+        let size = (try? FileManager.default.attributesOfItem(atPath: file.path)[.size] as? NSNumber)?.uint64Value ?? 0
+        try await run(["vol-upload", "--pool", pool, "--vol", name, "--file", file.path, "--sparse"],
+                      limits: .copying(bytes: size))
         try await run(["pool-refresh", "--pool", pool])
     }
 
@@ -89,10 +91,22 @@ public struct Virsh: Sendable {
         try await run(["vol-path", "--pool", pool, "--vol", name]).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// A call that only asks libvirtd to change its own records. libvirtd may be busy
+    /// (it serialises calls per domain and pool), but a call still running after this
+    /// waits on a daemon that hangs, and would hold the job and the ones behind it.
+    static let callLimits = ExternalCommand.Limits.shortTool(
+        .seconds(300), because: "a libvirt call that only changes libvirt's records does not take 5 minutes "
+            + "unless libvirtd hangs")
+
     @discardableResult
-    func run(_ arguments: [String]) async throws -> String {
-        let command = ExternalCommand(executable, ["-q", "-c", uri] + arguments)
-        let result = try await command.run()
+    func run(_ arguments: [String], limits: ExternalCommand.Limits = Virsh.callLimits) async throws -> String {
+        let command = ExternalCommand(executable, ["-q", "-c", uri] + arguments, limits: limits)
+        let result: ExternalCommand.Result
+        do {
+            result = try await command.run()
+        } catch let error as StageError {
+            throw failure("virsh \(arguments.first ?? "") failed: \(error.message)")
+        }
         guard result.status == 0 else {
             let said = result.stderrText.trimmingCharacters(in: .whitespacesAndNewlines)
             throw failure("virsh \(arguments.first ?? "") failed: "

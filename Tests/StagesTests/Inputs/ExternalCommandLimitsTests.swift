@@ -41,8 +41,25 @@ struct ExternalCommandLimitsTests {
     }
 
     @Test func onlyLimitedCommandsChangeTheChildsMallocArenas() {
-        #expect(ExternalCommand("qemu-img", [], limits: .untrustedProbe).childEnvironment?["MALLOC_ARENA_MAX"] == "1")
-        #expect(ExternalCommand("qemu-img", []).childEnvironment == nil)
-        #expect(ExternalCommand("qemu-img", [], environment: ["A": "b"]).childEnvironment == ["A": "b"])
+        #expect(ExternalCommand("qemu-img", [], limits: .untrustedProbe).childEnvironment["MALLOC_ARENA_MAX"] == "1")
+        #expect(ExternalCommand("qemu-img", []).childEnvironment == ["LC_ALL": "C"])
+        #expect(ExternalCommand("qemu-img", [], environment: ["A": "b"]).childEnvironment == ["A": "b", "LC_ALL": "C"])
+    }
+
+    /// Callers recognise failures by the tool's English words; a daemon started under a
+    /// French locale must not turn "No space left on device" into something else.
+    @Test func toolsRunInTheCLocale() async throws {
+        let result = try await ExternalCommand("sh", ["-c", "echo $LC_ALL"], environment: nil).run()
+        #expect(result.stdoutText == "C\n")
+    }
+
+    @Test func aCopyGetsTenMinutesPlusTwentyMiBPerSecond() {
+        #expect(ExternalCommand.Limits.copying(bytes: 0).wallClock?.duration == .seconds(600))
+        #expect(ExternalCommand.Limits.copying(bytes: 20 << 30).wallClock?.duration == .seconds(600 + 1024))
+        // 2 TiB: 29 h 20 min, and the largest size does not overflow.
+        #expect(ExternalCommand.Limits.copying(bytes: 2 << 40).wallClock?.duration == .seconds(600 + 104_857))
+        #expect(ExternalCommand.Limits.copying(bytes: .max).wallClock != nil)
+        #expect(ExternalCommand.Limits.copying(bytes: 1).wallClock?.blame == .toolFailed)
+        #expect(ExternalCommand.Limits.untrustedProbe.wallClock?.blame == .badInput)
     }
 }
