@@ -22,7 +22,7 @@ let package = Package(
         // is not linked; see Sources/CGuestfs/module.modulemap). Needs libguestfs-dev to build.
         .target(name: "CGuestfs", publicHeadersPath: "."),
         // Linux calls Swift's Glibc module leaves out (memfd_create needs _GNU_SOURCE).
-        .target(name: "CSystem"),
+        .target(name: "CLinux"),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
         .target(
@@ -32,7 +32,7 @@ let package = Package(
         .target(
             name: "Stages",
             dependencies: [
-                "CGuestfs", "COpenSSL", "CSystem",
+                "CGuestfs", "COpenSSL", "CLinux",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
             ],

@@ -271,7 +271,7 @@ public enum InputProbe {
         guard ["qcow2", "vmdk", "vhdx"].contains(locator.format) else { return }
         let command = ExternalCommand("qemu-img", ["check", "--output=json", "-f", locator.format, image.spec],
                                       limits: .untrustedProbe)
-        let result = try await command.run()
+        let result = try await command.run(about: locator.path)
         switch result.status {
         case 0, 3: break  // 3: leaked clusters only, harmless for reading.
         case 2:

@@ -352,7 +352,7 @@ indirect enum QemuNode: Sendable, Equatable {
 enum QemuView {
     static func info(of node: QemuNode, format: String, file: String, qemuImg: String) async throws -> [String: Any] {
         let command = ExternalCommand(qemuImg, ["info", "--output=json", "-f", format, node.imageSpec], limits: .untrustedProbe)
-        let result = try await command.run()
+        let result = try await command.run(about: file)
         guard result.status == 0 else {
             try result.requireHostResources(of: command, about: file)
             throw StageError(.badInput, file: file, "qemu-img cannot open it as \(format): \(InputProbe.qemuMessage(result))")

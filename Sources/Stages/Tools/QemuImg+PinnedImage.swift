@@ -6,9 +6,11 @@ extension QemuImg {
     @discardableResult
     public func convert(from source: PinnedImage, to destination: URL, outputFormat: String,
                         compress: Bool = false, compressLevel: Int = QemuImg.zstdLevel,
+                        limits: ExternalCommand.Limits? = nil,
                         progress: @escaping @Sendable (Double) -> Void = { _ in }) async throws -> ConversionSummary {
         try await convert(from: source.spec, sourceFormat: source.format, to: destination,
-                          outputFormat: outputFormat, compress: compress, compressLevel: compressLevel, progress: progress)
+                          outputFormat: outputFormat, compress: compress, compressLevel: compressLevel,
+                          limits: limits, progress: progress)
     }
 
     public func createOverlay(backing: PinnedImage, at overlay: URL) async throws {

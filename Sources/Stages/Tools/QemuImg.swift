@@ -48,6 +48,8 @@ public struct QemuImg: Sendable {
     ///   - compress: zstd-compressed clusters; qcow2 only.
     ///   - compressLevel: the requested zstd level. qemu-img cannot set it (see
     ///     ``zstdLevel``): any other value is reported in the summary's `note`.
+    ///   - limits: the wall-clock bound of the copy, proportional to its size
+    ///     (`ExternalCommand.Limits.copying(bytes:)`); nil only where the caller bounds it.
     ///   - progress: called with increasing fractions in 0…1, the last one exactly 1.
     /// - Throws: `StageError(.noSpace)` when the destination's filesystem fills up,
     ///   `.toolFailed` with qemu-img's message otherwise, `.badInput` for compression
@@ -55,6 +57,7 @@ public struct QemuImg: Sendable {
     @discardableResult
     public func convert(from source: String, sourceFormat: String, to destination: URL, outputFormat: String,
                         compress: Bool = false, compressLevel: Int = QemuImg.zstdLevel,
+                        limits: ExternalCommand.Limits? = nil,
                         progress: @escaping @Sendable (Double) -> Void = { _ in }) async throws -> ConversionSummary {
         if compress && outputFormat != "qcow2" {
             throw StageError(.badInput, file: destination.path,
@@ -78,8 +81,8 @@ public struct QemuImg: Sendable {
         arguments += [source, destination.path]
 
         let relay = ProgressRelay(report: progress)
-        let command = ExternalCommand(executable, arguments)
-        let result = try await command.run(onStdoutChunk: { relay.consume($0) })
+        let command = ExternalCommand(executable, arguments, limits: limits)
+        let result = try await command.run(about: destination.path, onStdoutChunk: { relay.consume($0) })
         try result.requireSuccess(of: command, about: destination.path)
         relay.finish()
         return summary
@@ -89,7 +92,9 @@ public struct QemuImg: Sendable {
     /// fixes are written to the overlay and the source is never modified.
     public func createOverlay(backing: String, backingFormat: String, at overlay: URL) async throws {
         let command = ExternalCommand(executable, ["create", "-q", "-f", "qcow2", "-o", "compat=1.1",
-                                                   "-b", backing, "-F", backingFormat, overlay.path])
+                                                   "-b", backing, "-F", backingFormat, overlay.path],
+                                      // create opens the backing chain to learn its size: never for long.
+                                      limits: .shortTool(.seconds(120), because: "creating an overlay reads only image headers"))
         try await command.runChecked(about: overlay.path)
     }
 
@@ -113,7 +118,7 @@ public struct QemuImg: Sendable {
     public func compare(_ first: String, format firstFormat: String,
                         _ second: String, format secondFormat: String) async throws -> Bool {
         let command = ExternalCommand(executable, ["compare", "-f", firstFormat, "-F", secondFormat, first, second])
-        let result = try await command.run()
+        let result = try await command.run(about: first)
         switch result.status {
         case 0: return true
         case 1: return false
@@ -136,7 +141,7 @@ public struct QemuImg: Sendable {
     /// Checks an image's metadata for consistency, without repairing anything.
     public func check(_ image: String, format: String) async throws -> CheckOutcome {
         let command = ExternalCommand(executable, ["check", "--output=json", "-f", format, image], limits: probeLimits)
-        let result = try await command.run()
+        let result = try await command.run(about: image)
         let report = try? JSONDecoder().decode(CheckReport.self, from: result.stdout)
         switch result.status {
         case 0: return .clean
@@ -151,7 +156,7 @@ public struct QemuImg: Sendable {
 
     /// The version line of qemu-img, e.g. `7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)`, for metadata.
     public func version() async throws -> String {
-        let command = ExternalCommand(executable, ["--version"])
+        let command = ExternalCommand(executable, ["--version"], limits: .shortTool(.seconds(30), because: "printing a version"))
         let result = try await command.runChecked()
         let firstLine = result.stdoutText.split(separator: "\n").first.map(String.init) ?? ""
         let prefix = "qemu-img version "

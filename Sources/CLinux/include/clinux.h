@@ -1,5 +1,5 @@
-#ifndef HYPER2KVM_CSYSTEM_H
-#define HYPER2KVM_CSYSTEM_H
+#ifndef HYPER2KVM_CLINUX_H
+#define HYPER2KVM_CLINUX_H
 
 /* Linux calls that Swift's Glibc module does not export (they need _GNU_SOURCE). */
 
