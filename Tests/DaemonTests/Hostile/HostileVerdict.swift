@@ -55,6 +55,7 @@ struct HostileJudge {
             default: break
             }
             if status != 0 { verdict.error = Self.firstLine(stderrText) }
+            if status == 0 { verdict.failures += invalidDomains(under: run.outputDirectory) }
             if status != 0 && !namesTheFile(stderrText) {
                 verdict.failures.append("unclear error: stderr does not name the file: \(Self.firstLine(stderrText))")
             }
@@ -67,6 +68,18 @@ struct HostileJudge {
         }
         verdict.failures += leaks(run: run, stderr: stderr)
         return verdict
+    }
+
+    /// A published domain.xml libvirt's schema refuses (vCPUs or memory from absurd input numbers).
+    private func invalidDomains(under root: String) -> [String] {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/virt-xml-validate"),
+              let enumerator = FileManager.default.enumerator(atPath: root) else { return [] }
+        var problems: [String] = []
+        for case let relative as String in enumerator where relative.hasSuffix("domain.xml") {
+            guard let result = try? bounded(["virt-xml-validate", root + "/" + relative, "domain"]), result.status != 0 else { continue }
+            problems.append("published \(relative) does not validate against libvirt's schema: \(Self.firstLine(result.err))")
+        }
+        return problems
     }
 
     /// The path, the file name, or (for names with control characters) the part of the
