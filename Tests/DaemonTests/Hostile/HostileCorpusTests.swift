@@ -35,12 +35,15 @@ struct HostileCorpusTests {
         #expect(host.cases.count >= 40, "the corpus is too small: \(host.cases.count) cases")
         #expect(Set(host.cases.map(\.class)) == ["leak", "trap", "wedge", "fill", "tie-up", "minor", "good"])
 
+        let secretBefore = try TestDisks.sha256(host.secretPath)
         let verdicts = try await run(selected, host: host)
         let table = Self.table(verdicts)
         print(table)
         if let report = Self.environment["HYPER2KVM_HOSTILE_REPORT"] {
             try table.write(toFile: report, atomically: true, encoding: .utf8)
         }
+        // A data file or extent is opened for writing by some qemu paths: the host file must come out untouched.
+        #expect(try TestDisks.sha256(host.secretPath) == secretBefore, "the planted secret was modified by a run")
         for verdict in verdicts {
             #expect(verdict.failures.isEmpty,
                     "\(verdict.hostileCase.id) [\(verdict.hostileCase.class)] \(verdict.hostileCase.why): \(verdict.failures.joined(separator: "; "))")
