@@ -174,6 +174,27 @@ struct InputProbeTests {
         #expect(error?.message.contains("backing file") == true, "\(String(describing: error))")
     }
 
+    @Test("a qcow2 made by qemu-img convert -c (file ends inside its last compressed cluster) is accepted; one cut by a cluster is not")
+    func compressedQcow2EndsInsideItsLastCluster() async throws {
+        let dir = try TestDirectory()
+        let raw = dir.file("text.raw")
+        // Compressible content, so the last compressed cluster ends well inside its host cluster.
+        try Data(String(repeating: "hyper2kvm compressible line\n", count: 300_000).utf8).write(to: raw)
+        try TestImageFactory.run("truncate", ["-s", "16M", raw.path])
+        for compression in ["zlib", "zstd"] {
+            let image = dir.file("c-\(compression).qcow2")
+            try TestImageFactory.run("qemu-img", ["convert", "-q", "-c", "-f", "raw", "-O", "qcow2",
+                                                  "-o", "compression_type=\(compression)", raw.path, image.path])
+            let info = try await InputProbe.inspectImage(DiskLocator(path: image.path, format: "qcow2"))
+            #expect(info.virtualSize == 16 << 20)
+            let size = try #require(try FileManager.default.attributesOfItem(atPath: image.path)[.size] as? NSNumber).uint64Value
+            try TestImageFactory.run("truncate", ["-s", "\(size - 65536)", image.path])
+            await #expect(throws: StageError.self) {
+                try await InputProbe.inspectImage(DiskLocator(path: image.path, format: "qcow2"))
+            }
+        }
+    }
+
     @Test("a new, empty qcow2 (file ends inside its L1 table) is accepted; one cut inside the L1 table is not")
     func freshEmptyQcow2() async throws {
         let dir = try TestDirectory()
