@@ -20,6 +20,8 @@ let package = Package(
         // guestfs.h's functions as trampolines that dlopen libguestfs on first use (the library
         // is not linked; see Sources/CGuestfs/module.modulemap). Needs libguestfs-dev to build.
         .target(name: "CGuestfs", publicHeadersPath: "."),
+        // The async-signal-safe crash record the daemon writes when it dies of a fatal signal.
+        .target(name: "CCrashRecord"),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
         .target(
@@ -33,7 +35,7 @@ let package = Package(
         .target(
             name: "Daemon",
             dependencies: [
-                "Journal", "Stages",
+                "Journal", "Stages", "CCrashRecord",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -21,6 +21,9 @@ actor DaemonQueue {
     private var idleWaiter: CheckedContinuation<Void, Never>?
     private let stopFlag = StopFlag()
     private var waitingForSpace: Set<Int64> = []
+    /// Jobs that were inside a stage when the daemon crashed: each runs alone, so a second
+    /// crash is blamed on the job that caused it and not on a neighbour.
+    private var crashSuspects: Set<Int64> = []
 
     init(configuration: Configuration, journal: JobJournal, logger: Logger) {
         self.configuration = configuration
@@ -34,8 +37,10 @@ actor DaemonQueue {
     // MARK: - Start
 
     /// Every job the journal shows mid-pipeline is resumed (interrupted → resumed) and queued
-    /// first, oldest first; jobs published but not archived are archived.
-    func recoverInterruptedJobs() throws {
+    /// first, oldest first; jobs published but not archived are archived. `crash`: the record
+    /// of the previous run's death by a fatal signal; a job it hit twice in a row is failed
+    /// as poison instead of resumed (`JobRecovery.recoverAtStart`).
+    func recoverInterruptedJobs(crash: CrashRecord? = nil) throws {
         let states = JobRecovery.inFlight.union([.interrupted, .published, .retrying, .stageFailed])
         for job in try journal.jobs(in: states).sorted(by: { $0.id < $1.id }) {
             taken.formUnion(archiveMembers(of: job).map(\.name))
@@ -48,8 +53,14 @@ actor DaemonQueue {
                 try journal.transition(job: job.id, to: .claimed, stage: nil, detail: "retry after restart")
                 pending.append(job.id)
             default:
-                try JobRecovery.resume(job, journal: journal, reason: "daemon restarted")
+                if case .poison(let crashes) = try JobRecovery.recoverAtStart(job, journal: journal, crash: crash),
+                   let failed = try journal.job(job.id) {
+                    try finishFailed(failed, message: JobRecovery.poisonMessage(crashes: crashes), stage: job.stage,
+                                     code: JobRecovery.poisonCode)
+                    continue
+                }
                 logger.info("resuming job \(job.id) (\(job.sourcePath)) after restart")
+                if crash != nil && job.state == .stageStarted { crashSuspects.insert(job.id) }
                 pending.append(job.id)
             }
         }
@@ -263,7 +274,8 @@ actor DaemonQueue {
     }
 
     private func schedule() {
-        while !stopping, running.count < configuration.maxConcurrent, !pending.isEmpty {
+        while !stopping, running.count < configuration.maxConcurrent, let next = pending.first {
+            if !running.isEmpty && (crashSuspects.contains(next) || running.keys.contains(where: crashSuspects.contains)) { break }
             let jobID = pending.removeFirst()
             logger.info("🔄 Processing: job \(jobID)")
             running[jobID] = Task { [runner, logger] in
@@ -287,6 +299,7 @@ actor DaemonQueue {
 
     private func finish(_ jobID: Int64, _ outcome: JobRunner.Outcome) {
         running[jobID] = nil
+        crashSuspects.remove(jobID)
         defer { schedule() }
         do {
             guard let job = try journal.job(jobID) else { return }
@@ -392,14 +405,14 @@ actor DaemonQueue {
         }
     }
 
-    private func finishFailed(_ job: JobRecord, message: String, stage: String?) throws {
+    private func finishFailed(_ job: JobRecord, message: String, stage: String?, code: String? = nil) throws {
         if job.state != .failed {
             try journal.transition(job: job.id, to: .failed, stage: nil, detail: message)
         }
         runner.releaseReservation(jobID: job.id)
         let history = try journal.history(job: job.id).map { "\($0.at) \($0.from?.rawValue ?? "∅") → \($0.to.rawValue) \($0.stage ?? "") \($0.detail ?? "")" }
         let report = ErrorReport.make(sourcePath: job.sourcePath, error: message, stage: stage, jobID: String(job.id),
-                                      attempt: job.attempt, history: history, version: Hyper2KVMVersion.current)
+                                      attempt: job.attempt, history: history, version: Hyper2KVMVersion.current, code: code)
         let members = archiveMembers(of: job)
         defer { for member in members { taken.remove(member.name) } }
         let archived = try SourceArchiver(watchDirectory: configuration.watchDir)

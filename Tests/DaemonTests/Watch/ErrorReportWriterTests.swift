@@ -17,7 +17,8 @@ struct ErrorReportWriterTests {
 
         let json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
         #expect(Set(json.keys) == ["filename", "filepath", "file_size_mb", "timestamp", "error", "phase",
-                                   "exception_traceback", "suggestion", "system_info", "job_id", "stage", "attempt"])
+                                   "exception_traceback", "suggestion", "system_info", "job_id", "stage", "attempt",
+                                   "error_code"])
         #expect(json["filename"] as? String == "bad.vmdk")
         #expect(json["filepath"] as? String == source)
         #expect(json["file_size_mb"] as? Double == 2.0)
