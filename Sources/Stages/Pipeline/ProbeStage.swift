@@ -41,7 +41,8 @@ public struct ExtractStage: PipelineStage {
 
     public func run(in context: StageContext) async throws -> StageOutputs {
         let description = try await SourceReader.describe(source: context.source, kind: context.kind,
-                                                          scratchDirectory: context.workDirectory)
+                                                          scratchDirectory: context.workDirectory,
+                                                          manifestAllowedDirectories: context.options.manifestAllowedDirectories)
         let vmFile = context.newOutput(named: StageFiles.vm)
         try StageJSON.write(description, to: vmFile)
         return StageOutputs(files: [StageFiles.vm: vmFile],
