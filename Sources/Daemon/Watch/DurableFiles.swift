@@ -31,7 +31,9 @@ enum DurableFiles {
     /// renamed over `path`, then the directory fsynced. Readers see the old or the new file whole.
     static func writeAtomically(_ bytes: [UInt8], to path: String) throws(WatchIOError) {
         let directory = parent(of: path)
-        let temporary = "\(directory)/.\(lastComponent(of: path)).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        // The name is cut so the temporary fits NAME_MAX even beside a 255-byte final name.
+        let stem = prefix(of: lastComponent(of: path), fittingBytes: 200)
+        let temporary = "\(directory)/.\(stem).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let descriptor = retryingInterrupted { open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) }
         guard descriptor >= 0 else { throw WatchIOError(path: temporary, operation: "open", errno: errno) }
         var written = 0
@@ -92,6 +94,19 @@ enum DurableFiles {
         guard let symbol = dlsym(nil, "renameat2") else { return nil }
         return unsafeBitCast(symbol, to: RenameAt2.self)
     }()
+
+    /// The longest prefix of `text` that is at most `bytes` UTF-8 bytes and ends on a character boundary.
+    static func prefix(of text: String, fittingBytes bytes: Int) -> String {
+        var result = ""
+        var used = 0
+        for character in text {
+            let size = character.utf8.count
+            guard used + size <= bytes else { break }
+            result.append(character)
+            used += size
+        }
+        return result
+    }
 
     static func parent(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
