@@ -50,6 +50,20 @@ public struct XMLDocumentText: Sendable, Equatable {
         self.encoding = encoding
     }
 
+    /// The first bytes of a file decoded as far as they go, in the encoding its BOM or
+    /// `<?xml` pattern announces (a character cut at the end is dropped); nil when they do
+    /// not decode. For sniffing only (is this an XML document, and which root?): the whole
+    /// document is judged by `init(decoding:)`.
+    public static func decodedHead(_ head: [UInt8]) -> String? {
+        let (family, bomLength) = detectFamily(head)
+        var body = head.dropFirst(bomLength)
+        // Cut to whole code units; a UTF-8 tail is trimmed by the partial decode.
+        body = body.prefix(body.count - body.count % family.unitBytes)
+        guard let text = try? decode(body, as: family, partial: true),
+              !text.unicodeScalars.contains(where: { $0.value == 0 }) else { return nil }
+        return text
+    }
+
     // MARK: - Detection (XML 1.0 Appendix F)
 
     static func detectFamily(_ bytes: [UInt8]) -> (Encoding, bomLength: Int) {

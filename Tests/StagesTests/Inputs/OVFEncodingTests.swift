@@ -161,6 +161,17 @@ struct OVFEncodingTests {
         #expect(error?.file == "evil.ovf")
     }
 
+    @Test("the head of an OVF decodes for sniffing in every encoding, even cut mid-character", arguments: variants)
+    func decodedHead(variant: Variant) {
+        let xml = OVFFixtures.vmware(name: "wé", disks: [.init(href: "a.vmdk")])
+        let bytes = [UInt8](variant.document(xml))
+        for cut in [201, 301, 302, 303, 1001] {
+            let head = XMLDocumentText.decodedHead(Array(bytes.prefix(cut)))
+            #expect(head?.hasPrefix("<?xml version=\"1.0\" encoding=\"\(variant.declared)\"?>") == true, "cut at \(cut): \(head ?? "nil")")
+        }
+        #expect(XMLDocumentText.decodedHead(Array("<?xml version=\"1.0\"?>\u{0}".utf8)) == nil)
+    }
+
     @Test("the declaration handed to the parser says UTF-8 and keeps only safe characters")
     func declarationRewritten() {
         #expect(XMLDocumentText.declaringUTF8("<?xml version=\"1.0\" encoding=\"UTF-16\"?><a/>") == "<?xml version=\"1.0\" encoding=\"UTF-8\"?><a/>")
