@@ -178,9 +178,11 @@ actor DaemonQueue {
                 return try OVFDescriptor.load(directory.appendingPathComponent(name)).referencedFiles
             case .manifest:
                 // Disks a manifest names inside the queue belong to its job, not jobs of their own.
+                // Only top-level names: `queue/../x` is no queue file to wait for (the reader refuses it).
                 let queuePath = directory.standardizedFileURL.path + "/"
                 return try ArtifactManifest.load(from: directory.appendingPathComponent(name)).disks
                     .map(\.localPath).filter { $0.hasPrefix(queuePath) }.map { String($0.dropFirst(queuePath.count)) }
+                    .filter { !$0.contains("/") && $0 != ".." && $0 != "." }
             default:
                 return []
             }

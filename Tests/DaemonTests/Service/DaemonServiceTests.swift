@@ -322,6 +322,15 @@ extension DaemonServiceTests {
         let refusal = refused?["error"] as? String ?? ""
         #expect(refusal.hasSuffix("disks[0].local_path: '\(host)' is not allowed (outside the queue and manifest_allowed_dirs)"), "\(refusal)")
         #expect(!exists(base + "/output/db03"))
+
+        // Through the queue and back out: refused the same way, not waited for as a queue file.
+        let escaping = stealing.replacingOccurrences(of: "\"vm_name\": \"db03\"", with: "\"vm_name\": \"db04\"")
+            .replacingOccurrences(of: host, with: queue + "/../../host-secret.raw")
+        try escaping.write(toFile: scratch.path("db04.json"), atomically: true, encoding: .utf8)
+        try FileManager.default.moveItem(atPath: scratch.path("db04.json"), toPath: queue + "/db04.json")
+        #expect(waitFor(60) { exists(queue + "/.errors/db04.json.error.json") }, "log:\n\(daemon.output)")
+        let escaped = try String(contentsOfFile: queue + "/.errors/db04.json.error.json", encoding: .utf8)
+        #expect(escaped.contains("is not allowed (outside the queue and manifest_allowed_dirs)"), "\(escaped)")
     }
 }
 
