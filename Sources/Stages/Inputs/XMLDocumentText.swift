@@ -39,8 +39,10 @@ public struct XMLDocumentText: Sendable, Equatable {
         let bytes = [UInt8](data)
         let (family, bomLength) = Self.detectFamily(bytes)
         let body = bytes.dropFirst(bomLength)
-        // The declaration is ASCII in every supported encoding, so the family is enough to read it.
-        let declared = Self.declaredEncoding(in: try Self.decode(body.prefix(512 * family.unitBytes), as: family, partial: true))
+        // The declaration is ASCII in every supported encoding, so the family is enough to read
+        // it; one-byte families are read as ISO-8859-1, which cannot fail on what follows it.
+        let headEncoding: Encoding = family.unitBytes == 1 ? .isoLatin1 : family
+        let declared = Self.declaredEncoding(in: try Self.decode(body.prefix(512 * family.unitBytes), as: headEncoding, partial: true))
         let encoding = try Self.reconcile(family: family, hasBOM: bomLength > 0, declared: declared)
         let text = try Self.decode(body, as: encoding, partial: false)
         if text.unicodeScalars.contains(where: { $0.value == 0 }) {
@@ -83,7 +85,7 @@ public struct XMLDocumentText: Sendable, Equatable {
 
     /// The `encoding` pseudo-attribute of a leading `<?xml … ?>`, upper-cased; nil without one.
     static func declaredEncoding(in head: String) -> String? {
-        guard head.hasPrefix("<?xml"), let end = head.range(of: "?>") else { return nil }
+        guard hasDeclaration(head), let end = head.range(of: "?>") else { return nil }
         let declaration = head[..<end.lowerBound]
         guard let key = declaration.range(of: "encoding") else { return nil }
         var rest = declaration[key.upperBound...].drop { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "\n" }
@@ -172,7 +174,7 @@ public struct XMLDocumentText: Sendable, Equatable {
     /// `text` with the encoding of its XML declaration replaced by UTF-8 (added after
     /// `version` when absent, so the parser never guesses).
     static func declaringUTF8(_ text: String) -> String {
-        guard text.hasPrefix("<?xml"), let end = text.range(of: "?>") else { return text }
+        guard hasDeclaration(text), let end = text.range(of: "?>") else { return text }
         let declaration = text[..<end.lowerBound]
         let rest = text[end.lowerBound...]
         let version = declaration.range(of: "version").flatMap { key -> String? in
@@ -188,6 +190,12 @@ public struct XMLDocumentText: Sendable, Equatable {
             }
         }
         return "<?xml version=\"\(version)\" encoding=\"UTF-8\"\(standalone)" + rest
+    }
+
+    /// `<?xml` then white space: a declaration, not a processing instruction such as `<?xml-stylesheet`.
+    static func hasDeclaration(_ text: String) -> Bool {
+        guard text.hasPrefix("<?xml"), let next = text.dropFirst(5).first else { return false }
+        return next == " " || next == "\t" || next == "\r" || next == "\n"
     }
 
     /// Version and standalone values are letters, digits and dots: nothing else is copied
