@@ -230,7 +230,9 @@ actor DaemonQueue {
                 if let path = archived.first?.path {
                     let note = DuplicateNote(duplicate_of_job: original.id, original_source: original.sourcePath,
                                              output: original.outputPath, sha256: sha256, job: duplicate.id)
-                    try DurableFile.write(JSONEncoder().encode(note), to: URL(fileURLWithPath: path + ".duplicate.json"))
+                    let notePath = DurableFiles.parent(of: path) + "/"
+                        + DurableFiles.companionName(of: DurableFiles.lastComponent(of: path), suffix: ".duplicate.json")
+                    try DurableFile.write(JSONEncoder().encode(note), to: URL(fileURLWithPath: notePath))
                 }
                 logger.notice("\(name) has the same content as job \(original.id); not converted again (job \(duplicate.id))")
                 taken.subtract(members)

@@ -1,5 +1,4 @@
 import Foundation
-import Stages
 
 /// Writes `ErrorReport`s durably as `<watch_dir>/.errors/<name>.error.json`.
 public struct ErrorReportWriter: Sendable {
@@ -19,30 +18,11 @@ public struct ErrorReportWriter: Sendable {
     }
 
     public static let suffix = ".error.json"
-    /// NAME_MAX on Linux filesystems, in bytes.
-    public static let maximumNameBytes = 255
 
-    /// `<name>.error.json`, or, when that exceeds NAME_MAX (a 245-byte name already does),
-    /// the longest prefix of the name that fits with `~<16 hex digits of the name's SHA-256>`
-    /// before the suffix: still sorted beside its source, unique per name, and the report's
-    /// `filename` field holds the whole name.
+    /// `<name>.error.json`, or a shortened name when that exceeds NAME_MAX (a 245-byte name
+    /// already does): see `DurableFiles.companionName`. The report's `filename` holds the whole name.
     public static func reportName(for name: String) -> String {
-        guard name.utf8.count + suffix.utf8.count > maximumNameBytes else { return name + suffix }
-        let digest = String(sha256Hex(name).prefix(16))
-        let budget = maximumNameBytes - suffix.utf8.count - 1 - digest.utf8.count
-        return DurableFiles.prefix(of: name, fittingBytes: budget) + "~" + digest + suffix
-    }
-
-    static func sha256Hex(_ text: String) -> String {
-        guard let context = try? SHA256Context() else {
-            // OpenSSL unavailable: FNV-1a still tells names apart.
-            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-            for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-            let digits = String(hash, radix: 16)
-            return String(repeating: "0", count: 16 - digits.count) + digits
-        }
-        context.update(Data(text.utf8))
-        return context.finalize()
+        DurableFiles.companionName(of: name, suffix: suffix)
     }
 
     /// Writes `report` as `.errors/<name>.error.json` (temporary file, fsync, rename, fsync of
