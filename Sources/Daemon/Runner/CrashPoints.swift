@@ -12,7 +12,7 @@ public enum CrashPoints {
 
     /// Every point, in the order a job passes them.
     public static var all: [String] {
-        var names: [String] = ["after-claim"]
+        var names: [String] = ["after-discovered", "after-stable", "after-claim"]
         for stage in StageName.allCases {
             let name = stage.rawValue
             names += ["\(name).before-start", "\(name).after-start", "\(name).outputs-durable", "\(name).after-commit"]

@@ -41,7 +41,7 @@ actor DaemonQueue {
     /// of the previous run's death by a fatal signal; a job it hit twice in a row is failed
     /// as poison instead of resumed (`JobRecovery.recoverAtStart`).
     func recoverInterruptedJobs(crash: CrashRecord? = nil) throws {
-        let states = JobRecovery.inFlight.union([.interrupted, .published, .retrying, .stageFailed])
+        let states = JobRecovery.inFlight.union([.interrupted, .published, .retrying, .stageFailed, .discovered, .stable])
         for job in try journal.jobs(in: states).sorted(by: { $0.id < $1.id }) {
             taken.formUnion(archiveMembers(of: job).map(\.name))
             switch job.state {
@@ -51,6 +51,10 @@ actor DaemonQueue {
                 try finishFailed(job, message: job.error ?? "failed before the daemon stopped", stage: job.stage)
             case .retrying:
                 try journal.transition(job: job.id, to: .claimed, stage: nil, detail: "retry after restart")
+                pending.append(job.id)
+            case .discovered, .stable:
+                // Killed while the job was being claimed: continue it rather than start a second one.
+                try JobIntake.completeClaim(job, journal: journal, reason: "daemon restarted")
                 pending.append(job.id)
             default:
                 if case .poison(let crashes) = try JobRecovery.recoverAtStart(job, journal: journal, crash: crash),

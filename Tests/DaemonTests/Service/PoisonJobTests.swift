@@ -75,4 +75,24 @@ extension DaemonServiceTests {
         #expect(history.filter { $0.to == .interrupted }.count == 2)
         #expect(!history.contains { ($0.detail ?? "").hasPrefix(CrashNote.prefix) })
     }
+
+    @Test(arguments: ["after-discovered", "after-stable"])
+    func killedWhileClaimingTheRestartContinuesThatJob(point: String) throws {
+        let scratch = try Scratch("daemon-claim-kill")
+        let base = scratch.path("data")
+        let config = try writeConfig(scratch)
+        let raw = scratch.path("base.raw")
+        try TestDisks.makeRaw(at: raw)
+        try FileManager.default.createDirectory(atPath: base + "/queue", withIntermediateDirectories: true)
+        try TestDisks.convert(raw: raw, to: base + "/queue/vm.vmdk", format: "vmdk", options: [])
+        let killed = try RunningDaemon(base: base, config: config, environment: ["HYPER2KVM_CRASH_POINT": point])
+        killed.process.waitUntilExit()
+        #expect(killed.output.contains("crash point \(point)"), "log:\n\(killed.output)")
+
+        let daemon = try RunningDaemon(base: base, config: config)
+        defer { _ = daemon.stop() }
+        #expect(waitFor(90) { exists(base + "/output/vm/vm.qcow2") && !exists(base + "/queue/vm.vmdk") }, "log:\n\(daemon.output)")
+        let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: base + "/state"))
+        #expect(waitFor(10) { (try? journal.allJobs().map(\.state)) == [.archived] }, "\(String(describing: try? journal.allJobs().map(\.state)))")
+    }
 }
