@@ -23,6 +23,8 @@ let package = Package(
         .target(name: "CGuestfs", publicHeadersPath: "."),
         // Linux calls Swift's Glibc module leaves out (memfd_create needs _GNU_SOURCE).
         .target(name: "CLinux"),
+        // The async-signal-safe crash record the daemon writes when it dies of a fatal signal.
+        .target(name: "CCrashRecord"),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
         .target(
@@ -40,7 +42,7 @@ let package = Package(
         .target(
             name: "Daemon",
             dependencies: [
-                "Journal", "Stages",
+                "Journal", "Stages", "CCrashRecord",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
             ],

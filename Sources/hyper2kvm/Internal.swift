@@ -29,6 +29,8 @@ struct InternalGroup: AsyncParsableCommand {
         var kind: String?
         @Option(help: "A directory the reader may write to (AMI decompression).")
         var scratch: String?
+        @Option(name: .customLong("manifest-allowed-dir"), help: "A directory a manifest's disks may be in (repeatable).")
+        var manifestAllowedDirectories: [String] = []
         @Argument(help: "The source file.")
         var source: String
 
@@ -41,7 +43,8 @@ struct InternalGroup: AsyncParsableCommand {
                armed == URL(fileURLWithPath: source).lastPathComponent {
                 fatalError("\(Self.trapVariable) asked the reader to trap on \(armed)")
             }
-            let answer = await IsolatedSourceReader.serve(source: source, kind: identify ? nil : kind, scratchDirectory: scratch)
+            let answer = await IsolatedSourceReader.serve(source: source, kind: identify ? nil : kind, scratchDirectory: scratch,
+                                                          manifestAllowedDirectories: manifestAllowedDirectories)
             FileHandle.standardOutput.write(answer.output)
             if answer.status != 0 { throw ExitCode(answer.status) }
         }

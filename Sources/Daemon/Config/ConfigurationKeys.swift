@@ -66,6 +66,24 @@ struct ConfigurationValue {
         guard !value.isEmpty else { throw Mismatch(expected: "a non-empty path") }
         return value
     }
+    /// A list of absolute paths (a single path is a list of one).
+    func absolutePaths() throws(Mismatch) -> [String] {
+        let expectation = "a list of absolute paths"
+        let nodes: [Node]
+        switch node {
+        case .sequence(let sequence): nodes = Array(sequence)
+        case .scalar: nodes = [node]
+        default: throw Mismatch(expected: expectation)
+        }
+        var paths: [String] = []
+        for item in nodes {
+            guard case .scalar(let scalar) = item, scalar.string.hasPrefix("/"), !scalar.string.contains("\0") else {
+                throw Mismatch(expected: expectation)
+            }
+            paths.append(scalar.string)
+        }
+        return paths
+    }
     func oneOf(_ choices: [String]) throws(Mismatch) -> String {
         let value = try string()
         guard choices.contains(value) else { throw Mismatch(expected: "one of " + choices.joined(separator: ", ")) }
@@ -215,6 +233,10 @@ enum ConfigurationKeys {
         },
         .init("space_check_seconds", type: "number", "how often a job waiting for disk space checks for it") { value, config throws(ConfigurationValue.Mismatch) in
             config.spaceCheckSeconds = try value.number(min: 0.1)
+        },
+        .init("manifest_allowed_dirs", type: "list of paths",
+              "directories an Artifact Manifest's local_path may point into besides the queue it was dropped in (default: none)") { value, config throws(ConfigurationValue.Mismatch) in
+            config.conversion.manifestAllowedDirectories = try value.absolutePaths()
         },
         .init("log_file", type: "path", "also write the log to this file") { value, config throws(ConfigurationValue.Mismatch) in
             config.logFile = try value.path()

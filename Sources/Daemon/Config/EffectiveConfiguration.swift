@@ -26,6 +26,8 @@ public enum EffectiveConfiguration {
             ("retry_policy", "enabled=\(c.retryPolicy.enabled) max_retries=\(c.retryPolicy.maxRetries) "
                 + "retry_delay=\(c.retryPolicy.retryDelaySeconds) backoff_multiplier=\(c.retryPolicy.backoffMultiplier)"),
             ("shutdown_grace_seconds", "\(c.shutdownGraceSeconds)"), ("space_check_seconds", "\(c.spaceCheckSeconds)"),
+            ("manifest_allowed_dirs", o.manifestAllowedDirectories.isEmpty ? "(none: only the queue)"
+                : o.manifestAllowedDirectories.joined(separator: ", ")),
             ("log_file", c.logFile ?? "(stderr only)"), ("verbose", "\(c.verbose)"),
         ]
         let header = c.sources.isEmpty ? "# defaults" : "# from " + c.sources.joined(separator: ", ")

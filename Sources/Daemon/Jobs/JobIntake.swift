@@ -29,10 +29,27 @@ public enum JobIntake {
             NewJob(sourcePath: source.path, sourceKind: kind.rawValue, identity: try identity(of: source),
                    sourceSHA256: sourceSHA256, vmName: vmName),
             detail: detail)
+        CrashPoints.hit("after-discovered")
         try journal.transition(job: job.id, to: .stable, stage: nil, detail: "complete on arrival")
+        CrashPoints.hit("after-stable")
         try journal.transition(job: job.id, to: .claimed, stage: nil, detail: "pid \(getpid())")
         CrashPoints.hit("after-claim")
         return try journal.job(job.id) ?? job
+    }
+
+    /// Takes a job that a crash left `discovered` or `stable` (the steps above are separate
+    /// commits) on to `claimed`, so the next run continues it instead of starting a second
+    /// job for the same file. Other states are left alone.
+    public static func completeClaim(_ job: JobRecord, journal: JobJournal, reason: String) throws {
+        switch job.state {
+        case .discovered:
+            try journal.transition(job: job.id, to: .stable, stage: nil, detail: "complete on arrival (\(reason))")
+            try journal.transition(job: job.id, to: .claimed, stage: nil, detail: "pid \(getpid()) (\(reason))")
+        case .stable:
+            try journal.transition(job: job.id, to: .claimed, stage: nil, detail: "pid \(getpid()) (\(reason))")
+        default:
+            return
+        }
     }
 
     /// Journals a file whose content an earlier job already converted: discovered → duplicate.

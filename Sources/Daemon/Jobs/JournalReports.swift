@@ -30,9 +30,10 @@ public enum JournalReports {
         for job in jobs {
             let progress = job.progress.map { String(format: "%3.0f%%", $0 * 100) } ?? "-"
             var line = pad("\(job.id)", 6) + pad(job.state.rawValue, 18) + pad(job.stage ?? "-", 10) + pad(progress, 9)
-            line += job.sourcePath
-            if let output = job.outputPath { line += " → " + output }
-            if let error = job.error, job.state == .failed || job.state == .stageFailed { line += "\n      error: " + error }
+            // Source names, paths and errors quoting them are chosen by whoever dropped the file.
+            line += UntrustedText.escaped(job.sourcePath)
+            if let output = job.outputPath { line += " → " + UntrustedText.escaped(output) }
+            if let error = job.error, job.state == .failed || job.state == .stageFailed { line += "\n      error: " + UntrustedText.escaped(error) }
             lines.append(line)
         }
         return lines.joined(separator: "\n")
@@ -45,18 +46,18 @@ public enum JournalReports {
             let artifacts: [ArtifactRecord]
         }
         if json { return try encode(Document(job: job, transitions: rows, artifacts: artifacts)) }
-        var lines = ["job \(job.id): \(job.sourcePath) (\(job.sourceKind)) — \(job.state.rawValue)"]
+        var lines = ["job \(job.id): \(UntrustedText.escaped(job.sourcePath)) (\(job.sourceKind)) — \(job.state.rawValue)"]
         for row in rows {
             let from = row.from?.rawValue ?? "∅"
             var line = "\(row.at)  \(from) → \(row.to.rawValue)"
             if let stage = row.stage { line += " [\(stage) #\(row.attempt)]" }
-            if let detail = row.detail { line += "  \(detail)" }
+            if let detail = row.detail { line += "  \(UntrustedText.escaped(detail))" }
             lines.append(line)
         }
         if !artifacts.isEmpty {
             lines.append("artifacts:")
             for artifact in artifacts {
-                lines.append("  \(artifact.stage)/\(artifact.name)  \(artifact.size) bytes  \(artifact.sha256 ?? "(no sha256)")  \(artifact.path)")
+                lines.append("  \(artifact.stage)/\(artifact.name)  \(artifact.size) bytes  \(artifact.sha256 ?? "(no sha256)")  \(UntrustedText.escaped(artifact.path))")
             }
         }
         return lines.joined(separator: "\n")

@@ -26,7 +26,8 @@ public struct OneShotConversion: Sendable {
         // An unfinished job of this path is resumed even if the file changed meanwhile: the
         // runner then notices the change and fails it, rather than silently starting over.
         let unfinishedOfPath = try journal.allJobs().filter {
-            $0.sourcePath == source.path && (JobRecovery.inFlight.contains($0.state) || $0.state == .interrupted)
+            $0.sourcePath == source.path
+                && (JobRecovery.inFlight.contains($0.state) || [.interrupted, .discovered, .stable].contains($0.state))
         }
         let job: JobRecord
         if let published = earlier.first(where: { $0.state == .published || $0.state == .archived }) {
@@ -35,7 +36,11 @@ public struct OneShotConversion: Sendable {
             try? FileManager.default.removeItem(at: runner.workDirectory(of: published.id))
             return .published(outputPath: published.outputPath ?? configuration.outputDir)
         } else if let unfinished = unfinishedOfPath.last {
-            try JobRecovery.resume(unfinished, journal: journal, reason: "convert command run again")
+            if unfinished.state == .discovered || unfinished.state == .stable {
+                try JobIntake.completeClaim(unfinished, journal: journal, reason: "convert command run again")
+            } else {
+                try JobRecovery.resume(unfinished, journal: journal, reason: "convert command run again")
+            }
             job = unfinished
             logger.info("resuming job \(job.id) at its last completed stage")
         } else {

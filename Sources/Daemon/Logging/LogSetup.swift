@@ -15,7 +15,7 @@ public enum LogSetup {
         var logger = Logger(label: label) { label in
             var handlers: [any LogHandler] = [StreamLogHandler.standardError(label: label)]
             if let file { handlers.append(FileLogHandler(sink: file)) }
-            return MultiplexLogHandler(handlers)
+            return EscapingLogHandler(inner: MultiplexLogHandler(handlers))
         }
         logger.logLevel = level
         return logger
@@ -58,5 +58,43 @@ struct FileLogHandler: LogHandler {
         let fields = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         let stamp = ISO8601DateFormatter().string(from: Date())
         sink.write("\(stamp) \(event.level) \(event.message)\(fields.isEmpty ? "" : " " + fields)\n")
+    }
+}
+
+/// Passes every event on with its message and metadata values through
+/// `UntrustedText.escaped`: messages quote queue file names and paths, which whoever drops
+/// a file chooses, so one event stays one line with no terminal control in it.
+struct EscapingLogHandler: LogHandler {
+    var inner: any LogHandler
+
+    var metadata: Logger.Metadata {
+        get { inner.metadata }
+        set { inner.metadata = newValue }
+    }
+
+    var logLevel: Logger.Level {
+        get { inner.logLevel }
+        set { inner.logLevel = newValue }
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { inner[metadataKey: key] }
+        set { inner[metadataKey: key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var escaped = event
+        escaped.message = "\(UntrustedText.escaped(event.message.description))"
+        escaped.metadata = event.metadata?.mapValues(Self.escaped)
+        inner.log(event: escaped)
+    }
+
+    static func escaped(_ value: Logger.Metadata.Value) -> Logger.Metadata.Value {
+        switch value {
+        case .string(let text): .string(UntrustedText.escaped(text))
+        case .stringConvertible(let convertible): .string(UntrustedText.escaped(convertible.description))
+        case .array(let values): .array(values.map(escaped))
+        case .dictionary(let values): .dictionary(values.mapValues(escaped))
+        }
     }
 }

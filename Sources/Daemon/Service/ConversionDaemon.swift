@@ -31,7 +31,13 @@ public struct ConversionDaemon: Sendable {
         }
         let journal = try JournalContinuity.openForWriting(c)
         defer { try? journal.close() }
+        let crashRecord = CrashRecordFile(stateDirectory: c.stateDir)
+        let lastCrash = crashRecord.read(previousRun: try journal.latestDaemonRun()?.id)
         let run = try journal.recordDaemonStart(pid: getpid(), config: c.sources, watchDir: c.watchDir, outputDir: c.outputDir)
+        try crashRecord.arm(run: run)
+        if let lastCrash {
+            logger.warning("the previous run (\(lastCrash.run)) died of \(lastCrash.signalName) at \(JournalTimestamp.format(lastCrash.time)); the jobs it was converting are checked for poison")
+        }
         let watcher = try InotifyWatcher(directory: c.watchDir, logger: logger)
         let queue = DaemonQueue(configuration: c, journal: journal, logger: logger)
 
@@ -40,7 +46,7 @@ public struct ConversionDaemon: Sendable {
         logger.info("⚙️  Workers: \(c.maxConcurrent) (journal in \(c.stateDir))")
         let notifier = SystemdNotifier()
         let signals = ShutdownSignals()
-        try await queue.recoverInterruptedJobs()
+        try await queue.recoverInterruptedJobs(crash: lastCrash)
         watcher.start()
         await queue.rescan(reason: "start")
         notifier.send("READY=1\nSTATUS=\(await queue.statusLine())")

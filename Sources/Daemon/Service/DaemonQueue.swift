@@ -21,6 +21,9 @@ actor DaemonQueue {
     private var idleWaiter: CheckedContinuation<Void, Never>?
     private let stopFlag = StopFlag()
     private var waitingForSpace: Set<Int64> = []
+    /// Jobs that were inside a stage when the daemon crashed: each runs alone, so a second
+    /// crash is blamed on the job that caused it and not on a neighbour.
+    private var crashSuspects: Set<Int64> = []
 
     init(configuration: Configuration, journal: JobJournal, logger: Logger) {
         self.configuration = configuration
@@ -34,9 +37,11 @@ actor DaemonQueue {
     // MARK: - Start
 
     /// Every job the journal shows mid-pipeline is resumed (interrupted → resumed) and queued
-    /// first, oldest first; jobs published but not archived are archived.
-    func recoverInterruptedJobs() throws {
-        let states = JobRecovery.inFlight.union([.interrupted, .published, .retrying, .stageFailed])
+    /// first, oldest first; jobs published but not archived are archived. `crash`: the record
+    /// of the previous run's death by a fatal signal; a job it hit twice in a row is failed
+    /// as poison instead of resumed (`JobRecovery.recoverAtStart`).
+    func recoverInterruptedJobs(crash: CrashRecord? = nil) throws {
+        let states = JobRecovery.inFlight.union([.interrupted, .published, .retrying, .stageFailed, .discovered, .stable])
         for job in try journal.jobs(in: states).sorted(by: { $0.id < $1.id }) {
             taken.formUnion(archiveMembers(of: job).map(\.name))
             switch job.state {
@@ -47,9 +52,19 @@ actor DaemonQueue {
             case .retrying:
                 try journal.transition(job: job.id, to: .claimed, stage: nil, detail: "retry after restart")
                 pending.append(job.id)
+            case .discovered, .stable:
+                // Killed while the job was being claimed: continue it rather than start a second one.
+                try JobIntake.completeClaim(job, journal: journal, reason: "daemon restarted")
+                pending.append(job.id)
             default:
-                try JobRecovery.resume(job, journal: journal, reason: "daemon restarted")
+                if case .poison(let crashes) = try JobRecovery.recoverAtStart(job, journal: journal, crash: crash),
+                   let failed = try journal.job(job.id) {
+                    try finishFailed(failed, message: JobRecovery.poisonMessage(crashes: crashes), stage: job.stage,
+                                     code: JobRecovery.poisonCode)
+                    continue
+                }
                 logger.info("resuming job \(job.id) (\(job.sourcePath)) after restart")
+                if crash != nil && job.state == .stageStarted { crashSuspects.insert(job.id) }
                 pending.append(job.id)
             }
         }
@@ -167,9 +182,11 @@ actor DaemonQueue {
                 return try OVFDescriptor.load(directory.appendingPathComponent(name)).referencedFiles
             case .manifest:
                 // Disks a manifest names inside the queue belong to its job, not jobs of their own.
+                // Only top-level names: `queue/../x` is no queue file to wait for (the reader refuses it).
                 let queuePath = directory.standardizedFileURL.path + "/"
                 return try ArtifactManifest.load(from: directory.appendingPathComponent(name)).disks
                     .map(\.localPath).filter { $0.hasPrefix(queuePath) }.map { String($0.dropFirst(queuePath.count)) }
+                    .filter { !$0.contains("/") && $0 != ".." && $0 != "." }
             default:
                 return []
             }
@@ -217,7 +234,9 @@ actor DaemonQueue {
                 if let path = archived.first?.path {
                     let note = DuplicateNote(duplicate_of_job: original.id, original_source: original.sourcePath,
                                              output: original.outputPath, sha256: sha256, job: duplicate.id)
-                    try DurableFile.write(JSONEncoder().encode(note), to: URL(fileURLWithPath: path + ".duplicate.json"))
+                    let notePath = DurableFiles.parent(of: path) + "/"
+                        + DurableFiles.companionName(of: DurableFiles.lastComponent(of: path), suffix: ".duplicate.json")
+                    try DurableFile.write(JSONEncoder().encode(note), to: URL(fileURLWithPath: notePath))
                 }
                 logger.notice("\(name) has the same content as job \(original.id); not converted again (job \(duplicate.id))")
                 taken.subtract(members)
@@ -263,7 +282,8 @@ actor DaemonQueue {
     }
 
     private func schedule() {
-        while !stopping, running.count < configuration.maxConcurrent, !pending.isEmpty {
+        while !stopping, running.count < configuration.maxConcurrent, let next = pending.first {
+            if !running.isEmpty && (crashSuspects.contains(next) || running.keys.contains(where: crashSuspects.contains)) { break }
             let jobID = pending.removeFirst()
             logger.info("🔄 Processing: job \(jobID)")
             running[jobID] = Task { [runner, logger] in
@@ -287,6 +307,7 @@ actor DaemonQueue {
 
     private func finish(_ jobID: Int64, _ outcome: JobRunner.Outcome) {
         running[jobID] = nil
+        crashSuspects.remove(jobID)
         defer { schedule() }
         do {
             guard let job = try journal.job(jobID) else { return }
@@ -392,14 +413,14 @@ actor DaemonQueue {
         }
     }
 
-    private func finishFailed(_ job: JobRecord, message: String, stage: String?) throws {
+    private func finishFailed(_ job: JobRecord, message: String, stage: String?, code: String? = nil) throws {
         if job.state != .failed {
             try journal.transition(job: job.id, to: .failed, stage: nil, detail: message)
         }
         runner.releaseReservation(jobID: job.id)
         let history = try journal.history(job: job.id).map { "\($0.at) \($0.from?.rawValue ?? "∅") → \($0.to.rawValue) \($0.stage ?? "") \($0.detail ?? "")" }
         let report = ErrorReport.make(sourcePath: job.sourcePath, error: message, stage: stage, jobID: String(job.id),
-                                      attempt: job.attempt, history: history, version: Hyper2KVMVersion.current)
+                                      attempt: job.attempt, history: history, version: Hyper2KVMVersion.current, code: code)
         let members = archiveMembers(of: job)
         defer { for member in members { taken.remove(member.name) } }
         let archived = try SourceArchiver(watchDirectory: configuration.watchDir)

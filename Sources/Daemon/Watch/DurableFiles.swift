@@ -1,4 +1,6 @@
+import Foundation
 import Glibc
+import Stages
 
 /// File operations that survive power loss once they return: every new name is followed by
 /// an `fsync` of the directory holding it (upstream renamed and wrote with no fsync at all,
@@ -31,7 +33,9 @@ enum DurableFiles {
     /// renamed over `path`, then the directory fsynced. Readers see the old or the new file whole.
     static func writeAtomically(_ bytes: [UInt8], to path: String) throws(WatchIOError) {
         let directory = parent(of: path)
-        let temporary = "\(directory)/.\(lastComponent(of: path)).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        // The name is cut so the temporary fits NAME_MAX even beside a 255-byte final name.
+        let stem = prefix(of: lastComponent(of: path), fittingBytes: 200)
+        let temporary = "\(directory)/.\(stem).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let descriptor = retryingInterrupted { open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) }
         guard descriptor >= 0 else { throw WatchIOError(path: temporary, operation: "open", errno: errno) }
         var written = 0
@@ -92,6 +96,43 @@ enum DurableFiles {
         guard let symbol = dlsym(nil, "renameat2") else { return nil }
         return unsafeBitCast(symbol, to: RenameAt2.self)
     }()
+
+    /// The name of a file that accompanies `name` (`<name><suffix>`, e.g. its `.error.json`),
+    /// or, when that exceeds NAME_MAX, the longest prefix of `name` that fits with
+    /// `~<16 hex digits of the name's SHA-256>` before the suffix: still sorted beside the
+    /// file, and unique per name.
+    static func companionName(of name: String, suffix: String) -> String {
+        let maximumNameBytes = 255
+        guard name.utf8.count + suffix.utf8.count > maximumNameBytes else { return name + suffix }
+        let digest = String(sha256Hex(name).prefix(16))
+        let budget = maximumNameBytes - suffix.utf8.count - 1 - digest.utf8.count
+        return prefix(of: name, fittingBytes: budget) + "~" + digest + suffix
+    }
+
+    static func sha256Hex(_ text: String) -> String {
+        guard let context = try? SHA256Context() else {
+            // OpenSSL unavailable: FNV-1a still tells names apart.
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+            let digits = String(hash, radix: 16)
+            return String(repeating: "0", count: 16 - digits.count) + digits
+        }
+        context.update(Data(text.utf8))
+        return context.finalize()
+    }
+
+    /// The longest prefix of `text` that is at most `bytes` UTF-8 bytes and ends on a character boundary.
+    static func prefix(of text: String, fittingBytes bytes: Int) -> String {
+        var result = ""
+        var used = 0
+        for character in text {
+            let size = character.utf8.count
+            guard used + size <= bytes else { break }
+            result.append(character)
+            used += size
+        }
+        return result
+    }
 
     static func parent(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }

@@ -67,10 +67,13 @@ public struct ErrorReport: Sendable, Equatable, Encodable {
     public var jobID: String?
     public var stage: String?
     public var attempt: Int?
+    /// A short machine-readable cause where one is known (`poison`: the file crashed the
+    /// daemon again and again); null otherwise.
+    public var code: String?
 
     public init(filename: String, filepath: String, fileSizeMB: Double?, timestamp: String, error: String,
                 phase: String, exceptionTraceback: [String]?, suggestion: String, systemInfo: SystemInfo,
-                jobID: String?, stage: String?, attempt: Int?) {
+                jobID: String?, stage: String?, attempt: Int?, code: String? = nil) {
         self.filename = filename
         self.filepath = filepath
         self.fileSizeMB = fileSizeMB
@@ -83,6 +86,7 @@ public struct ErrorReport: Sendable, Equatable, Encodable {
         self.jobID = jobID
         self.stage = stage
         self.attempt = attempt
+        self.code = code
     }
 
     /// Builds a report for a source that failed, reading its size (if it is still at
@@ -94,7 +98,7 @@ public struct ErrorReport: Sendable, Equatable, Encodable {
     ///   - history: the job's journal rows, oldest first, for `exception_traceback`.
     public static func make(sourcePath: String, sizeInBytes: UInt64? = nil, error: String, stage: String?,
                             jobID: String?, attempt: Int?, history: [String]? = nil,
-                            version: String, now: Date = Date()) -> ErrorReport {
+                            version: String, now: Date = Date(), code: String? = nil) -> ErrorReport {
         var size = sizeInBytes
         if size == nil {
             var status = stat()
@@ -111,7 +115,7 @@ public struct ErrorReport: Sendable, Equatable, Encodable {
             exceptionTraceback: history,
             suggestion: FailureSuggestion.forMessage(error),
             systemInfo: .current(version: version, diskSpaceOf: directory),
-            jobID: jobID, stage: stage, attempt: attempt)
+            jobID: jobID, stage: stage, attempt: attempt, code: code)
     }
 
     enum CodingKeys: String, CodingKey {
@@ -120,6 +124,7 @@ public struct ErrorReport: Sendable, Equatable, Encodable {
         case exceptionTraceback = "exception_traceback"
         case systemInfo = "system_info"
         case jobID = "job_id"
+        case code = "error_code"
     }
 
     /// Written by hand so absent values appear as `null`, as in upstream's reports.
@@ -137,6 +142,7 @@ public struct ErrorReport: Sendable, Equatable, Encodable {
         try container.encode(jobID, forKey: .jobID)
         try container.encode(stage, forKey: .stage)
         try container.encode(attempt, forKey: .attempt)
+        try container.encode(code, forKey: .code)
     }
 
     private static func isoTimestamp(_ date: Date) -> String {
@@ -163,6 +169,8 @@ public enum FailureSuggestion {
     }
 
     static let rules: [([String], String)] = [
+        (["poison:"],
+         "This file made the daemon crash repeatedly, so it was set aside: do not drop it again as is; keep it and report the daemon log (journalctl -u hyper2kvm) with it."),
         (["no space", "disk full", "enospc", "no-space", "quota"],
          "Free disk space on the output and work filesystems (df -h), then drop the file into the queue again."),
         (["permission", "denied", "eacces", "not permitted", "eperm", "read-only file system"],

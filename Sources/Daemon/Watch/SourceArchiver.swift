@@ -176,7 +176,9 @@ public struct SourceArchiver: Sendable {
     private func moveUnderFreeName(_ name: String, into target: String) throws -> String {
         let (stem, fileExtension) = QueueEntryFilter.splitExtension(name).map { ($0.stem, "." + $0.fileExtension) } ?? (name, "")
         for number in 2... {
-            let path = "\(target)/\(stem)_\(number)\(fileExtension)"
+            // A long name is cut so `_N` still fits NAME_MAX.
+            let suffix = "_\(number)\(fileExtension)"
+            let path = "\(target)/\(DurableFiles.prefix(of: stem, fittingBytes: 255 - suffix.utf8.count))\(suffix)"
             if try DurableFiles.renameWithoutReplacing("\(watchDirectory)/\(name)", to: path) { return path }
         }
         preconditionFailure("unreachable: the sequence of numbers is unbounded")
@@ -185,7 +187,8 @@ public struct SourceArchiver: Sendable {
     /// Creates `<target>/<primary>_N/` for the first N ≥ 2 not taken.
     private func makeFreshFolder(for primary: String, in target: String) throws -> String {
         for number in 2... {
-            let folder = "\(target)/\(primary)_\(number)"
+            let suffix = "_\(number)"
+            let folder = "\(target)/\(DurableFiles.prefix(of: primary, fittingBytes: 255 - suffix.utf8.count))\(suffix)"
             if mkdir(folder, 0o755) == 0 {
                 try DurableFiles.fsyncDirectory(target)
                 return folder

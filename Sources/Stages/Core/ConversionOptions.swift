@@ -39,6 +39,9 @@ public struct ConversionOptions: Sendable, Codable, Equatable {
     public var winHyperv: Bool = false
     /// A virtio-win ISO or unpacked directory (`virtio_win`, else the `VIRTIO_WIN` environment variable).
     public var virtioWin: String?
+    /// `manifest_allowed_dirs`: where an Artifact Manifest's disks may be, besides the
+    /// directory the manifest was dropped in (absolute paths; empty: only there).
+    public var manifestAllowedDirectories: [String] = []
 
     public init() {}
 }

@@ -53,10 +53,12 @@ public struct IsolatedSourceReader: Sendable {
         return kind
     }
 
-    /// `SourceReader.read(source:kind:scratchDirectory:)`, in the child.
-    public func read(source: URL, kind: InputKind, scratchDirectory: URL) async throws -> SourceReading {
+    /// `SourceReader.read(source:kind:scratchDirectory:manifestAllowedDirectories:)`, in the child.
+    public func read(source: URL, kind: InputKind, scratchDirectory: URL,
+                     manifestAllowedDirectories: [String] = []) async throws -> SourceReading {
         let limits = Self.limits(sourceBytes: Self.size(of: source), reading: kind)
-        let response = try await ask(["--kind", kind.rawValue, "--scratch", scratchDirectory.path, source.path],
+        let allowed = manifestAllowedDirectories.flatMap { ["--manifest-allowed-dir", $0] }
+        let response = try await ask(["--kind", kind.rawValue, "--scratch", scratchDirectory.path] + allowed + [source.path],
                                      about: source, limits: limits)
         guard let reading = response.reading else { throw noAnswer(about: source, expected: "reading") }
         return reading
@@ -164,7 +166,8 @@ public struct IsolatedSourceReader: Sendable {
 
     /// What the hidden subcommand does: the work, in this process, and the JSON and exit
     /// status to answer with. `kind` nil means identify; otherwise read as that kind.
-    public static func serve(source: String, kind: String?, scratchDirectory: String?) async -> (output: Data, status: Int32) {
+    public static func serve(source: String, kind: String?, scratchDirectory: String?,
+                             manifestAllowedDirectories: [String] = []) async -> (output: Data, status: Int32) {
         let sourceURL = URL(fileURLWithPath: source)
         var response = Response()
         do {
@@ -176,7 +179,8 @@ public struct IsolatedSourceReader: Sendable {
                     throw StageError(.toolFailed, file: source, "the source reader needs a scratch directory to read a source")
                 }
                 response.reading = try await SourceReader.read(source: sourceURL, kind: inputKind,
-                                                               scratchDirectory: URL(fileURLWithPath: scratchDirectory))
+                                                               scratchDirectory: URL(fileURLWithPath: scratchDirectory),
+                                                               manifestAllowedDirectories: manifestAllowedDirectories)
             } else {
                 response.kind = try InputProbe.identify(sourceURL)
             }

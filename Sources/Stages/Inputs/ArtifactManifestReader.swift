@@ -5,13 +5,16 @@ import Foundation
 ///
 /// In order, stopping at the first problem:
 /// 1. parse and validate the manifest (`ArtifactManifest.load`);
-/// 2. resolve each `local_path`: it must exist and be (or be a symlink to) a regular file.
-///    A symlink is resolved **once, here**, and the disk is read through the resolved path
-///    from then on, so swapping the link later cannot change what is converted. Symlinks
-///    are allowed because the manifest may name any absolute path anyway; a link gives no
-///    extra reach. Two disks that are the same file are refused;
-/// 3. verify each `checksum` with a streaming SHA-256 (a mismatch is an error naming the
-///    disk, the path, and both digests);
+/// 2. judge each `local_path` before anything about it is looked at
+///    (`ArtifactManifestPathPolicy`): only files inside the manifest's own directory (the
+///    queue) or under `manifest_allowed_dirs` may be named; anything else gets the same
+///    "not allowed" error whether it exists or not. An allowed path is opened (`O_NOFOLLOW`,
+///    its real path read back from the descriptor) and must be a regular file; a symlink is
+///    resolved **once, here**, and the disk is read through the resolved path from then on,
+///    so swapping the link later cannot change what is converted. Two disks that are the
+///    same file are refused;
+/// 3. verify each `checksum` with a streaming SHA-256 of the opened file (a mismatch is an
+///    error naming the disk, the path, and both digests);
 /// 4. check each image's content against its `source_format` (`ArtifactManifestDiskCheck`);
 /// 5. compare `bytes` with the file: hypersdk writes the disk's **capacity** there (its
 ///    example has 100 GiB for a streamOptimized VMDK), so a value equal to either the stored
@@ -21,13 +24,16 @@ import Foundation
 /// The description's boot order follows `ArtifactManifestBootOrder`; the manifest's other
 /// directives are reported as facts (see `ArtifactManifest.restricting`).
 public enum ArtifactManifestReader {
-    public static func read(_ url: URL) async throws -> SourceReading {
+    /// `allowedDirectories`: `manifest_allowed_dirs`, where disks may be besides the manifest's own directory.
+    public static func read(_ url: URL, allowedDirectories: [String] = []) async throws -> SourceReading {
         let manifestPath = url.path
         let manifestName = url.lastPathComponent
         let manifest = try ArtifactManifest.load(from: url)
 
         var facts = summaryFacts(of: manifest, name: manifestName)
-        let files = try resolveDiskFiles(manifest.disks, manifestPath: manifestPath)
+        let policy = ArtifactManifestPathPolicy(manifest: url, allowedDirectories: allowedDirectories)
+        let files = try resolveDiskFiles(manifest.disks, manifestPath: manifestPath, policy: policy)
+        defer { files.forEach { $0.opened.close() } }
         for file in files where file.resolvedPath != file.declaredPath {
             facts.append("disk \(file.diskID): \(file.declaredPath) is a symlink; reading \(file.resolvedPath)")
         }
@@ -98,44 +104,36 @@ public enum ArtifactManifestReader {
 
     // MARK: - Disk files
 
-    struct DiskFile: Equatable {
+    struct DiskFile {
         var diskID: String
         var declaredPath: String
-        var resolvedPath: String
-        var size: UInt64
+        var resolvedPath: String { opened.realPath }
+        var size: UInt64 { opened.size }
+        /// Held open until the manifest is read, so the checksum reads the file that was judged.
+        var opened: ArtifactManifestPathPolicy.OpenedFile
     }
 
-    static func resolveDiskFiles(_ disks: [ArtifactManifest.Disk], manifestPath: String) throws -> [DiskFile] {
+    /// Opens every disk the manifest names, each judged by `policy` first. On an error, the
+    /// files opened so far are closed.
+    static func resolveDiskFiles(_ disks: [ArtifactManifest.Disk], manifestPath: String,
+                                 policy: ArtifactManifestPathPolicy) throws -> [DiskFile] {
         var files: [DiskFile] = []
         var seen: [FileIdentity: Int] = [:]
-        for (index, disk) in disks.enumerated() {
-            let at = "disks[\(index)].local_path"
-            func fail(_ message: String) -> StageError {
-                StageError(.badInput, file: manifestPath, "\(at): '\(disk.localPath)' \(message)")
+        do {
+            for (index, disk) in disks.enumerated() {
+                let at = "disks[\(index)].local_path"
+                let opened = try policy.open(disk.localPath, field: at, manifestPath: manifestPath)
+                files.append(DiskFile(diskID: disk.id, declaredPath: disk.localPath, opened: opened))
+                let identity = FileIdentity(device: opened.device, inode: opened.inode)
+                if let earlier = seen[identity] {
+                    throw StageError(.badInput, file: manifestPath,
+                                     "\(at): '\(disk.localPath)' is the same file as disks[\(earlier)].local_path")
+                }
+                seen[identity] = index
             }
-            var linkStatus = stat()
-            guard lstat(disk.localPath, &linkStatus) == 0 else {
-                throw fail(errno == ENOENT ? "does not exist" : "cannot be read: \(String(cString: strerror(errno)))")
-            }
-            guard let resolved = realpath(disk.localPath, nil) else {
-                throw fail("cannot be resolved (dangling symlink?): \(String(cString: strerror(errno)))")
-            }
-            let resolvedPath = String(cString: resolved)
-            free(resolved)
-            var status = stat()
-            guard stat(resolvedPath, &status) == 0 else {
-                throw fail("cannot be read: \(String(cString: strerror(errno)))")
-            }
-            guard status.st_mode & S_IFMT == S_IFREG else {
-                throw fail("is not a regular file")
-            }
-            let identity = FileIdentity(device: UInt64(status.st_dev), inode: UInt64(status.st_ino))
-            if let earlier = seen[identity] {
-                throw fail("is the same file as disks[\(earlier)].local_path")
-            }
-            seen[identity] = index
-            files.append(DiskFile(diskID: disk.id, declaredPath: disk.localPath, resolvedPath: resolvedPath,
-                                  size: UInt64(max(0, status.st_size))))
+        } catch {
+            files.forEach { $0.opened.close() }
+            throw error
         }
         return files
     }
@@ -146,7 +144,8 @@ public enum ArtifactManifestReader {
     }
 
     private static func verifyChecksum(_ expected: String, of file: DiskFile, manifestName: String) async throws {
-        let url = URL(fileURLWithPath: file.resolvedPath)
+        // Through the descriptor: the bytes hashed are those of the file that was judged.
+        let url = URL(fileURLWithPath: file.opened.descriptorPath)
         let actual = "sha256:" + (try await BlockingWork.run("h2k-mf-sha256") { try FileDigest.sha256(of: url) })
         guard actual == expected else {
             throw StageError(.badInput, file: file.resolvedPath,

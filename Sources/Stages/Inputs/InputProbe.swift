@@ -143,6 +143,10 @@ public enum InputProbe {
         if head.hasPrefix(Array("ustar".utf8), at: 257) { return .tar }
         if head.hasPrefix([0x1f, 0x8b]) { return .gzip }
         if reader.size >= 512, try reader.read(at: reader.size - 512, count: 8).hasPrefix(vhdCookie) { return .vhd }
+        // An XML document in UTF-16/32 holds NULs: decoded as the OVF parser decodes it.
+        if let xml = XMLDocumentText.decodedHead([UInt8](head)), xml.hasPrefix("<"), looksLikeOVFEnvelope(xml[...]) {
+            return .ovfXML
+        }
         // Text, possibly NUL-padded to a sector (qemu pads descriptors to 512 bytes).
         let textPart = head.prefix { $0 != 0 }
         guard head.dropFirst(textPart.count).allSatisfy({ $0 == 0 }), !textPart.isEmpty else { return .unknown }

@@ -50,29 +50,39 @@ extension OVFDescriptor {
 
     /// Parses OVF XML. `file` names the descriptor in errors.
     ///
-    /// Documents with a DOCTYPE or ENTITY declaration are refused before parsing: OVF
-    /// needs neither, and they are how external-entity (XXE) and entity-expansion attacks work.
+    /// The bytes are decoded first, as an XML processor would (`XMLDocumentText`: byte order
+    /// mark, the `<?xml` pattern, the declared encoding); a document that does not decode,
+    /// or is in an encoding we do not read, is refused. A DOCTYPE (and with it any ENTITY
+    /// declaration) anywhere in the decoded text is refused: OVF needs neither, and they are
+    /// how external-entity (XXE) and entity-expansion attacks work. The parser is then
+    /// handed that same text re-encoded as UTF-8, so the check and the parse see one
+    /// document; its own entity guards (`OVFXMLTree`) stay as a second line.
     public static func parse(_ data: Data, file: String) throws -> OVFDescriptor {
         guard data.count <= maximumBytes else {
             throw StageError(.badInput, file: file, "OVF descriptor of \(data.count) bytes is implausibly large")
         }
-        try refuseDeclarations(data, file: file)
-        let root = try OVFXMLTree.parse(data, file: file)
+        let document: XMLDocumentText
+        do {
+            document = try XMLDocumentText(decoding: data)
+        } catch {
+            throw StageError(.badInput, file: file, "OVF descriptor refused: it \(error.reason)")
+        }
+        try refuseDeclarations(document.text, file: file)
+        let root = try OVFXMLTree.parse(document.utf8Document, file: file)
         guard root.name == "Envelope" else {
             throw StageError(.badInput, file: file, "not an OVF descriptor: the root element is <\(root.name)>, not <Envelope>")
         }
         return try OVFInterpreter(root: root, file: file).descriptor()
     }
 
-    private static func refuseDeclarations(_ data: Data, file: String) throws {
-        // Case-insensitive byte search; XML keywords are ASCII, and UTF-16 OVFs are not in use.
-        let lowered = data.map { ($0 >= 0x41 && $0 <= 0x5a) ? $0 + 0x20 : $0 }
+    /// Refuses `<!DOCTYPE` and `<!ENTITY` anywhere in the decoded text, in any letter case
+    /// (after a comment, a processing instruction or whitespace too; inside a comment it is
+    /// refused as well: an OVF has no reason to carry one).
+    static func refuseDeclarations(_ text: String, file: String) throws {
+        let lowered = text.utf8.map { ($0 >= 0x41 && $0 <= 0x5a) ? $0 + 0x20 : $0 }
         for keyword in ["<!doctype", "<!entity"] where lowered.firstRange(of: Array(keyword.utf8)) != nil {
             throw StageError(.badInput, file: file,
                              "OVF descriptor contains a \(keyword.dropFirst(2).uppercased()) declaration; refused (external entities and entity expansion are not allowed)")
-        }
-        if data.starts(with: [0xfe, 0xff]) || data.starts(with: [0xff, 0xfe]) {
-            throw StageError(.badInput, file: file, "UTF-16 OVF descriptors are not supported")
         }
     }
 }
@@ -123,6 +133,13 @@ final class OVFXMLTree: NSObject, XMLParserDelegate {
     private var sawEntityDeclaration = false
 
     static func parse(_ data: Data, file: String) throws -> OVFXMLNode {
+        // FoundationXML on Linux never calls the entity-declaration delegate methods (no
+        // entity SAX callback is registered; declared entities are substituted silently), so
+        // the guard that must hold is here, on the exact bytes the parser is handed.
+        let lowered = data.map { ($0 >= 0x41 && $0 <= 0x5a) ? $0 + 0x20 : $0 }
+        for keyword in ["<!doctype", "<!entity"] where lowered.firstRange(of: Array(keyword.utf8)) != nil {
+            throw StageError(.badInput, file: file, "OVF descriptor declares entities or other DTD content; refused")
+        }
         let builder = OVFXMLTree()
         let parser = XMLParser(data: data)
         parser.shouldResolveExternalEntities = false
@@ -133,7 +150,7 @@ final class OVFXMLTree: NSObject, XMLParserDelegate {
             throw StageError(.badInput, file: file, "OVF descriptor refused: \(limit)")
         }
         if builder.sawEntityDeclaration {
-            throw StageError(.badInput, file: file, "OVF descriptor declares entities; refused")
+            throw StageError(.badInput, file: file, "OVF descriptor declares entities or other DTD content; refused")
         }
         guard ok, let root = builder.root else {
             let reason = parser.parserError.map { "\($0.localizedDescription)" } ?? "no root element"
@@ -168,12 +185,42 @@ final class OVFXMLTree: NSObject, XMLParserDelegate {
         node.text += string
     }
 
+    // Third line: whatever DTD content FoundationXML does report (element, attribute,
+    // notation and unparsed-entity declarations; a reference to an undeclared entity) stops
+    // the parse, and no external entity is ever fetched. The entity-declaration methods are
+    // kept for platforms whose XMLParser calls them.
     func parser(_ parser: XMLParser, foundInternalEntityDeclarationWithName name: String, value: String?) {
-        sawEntityDeclaration = true
-        parser.abortParsing()
+        refuseDeclaration(parser)
     }
 
     func parser(_ parser: XMLParser, foundExternalEntityDeclarationWithName name: String, publicID: String?, systemID: String?) {
+        refuseDeclaration(parser)
+    }
+
+    func parser(_ parser: XMLParser, foundUnparsedEntityDeclarationWithName name: String, publicID: String?,
+                systemID: String?, notationName: String?) {
+        refuseDeclaration(parser)
+    }
+
+    func parser(_ parser: XMLParser, foundNotationDeclarationWithName name: String, publicID: String?, systemID: String?) {
+        refuseDeclaration(parser)
+    }
+
+    func parser(_ parser: XMLParser, foundElementDeclarationWithName elementName: String, model: String) {
+        refuseDeclaration(parser)
+    }
+
+    func parser(_ parser: XMLParser, foundAttributeDeclarationWithName attributeName: String, forElement elementName: String,
+                type: String?, defaultValue: String?) {
+        refuseDeclaration(parser)
+    }
+
+    func parser(_ parser: XMLParser, resolveExternalEntityName name: String, systemID: String?) -> Data? {
+        refuseDeclaration(parser)
+        return nil
+    }
+
+    private func refuseDeclaration(_ parser: XMLParser) {
         sawEntityDeclaration = true
         parser.abortParsing()
     }

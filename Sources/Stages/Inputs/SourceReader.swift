@@ -3,12 +3,16 @@ import Foundation
 /// The one entry point the pipeline calls to learn what a source holds: the VM and its
 /// disks, each disk already validated with `InputProbe.inspectImage`.
 public enum SourceReader {
-    public static func describe(source: URL, kind: InputKind, scratchDirectory: URL) async throws -> VMDescription {
-        try await read(source: source, kind: kind, scratchDirectory: scratchDirectory).description
+    /// `manifestAllowedDirectories`: where an Artifact Manifest's disks may be besides its own directory.
+    public static func describe(source: URL, kind: InputKind, scratchDirectory: URL,
+                                manifestAllowedDirectories: [String] = []) async throws -> VMDescription {
+        try await read(source: source, kind: kind, scratchDirectory: scratchDirectory,
+                       manifestAllowedDirectories: manifestAllowedDirectories).description
     }
 
     /// As `describe`, plus the facts worth journaling (missing manifest, payload chosen…).
-    public static func read(source: URL, kind: InputKind, scratchDirectory: URL) async throws -> SourceReading {
+    public static func read(source: URL, kind: InputKind, scratchDirectory: URL,
+                            manifestAllowedDirectories: [String] = []) async throws -> SourceReading {
         var reading: SourceReading
         switch kind {
         case .vmdk, .vhd, .vhdx, .raw, .qcow2:
@@ -25,7 +29,7 @@ public enum SourceReader {
         case .manifest:
             // The manifest reader checks each disk itself (checksum first, then content
             // against the declared format, including vdi, which bare inputs never are).
-            return try await ArtifactManifestReader.read(source)
+            return try await ArtifactManifestReader.read(source, allowedDirectories: manifestAllowedDirectories)
         }
         for index in reading.description.disks.indices {
             let disk = reading.description.disks[index]

@@ -50,7 +50,8 @@ public struct ExtractStage: PipelineStage {
     public func run(in context: StageContext) async throws -> StageOutputs {
         let reader = try self.reader ?? IsolatedSourceReader.locate()
         let description = try await reader.read(source: context.source, kind: context.kind,
-                                                scratchDirectory: context.workDirectory).description
+                                                scratchDirectory: context.workDirectory,
+                                                manifestAllowedDirectories: context.options.manifestAllowedDirectories).description
         let vmFile = context.newOutput(named: StageFiles.vm)
         try StageJSON.write(description, to: vmFile)
         return StageOutputs(files: [StageFiles.vm: vmFile],

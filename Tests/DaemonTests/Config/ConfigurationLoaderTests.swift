@@ -78,9 +78,11 @@ import Testing
             virtio_win: /tmp
             libvirt_integration: false
             dry_run: false
+            manifest_allowed_dirs: [/srv/exports, /mnt/nfs]
             """)
         let c = try ConfigurationLoader.load(files: [path])
         #expect(c.command == .daemon)
+        #expect(c.conversion.manifestAllowedDirectories == ["/srv/exports", "/mnt/nfs"])
         #expect(c.watchDir == "/q" && c.outputDir == "/o" && c.workDir == "/w" && c.stateDir == "/s")
         #expect(c.conversion.compress && c.conversion.compressLevel == 6)
         #expect(c.conversion.fstabMode == .bypathOnly)
@@ -110,6 +112,19 @@ import Testing
             """)
         let c = try ConfigurationLoader.load(files: [path])
         #expect(c.conversion.libvirtBridge == "br0" && c.conversion.libvirtIntegration)
+    }
+
+    @Test func manifestAllowedDirsAreAbsolutePathsAndNoneByDefault() throws {
+        #expect(try ConfigurationLoader.load(files: [try file("none.yaml", "command: daemon\n")]).conversion.manifestAllowedDirectories.isEmpty)
+        let one = try file("one.yaml", "command: daemon\nmanifest_allowed_dirs: /srv/exports\n")
+        #expect(try ConfigurationLoader.load(files: [one]).conversion.manifestAllowedDirectories == ["/srv/exports"])
+        let relative = try file("relative.yaml", "command: daemon\nmanifest_allowed_dirs: [exports]\n")
+        let found = errors([relative])
+        #expect(found.count == 1)
+        #expect(found.first?.description.contains("manifest_allowed_dirs") == true && found.first?.description.contains("absolute") == true,
+                "\(found)")
+        let rendered = EffectiveConfiguration.render(try ConfigurationLoader.load(files: [one]))
+        #expect(rendered.contains("manifest_allowed_dirs: /srv/exports"))
     }
 
     @Test func unknownKeyNamesFileKeyAndNearestKey() throws {

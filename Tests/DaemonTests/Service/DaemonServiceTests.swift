@@ -263,13 +263,15 @@ extension DaemonServiceTests {
     @Test func anArtifactManifestIsAJobWithItsDisks() throws {
         let scratch = try Scratch("daemon-manifest")
         let base = scratch.path("data")
-        let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch))
+        let exports = scratch.path("exports")
+        let allowing = scratch.path("allow-exports.yaml")
+        try "manifest_allowed_dirs: [\(exports)]\n".write(toFile: allowing, atomically: true, encoding: .utf8)
+        let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch), moreConfigs: [allowing])
         defer { _ = daemon.stop() }
         let queue = base + "/queue"
         #expect(waitFor(10) { exists(queue) })
         let raw = scratch.path("base.raw")
         try TestDisks.makeRaw(at: raw)
-        let exports = scratch.path("exports")
         try FileManager.default.createDirectory(atPath: exports, withIntermediateDirectories: true)
         try TestDisks.convert(raw: raw, to: exports + "/db01-disk0.vmdk", format: "vmdk", options: [])
         try TestDisks.convert(raw: raw, to: exports + "/db01-disk1.qcow2", format: "qcow2", options: [])
@@ -305,6 +307,30 @@ extension DaemonServiceTests {
         let report = try String(contentsOfFile: queue + "/.errors/db02.json.error.json", encoding: .utf8)
         #expect(report.contains("disk-0") && report.lowercased().contains("sha-256") || report.lowercased().contains("checksum"), "\(report)")
         #expect(!exists(base + "/output/db02"))
+
+        // A manifest naming a host file outside the queue and manifest_allowed_dirs is refused,
+        // and its report says nothing about that file (the checksum is wrong: not even that).
+        let host = scratch.path("host-secret.raw")
+        try sh(["cp", raw, host])
+        let stealing = manifest.replacingOccurrences(of: "\"vm_name\": \"db01\"", with: "\"vm_name\": \"db03\"")
+            .replacingOccurrences(of: "\(exports)/db01-disk0.vmdk", with: host)
+            .replacingOccurrences(of: "\"source_format\": \"vmdk\"", with: "\"source_format\": \"raw\"")
+        try stealing.write(toFile: scratch.path("db03.json"), atomically: true, encoding: .utf8)
+        try FileManager.default.moveItem(atPath: scratch.path("db03.json"), toPath: queue + "/db03.json")
+        #expect(waitFor(60) { exists(queue + "/.errors/db03.json.error.json") }, "log:\n\(daemon.output)")
+        let refused = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: queue + "/.errors/db03.json.error.json"))) as? [String: Any]
+        let refusal = refused?["error"] as? String ?? ""
+        #expect(refusal.hasSuffix("disks[0].local_path: '\(host)' is not allowed (outside the queue and manifest_allowed_dirs)"), "\(refusal)")
+        #expect(!exists(base + "/output/db03"))
+
+        // Through the queue and back out: refused the same way, not waited for as a queue file.
+        let escaping = stealing.replacingOccurrences(of: "\"vm_name\": \"db03\"", with: "\"vm_name\": \"db04\"")
+            .replacingOccurrences(of: host, with: queue + "/../../host-secret.raw")
+        try escaping.write(toFile: scratch.path("db04.json"), atomically: true, encoding: .utf8)
+        try FileManager.default.moveItem(atPath: scratch.path("db04.json"), toPath: queue + "/db04.json")
+        #expect(waitFor(60) { exists(queue + "/.errors/db04.json.error.json") }, "log:\n\(daemon.output)")
+        let escaped = try String(contentsOfFile: queue + "/.errors/db04.json.error.json", encoding: .utf8)
+        #expect(escaped.contains("is not allowed (outside the queue and manifest_allowed_dirs)"), "\(escaped)")
     }
 }
 
