@@ -51,6 +51,12 @@ public final class PinnedFile: Sendable {
             throw StageError(.badInput, file: referrer,
                              "\(role) \(name.debugDescription) is not a plain file name in the same directory (paths, '..' and absolute names are refused)")
         }
+        // qemu reads a name with a colon before any slash as `protocol:rest` (nbd:, json:,
+        // file:…). We would open the plain file, but such a name in an image is a lure.
+        guard !name.contains(":") else {
+            throw StageError(.badInput, file: referrer,
+                             "\(role) \(name.debugDescription) is a name qemu reads as a protocol (a colon); refused")
+        }
         return try open(at: directory.descriptor, name: name, shownAs: directory.path + "/" + name,
                         role: "\(role) \(name.debugDescription) of \(URL(fileURLWithPath: referrer).lastPathComponent)",
                         referrer: referrer)

@@ -11,8 +11,26 @@ public enum SourceReader {
     }
 
     /// As `describe`, plus the facts worth journaling (missing manifest, payload chosen…).
+    ///
+    /// Every error names the dropped file: a problem in one of its disks (an OVA member, an OVF
+    /// or manifest disk) is reported as that file's, with the disk named in the message.
     public static func read(source: URL, kind: InputKind, scratchDirectory: URL,
                             manifestAllowedDirectories: [String] = []) async throws -> SourceReading {
+        var reading: SourceReading
+        do {
+            reading = try await readDisks(source: source, kind: kind, scratchDirectory: scratchDirectory,
+                                          manifestAllowedDirectories: manifestAllowedDirectories)
+        } catch let error as StageError {
+            guard let file = error.file, file != source.path else { throw error }
+            throw StageError(error.code, file: source.path, "\(file): \(error.message)")
+        }
+        try VMSettingsLimits.check(reading.description, file: source.path)
+        reading.description.name = VMSettingsLimits.printableName(reading.description.name)
+        return reading
+    }
+
+    private static func readDisks(source: URL, kind: InputKind, scratchDirectory: URL,
+                                  manifestAllowedDirectories: [String]) async throws -> SourceReading {
         var reading: SourceReading
         switch kind {
         case .vmdk, .vhd, .vhdx, .raw, .qcow2:
@@ -68,5 +86,34 @@ extension SourceReading: Codable {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(description, forKey: .description)
         try container.encode(facts, forKey: .facts)
+    }
+}
+
+/// What a source may declare for the VM: numbers a hypervisor can honour, a name that can
+/// stand in domain.xml and in a directory name. A crafted OVF or manifest with Int.max
+/// vCPUs would otherwise publish a domain libvirt refuses.
+enum VMSettingsLimits {
+    /// QEMU's q35 machine takes at most 1024 vCPUs (with x2APIC); no export has more.
+    static let maximumVCPUs = 1024
+    /// 16 TiB, in MiB: above any host this product converts for.
+    static let maximumMemoryMiB = 16 << 20
+
+    static func check(_ vm: VMDescription, file: String) throws {
+        if let vcpus = vm.vcpus, !(1...maximumVCPUs).contains(vcpus) {
+            throw StageError(.badInput, file: file, "declares \(vcpus) vCPUs; a KVM guest has 1 to \(maximumVCPUs)")
+        }
+        if let memory = vm.memoryMiB, !(1...maximumMemoryMiB).contains(memory) {
+            throw StageError(.badInput, file: file, "declares \(memory) MiB of memory; a KVM guest has 1 MiB to 16 TiB")
+        }
+    }
+
+    /// The name with control characters replaced (a newline in a dropped file's name must not
+    /// reach domain.xml, a directory name or a log line).
+    static func printableName(_ name: String) -> String {
+        let scalars = name.unicodeScalars.map { scalar -> Unicode.Scalar in
+            scalar.properties.generalCategory == .control || scalar.properties.generalCategory == .format ? "_" : scalar
+        }
+        let cleaned = String(String.UnicodeScalarView(scalars)).trimmingCharacters(in: .whitespaces)
+        return cleaned.isEmpty ? "vm" : cleaned
     }
 }
