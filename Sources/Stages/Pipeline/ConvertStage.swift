@@ -28,6 +28,7 @@ public struct ConvertStage: PipelineStage {
             }
             return (name, context.newOutput(named: name), disk.locator.qemuImageSpec, disk.locator.format)
         }
+        try await requireSpace(for: plans, in: context)
         let progress = DiskProgress(count: plans.count, report: context.progress)
         // Hash the source while qemu-img reads it: the data is in the page cache and the
         // second core is idle, so the source's SHA-256 for metadata.json costs no extra pass.
@@ -82,6 +83,32 @@ public struct ConvertStage: PipelineStage {
                                 + (notes.isEmpty ? "" : "; " + notes.joined(separator: "; ")), sha256: sha256)
     }
 
+    /// Asks qemu-img what the copies will write and stops before the first byte when it
+    /// cannot fit: a compressed or sparse source can expand hundreds of times, and an
+    /// ENOSPC half-way costs the copy so far and fills the disk for everyone else.
+    private func requireSpace(for plans: [(String, URL, String, String)], in context: StageContext) async throws {
+        let options = context.options
+        // Raw output: measure counts the whole virtual size, but convert leaves zero runs as
+        // holes, so the blocks a raw file allocates are bounded by the qcow2 measure of the
+        // same source (allocated data plus metadata).
+        let measuredFormat = options.outFormat == "raw" ? "qcow2" : options.outFormat
+        var required: UInt64 = 0
+        for plan in plans {
+            let measurement = try await qemuImg.measure(plan.2, sourceFormat: plan.3, outputFormat: measuredFormat,
+                                                        compress: options.compress && measuredFormat == "qcow2")
+            required = required.saturatingAdd(measurement.required)
+        }
+        let bytes = ConvertSpaceEstimate(required: required).bytes
+        let what = "converting \(plans.count) disk(s) to \(options.outFormat)"
+        try SpaceCheck.require(SpaceNeed(bytes: bytes, directory: context.workDirectory.path), for: what, file: context.source.path)
+        // Publishing hard-links the disks; on another filesystem it copies them.
+        if let outputFilesystem = ExistingAncestor.of(context.outputRoot.path),
+           !SameFilesystem.holds(outputFilesystem, context.workDirectory.path) {
+            try SpaceCheck.require(SpaceNeed(bytes: bytes, directory: outputFilesystem),
+                                   for: what + " and publishing them", file: context.source.path)
+        }
+    }
+
     private func convert(_ plan: (String, URL, String, String), options: ConversionOptions,
                          progress: @escaping @Sendable (Double) -> Void) async throws -> QemuImg.ConversionSummary {
         try? FileManager.default.removeItem(at: plan.1)
@@ -107,5 +134,41 @@ final class DiskProgress: Sendable {
             return values.reduce(0, +) / Double(values.count)
         }
         report(total)
+    }
+}
+
+/// The bytes to have free before converting, from qemu-img measure's `required` (summed
+/// over the disks).
+struct ConvertSpaceEstimate: Equatable {
+    var required: UInt64
+
+    /// `required` plus 1/64 (about 1.6 %) and ``SpaceCheck/reserveBytes``. qemu counts its
+    /// own clusters and metadata exactly, but not the filesystem's (extent trees, indirect
+    /// blocks: well under 1 % on ext4 and xfs) nor a qcow2's refcount blocks grown while
+    /// writing; the reserve is for the small files (metadata.json, domain.xml, SHA256SUMS)
+    /// and the journal, which must still record how the job ended.
+    var bytes: UInt64 {
+        required.saturatingAdd(required / 64).saturatingAdd(SpaceCheck.reserveBytes)
+    }
+}
+
+/// The nearest existing directory at or above `path` (the output root may not exist yet).
+enum ExistingAncestor {
+    static func of(_ path: String) -> String? {
+        var url = URL(fileURLWithPath: path).standardizedFileURL
+        while true {
+            if FileManager.default.fileExists(atPath: url.path) { return url.path }
+            let parent = url.deletingLastPathComponent()
+            if parent.path == url.path { return nil }
+            url = parent
+        }
+    }
+}
+
+enum SameFilesystem {
+    static func holds(_ first: String, _ second: String) -> Bool {
+        var a = stat(), b = stat()
+        guard stat(first, &a) == 0, stat(second, &b) == 0 else { return true }
+        return a.st_dev == b.st_dev
     }
 }
