@@ -111,7 +111,7 @@ public struct JobRunner: Sendable {
                    let data = FileManager.default.contents(atPath: digest.path),
                    let sourceDigest = try? JSONDecoder().decode(SourceDigestFile.self, from: data) {
                     // Lets a later drop of the same content be recognised as a duplicate.
-                    try journal.updateJob(job: jobID, vmName: nil, outputPath: nil, error: nil, sourceSHA256: sourceDigest.sha256)
+                    try journal.updateJob(job: jobID, vmName: nil, outputPath: nil, error: nil, sourceSHA256: sourceDigest.identityKey)
                 }
                 ledger.noteCompleted(stageName, artifacts: artifacts, startedAt: started.at,
                                      seconds: (ContinuousClock.now - began).seconds)

@@ -197,7 +197,8 @@ actor DaemonQueue {
             }
             // Only a file the size of an earlier conversion is hashed: most drops cost no extra read.
             Task {
-                let digest = try? await BlockingWork.run("h2k-dup-sha256") { try FileDigest.sha256(of: source) }
+                // The same digest the convert stage records (`SourceDigest.identityKey`).
+                let digest = try? await SourceDigest.compute(source, label: "h2k-dup-sha256").identityKey
                 self.finishIntake(name, members: members, sha256: digest, candidates: sameSize)
             }
         } catch {

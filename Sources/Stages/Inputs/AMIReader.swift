@@ -209,6 +209,9 @@ struct BoundedGunzip: Sendable {
             defer { try? pipe.close() }
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: BoundedGunzip.bufferSize, alignment: 4096)
             defer { buffer.deallocate() }
+            let zeros = UnsafeMutableRawBufferPointer.allocate(byteCount: BoundedGunzip.blockSize, alignment: 4096)
+            defer { zeros.deallocate() }
+            zeros.initializeMemory(as: UInt8.self, repeating: 0)
             var logical: UInt64 = 0
             var allocated: UInt64 = 0
             while true {
@@ -220,7 +223,7 @@ struct BoundedGunzip: Sendable {
                     let block = UnsafeRawBufferPointer(rebasing: buffer[start..<end])
                     let length = UInt64(block.count)
                     guard logical.saturatingAdd(length) <= maximumBytes else { return .tooLarge(logical: logical) }
-                    if !Self.isZero(block) {
+                    if !ZeroBlock.isZero(block, zeros: UnsafeRawBufferPointer(zeros)) {
                         guard allocated.saturatingAdd(length) <= allocationCap else { return .outOfSpace(allocated: allocated) }
                         try write(block, at: logical)
                         allocated += length
@@ -262,22 +265,6 @@ struct BoundedGunzip: Sendable {
                     throw StageError(code, file: path, "write failed at byte \(offset + UInt64(done)): \(String(cString: strerror(error)))")
                 }
                 done += count
-            }
-        }
-
-        static func isZero(_ block: UnsafeRawBufferPointer) -> Bool {
-            block.withMemoryRebound(to: UInt8.self) { bytes in
-                var index = 0
-                let count = bytes.count
-                // Word at a time (blocks are 8-byte aligned in the buffer); the tail by bytes.
-                let words = count / 8
-                let wordBase = UnsafeRawPointer(bytes.baseAddress)
-                while index < words {
-                    if wordBase?.loadUnaligned(fromByteOffset: index * 8, as: UInt64.self) != 0 { return false }
-                    index += 1
-                }
-                for tail in (words * 8)..<count where bytes[tail] != 0 { return false }
-                return true
             }
         }
 

@@ -31,10 +31,11 @@ public struct ConvertStage: PipelineStage {
         try await requireSpace(for: plans, in: context)
         let progress = DiskProgress(count: plans.count, report: context.progress)
         // Hash the source while qemu-img reads it: the data is in the page cache and the
-        // second core is idle, so the source's SHA-256 for metadata.json costs no extra pass.
+        // second core is idle, so the source's digest for metadata.json costs no extra pass.
+        // The sparse digest skips holes as qemu-img does (see SourceDigest).
         let source = context.source
-        let sourceDigest: Task<String, Error>? = context.options.checksum
-            ? Task { try await BlockingWork.run("h2k-src-sha256") { try FileDigest.sha256(of: source) } }
+        let sourceDigest: Task<SourceDigest, Error>? = context.options.checksum
+            ? Task { try await SourceDigest.compute(source, label: "h2k-src-sha256") }
             : nil
         var files: [String: URL] = [:]
         var notes: [String] = []
@@ -75,7 +76,7 @@ public struct ConvertStage: PipelineStage {
         for (name, digest) in outputDigests { sha256[name] = try await digest.value }
         if let sourceDigest {
             let digestFile = context.newOutput(named: SourceDigestFile.name)
-            try StageJSON.write(SourceDigestFile(sha256: try await sourceDigest.value), to: digestFile)
+            try StageJSON.write(SourceDigestFile(try await sourceDigest.value), to: digestFile)
             files[SourceDigestFile.name] = digestFile
         }
         let compression = context.options.compress ? ", zstd-compressed" : ""
