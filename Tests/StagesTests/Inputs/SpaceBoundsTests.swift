@@ -70,6 +70,19 @@ struct SpaceBoundsTests {
         #expect(ranged.fullyAllocated < 9 << 20)
     }
 
+    @Test("a compressed qcow2 source measures at what it expands to, not what it stores")
+    func compressedSourceMeasuresExpanded() async throws {
+        let dir = try TestDirectory()
+        let raw = dir.file("y.raw")
+        try TestImageFactory.run("sh", ["-c", "yes | head -c \(64 << 20) > \"$1\"", "sh", raw.path])
+        let compressed = dir.file("y.qcow2")
+        try TestImageFactory.run("qemu-img", ["convert", "-c", "-f", "raw", "-O", "qcow2", raw.path, compressed.path])
+        let stored = try #require(try FileManager.default.attributesOfItem(atPath: compressed.path)[.size] as? NSNumber).uint64Value
+        #expect(stored < 2 << 20, "stored \(stored)")
+        let measurement = try await QemuImg().measure(compressed.path, sourceFormat: "qcow2", outputFormat: "qcow2")
+        #expect(measurement.required >= 64 << 20, "\(measurement)")
+    }
+
     // MARK: - AMI decompression
 
     /// A tar.gz AMI holding one raw-named member of `mebibytes` made by `generator` (a shell
