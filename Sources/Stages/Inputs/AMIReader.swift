@@ -2,8 +2,7 @@ import Foundation
 
 /// Reads an AMI export: a tar (read in place) or a gzip-compressed tar (decompressed as a
 /// stream into the job's scratch directory, bounded by the free space and a size limit,
-/// then read in place), whose disk payload is the
-/// largest member that is a disk image.
+/// then read in place), whose disk payload is the largest member that is a disk image.
 public enum AMIReader {
     /// Name of the decompressed archive inside the scratch directory.
     static let decompressedName = "ami-payload.tar"
@@ -153,11 +152,6 @@ struct BoundedGunzip: Sendable {
     static let bufferSize = 1 << 20
 
     func run(into target: URL) async throws -> Outcome {
-        let output = open(target.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard output >= 0 else {
-            throw StageError(.ioFailed, file: target.path, "cannot create: \(String(cString: strerror(errno)))")
-        }
-        defer { close(output) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         // Default signal handling, so gzip dies of SIGPIPE when the pipe is closed (see ExternalCommand).
@@ -167,7 +161,8 @@ struct BoundedGunzip: Sendable {
         process.standardError = errPipe
         process.standardInput = FileHandle.nullDevice
         let outReader = outPipe.fileHandleForReading, errReader = errPipe.fileHandleForReading
-        let copier = Copier(maximumBytes: maximumBytes, allocationCap: allocationCap, output: output, path: target.path)
+        // The copier opens and closes the output itself: no descriptor outlives its thread.
+        let copier = Copier(maximumBytes: maximumBytes, allocationCap: allocationCap, path: target.path)
         async let copied = BlockingWork.run("h2k-gunzip") { try copier.copy(from: outReader) }
         async let stderr = BlockingWork.run("h2k-gunzip-err") { Copier.readText(errReader, limit: 4096) }
         defer {
@@ -202,11 +197,16 @@ struct BoundedGunzip: Sendable {
     struct Copier: Sendable {
         let maximumBytes: UInt64
         let allocationCap: UInt64
-        let output: Int32
         let path: String
 
         func copy(from pipe: FileHandle) throws -> Outcome {
+            // Closing the pipe is what stops gzip (SIGPIPE), on every way out.
             defer { try? pipe.close() }
+            let output = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard output >= 0 else {
+                throw StageError(.ioFailed, file: path, "cannot create: \(String(cString: strerror(errno)))")
+            }
+            defer { close(output) }
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: BoundedGunzip.bufferSize, alignment: 4096)
             defer { buffer.deallocate() }
             let zeros = UnsafeMutableRawBufferPointer.allocate(byteCount: BoundedGunzip.blockSize, alignment: 4096)
@@ -225,7 +225,7 @@ struct BoundedGunzip: Sendable {
                     guard logical.saturatingAdd(length) <= maximumBytes else { return .tooLarge(logical: logical) }
                     if !ZeroBlock.isZero(block, zeros: UnsafeRawBufferPointer(zeros)) {
                         guard allocated.saturatingAdd(length) <= allocationCap else { return .outOfSpace(allocated: allocated) }
-                        try write(block, at: logical)
+                        try write(block, at: logical, to: output)
                         allocated += length
                     }
                     logical += length
@@ -254,7 +254,7 @@ struct BoundedGunzip: Sendable {
             return filled
         }
 
-        private func write(_ block: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        private func write(_ block: UnsafeRawBufferPointer, at offset: UInt64, to output: Int32) throws {
             var done = 0
             while done < block.count {
                 let count = pwrite(output, block.baseAddress.map { $0 + done }, block.count - done, off_t(offset) + off_t(done))
