@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Bytes a stage is about to write on the filesystem holding `directory`: carried by a
 /// `.noSpace` error so the daemon waits until this much is free, not for a guess.
@@ -75,21 +76,87 @@ public enum SpaceCheck {
         try require(need, on: space, for: what, file: file)
     }
 
-    /// As above with the space given (the decision alone, for tests).
-    public static func require(_ need: SpaceNeed, on space: FileSystemSpace, for what: String, file: String?) throws {
-        switch need.verdict(on: space) {
+    /// As above with the space given (the decision alone, for tests). `held`: bytes other
+    /// writers of this process are about to write there (``SpaceReservations``).
+    public static func require(_ need: SpaceNeed, on space: FileSystemSpace, held: UInt64 = 0,
+                               for what: String, file: String?) throws {
+        var left = space
+        left.available = space.available > held ? space.available - held : 0
+        switch need.verdict(on: left) {
         case .fits:
             return
         case .waitForSpace:
+            let others = held > 0 ? ", of which \(ByteCount(held)) is about to be written by other conversions" : ""
             var error = StageError(.noSpace, file: file,
                                    "\(what) needs \(ByteCount(need.bytes)) on the filesystem of \(need.directory), "
-                                       + "\(ByteCount(space.available)) free")
+                                       + "\(ByteCount(space.available)) free\(others)")
             error.spaceNeed = need
             throw error
         case .neverFits:
             throw StageError(.badInput, file: file,
                              "\(what) needs \(ByteCount(need.bytes)), more than the whole filesystem of \(need.directory) "
                                  + "can hold (\(ByteCount(space.capacity))): it can never fit there")
+        }
+    }
+}
+
+/// Estimates of this process's writes in progress, per filesystem. Checked one after the
+/// other, two jobs would otherwise both count the same free bytes, and the second would
+/// fill the disk half-way through its copy. An estimate stays held for the whole copy,
+/// though the bytes it stands for are being written meanwhile: that errs towards waiting.
+public final class SpaceReservations: Sendable {
+    public static let shared = SpaceReservations()
+    /// Bytes held per filesystem (`st_dev`).
+    private let held = Mutex<[UInt64: UInt64]>([:])
+
+    public init() {}
+
+    /// One held estimate; give it back with ``release()`` when the write is done or failed.
+    public final class Reservation: Sendable {
+        fileprivate let device: UInt64
+        fileprivate let bytes: UInt64
+        private let owner: SpaceReservations
+        private let released = Atomic<Bool>(false)
+
+        fileprivate init(device: UInt64, bytes: UInt64, owner: SpaceReservations) {
+            self.device = device
+            self.bytes = bytes
+            self.owner = owner
+        }
+
+        public func release() {
+            guard !released.exchange(true, ordering: .relaxed) else { return }
+            owner.give(back: self)
+        }
+    }
+
+    /// Checks `need` against the free space less what others hold (as ``SpaceCheck/require(_:for:file:)``
+    /// does) and holds it until released.
+    public func reserve(_ need: SpaceNeed, for what: String, file: String?) throws -> Reservation {
+        var status = stat()
+        guard stat(need.directory, &status) == 0, let space = FileSystemSpace.of(need.directory) else {
+            throw StageError(.ioFailed, file: need.directory, "cannot read the free space: \(String(cString: strerror(errno)))")
+        }
+        let device = UInt64(status.st_dev)
+        return try held.withLock { held in
+            try SpaceCheck.require(need, on: space, held: held[device] ?? 0, for: what, file: file)
+            held[device] = (held[device] ?? 0).saturatingAdd(need.bytes)
+            return Reservation(device: device, bytes: need.bytes, owner: self)
+        }
+    }
+
+    /// Bytes held on the filesystem of `directory`.
+    public func heldBytes(at directory: String) -> UInt64 {
+        var status = stat()
+        guard stat(directory, &status) == 0 else { return 0 }
+        return held.withLock { $0[UInt64(status.st_dev)] ?? 0 }
+    }
+
+    private func give(back reservation: Reservation) {
+        held.withLock { held in
+            let now = held[reservation.device] ?? 0
+            let left = now > reservation.bytes ? now - reservation.bytes : 0
+            held[reservation.device] = left == 0 ? nil : left
         }
     }
 }

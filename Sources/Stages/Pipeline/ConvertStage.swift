@@ -9,10 +9,13 @@ public struct ConvertStage: PipelineStage {
     let qemuImg: QemuImg
     /// Disks copied at once; more than the disks' bandwidth allows only adds seeks.
     let parallelDiskCopies: Int
+    /// Space the copies of other jobs in this process are about to take.
+    let reservations: SpaceReservations
 
-    public init(qemuImg: QemuImg = QemuImg(), parallelDiskCopies: Int = 1) {
+    public init(qemuImg: QemuImg = QemuImg(), parallelDiskCopies: Int = 1, reservations: SpaceReservations = .shared) {
         self.qemuImg = qemuImg
         self.parallelDiskCopies = max(1, parallelDiskCopies)
+        self.reservations = reservations
     }
 
     public func skipReason(in context: StageContext) -> String? { nil }
@@ -28,7 +31,8 @@ public struct ConvertStage: PipelineStage {
             }
             return (name, context.newOutput(named: name), disk.locator.qemuImageSpec, disk.locator.format)
         }
-        try await requireSpace(for: plans, in: context)
+        let reservations = try await requireSpace(for: plans, in: context)
+        defer { reservations.forEach { $0.release() } }
         let progress = DiskProgress(count: plans.count, report: context.progress)
         // Hash the source while qemu-img reads it: the data is in the page cache and the
         // second core is idle, so the source's digest for metadata.json costs no extra pass.
@@ -87,7 +91,9 @@ public struct ConvertStage: PipelineStage {
     /// Asks qemu-img what the copies will write and stops before the first byte when it
     /// cannot fit: a compressed or sparse source can expand hundreds of times, and an
     /// ENOSPC half-way costs the copy so far and fills the disk for everyone else.
-    private func requireSpace(for plans: [(String, URL, String, String)], in context: StageContext) async throws {
+    /// The estimates stay held (``SpaceReservations``) until the caller releases them.
+    private func requireSpace(for plans: [(String, URL, String, String)],
+                              in context: StageContext) async throws -> [SpaceReservations.Reservation] {
         let options = context.options
         // Raw output: measure counts the whole virtual size, but convert leaves zero runs as
         // holes, so the blocks a raw file allocates are bounded by the qcow2 measure of the
@@ -101,12 +107,18 @@ public struct ConvertStage: PipelineStage {
         }
         let bytes = ConvertSpaceEstimate(required: required).bytes
         let what = "converting \(plans.count) disk(s) to \(options.outFormat)"
-        try SpaceCheck.require(SpaceNeed(bytes: bytes, directory: context.workDirectory.path), for: what, file: context.source.path)
+        let work = try reservations.reserve(SpaceNeed(bytes: bytes, directory: context.workDirectory.path),
+                                            for: what, file: context.source.path)
         // Publishing hard-links the disks; on another filesystem it copies them.
-        if let outputFilesystem = ExistingAncestor.of(context.outputRoot.path),
-           !SameFilesystem.holds(outputFilesystem, context.workDirectory.path) {
-            try SpaceCheck.require(SpaceNeed(bytes: bytes, directory: outputFilesystem),
-                                   for: what + " and publishing them", file: context.source.path)
+        guard let outputFilesystem = ExistingAncestor.of(context.outputRoot.path),
+              !SameFilesystem.holds(outputFilesystem, context.workDirectory.path) else { return [work] }
+        do {
+            let output = try reservations.reserve(SpaceNeed(bytes: bytes, directory: outputFilesystem),
+                                                  for: what + " and publishing them", file: context.source.path)
+            return [work, output]
+        } catch {
+            work.release()
+            throw error
         }
     }
 

@@ -43,6 +43,25 @@ struct SpaceBoundsTests {
         #expect(ConvertSpaceEstimate(required: .max - 1).bytes == .max)
     }
 
+    @Test("two estimates checked one after the other cannot both count the same free bytes")
+    func reservations() throws {
+        let dir = try TestDirectory()
+        let free = try #require(FileSystemSpace.of(dir.url.path)).available
+        let reservations = SpaceReservations()
+        let need = SpaceNeed(bytes: free / 10 * 6, directory: dir.url.path)
+        let first = try reservations.reserve(need, for: "first", file: nil)
+        #expect(reservations.heldBytes(at: dir.url.path) == need.bytes)
+        let second = #expect(throws: StageError.self) { _ = try reservations.reserve(need, for: "second", file: "/q/b.vmdk") }
+        #expect(second?.code == .noSpace)
+        #expect(second?.spaceNeed == need)
+        #expect(second?.message.contains("about to be written by other conversions") == true, "\(String(describing: second))")
+        first.release()
+        first.release()  // twice is once
+        #expect(reservations.heldBytes(at: dir.url.path) == 0)
+        let again = try reservations.reserve(need, for: "second", file: nil)
+        again.release()
+    }
+
     @Test("statvfs of a real directory: free within capacity")
     func realFilesystem() throws {
         let space = try #require(FileSystemSpace.of(NSTemporaryDirectory()))
