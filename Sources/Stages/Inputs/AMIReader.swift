@@ -82,12 +82,15 @@ public enum AMIReader {
         // The gzip trailer's ISIZE (size mod 2^32, written by whoever made the file) gives
         // an early, cheap figure to plan for; the byte counters below never rely on it.
         let declared = try declaredSize(of: ami)
-        try SpaceCheck.require(SpaceNeed(bytes: declared.saturatingAdd(limits.reserveBytes), directory: scratchDirectory.path),
-                               for: what + " (its gzip trailer declares \(ByteCount(declared)))", file: ami.path)
         guard let space = FileSystemSpace.of(scratchDirectory.path) else {
             throw StageError(.ioFailed, file: scratchDirectory.path, "cannot read the free space (statvfs): \(String(cString: strerror(errno)))")
         }
-        let spaceCap = space.available > limits.reserveBytes ? space.available - limits.reserveBytes : 0
+        // What conversions running meanwhile are about to write is not free for us.
+        let held = SpaceReservations.shared.heldBytes(at: scratchDirectory.path)
+        try SpaceCheck.require(SpaceNeed(bytes: declared.saturatingAdd(limits.reserveBytes), directory: scratchDirectory.path),
+                               on: space, held: held, for: what + " (its gzip trailer declares \(ByteCount(declared)))", file: ami.path)
+        let kept = limits.reserveBytes.saturatingAdd(held)
+        let spaceCap = space.available > kept ? space.available - kept : 0
         let outcome = try await BoundedGunzip(source: ami, maximumBytes: limits.maximumBytes, allocationCap: spaceCap).run(into: partial)
         switch outcome {
         case .complete:
