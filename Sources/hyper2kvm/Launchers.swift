@@ -35,7 +35,7 @@ enum ConvertLauncher {
             print("converted \(source) → \(path) in \(elapsed.formatted(.units(allowed: [.hours, .minutes, .seconds], width: .narrow)))")
         case .failed(let stage, let message, _):
             throw ConversionFailed(stage: stage, message: message)
-        case .waitingForSpace(let stage, let message):
+        case .waitingForSpace(let stage, let message, _):
             throw ConversionFailed(stage: stage, message: message)
         }
     }

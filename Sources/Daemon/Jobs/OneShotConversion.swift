@@ -58,7 +58,7 @@ public struct OneShotConversion: Sendable {
                 try journal.transition(job: job.id, to: .failed, stage: nil, detail: "one-shot conversion stopped at the first failure")
             }
             runner.releaseReservation(jobID: job.id)
-        case .waitingForSpace(let stage, let message):
+        case .waitingForSpace(let stage, let message, _):
             // A one-shot run has nobody to wait for; the job stays resumable: run the command again.
             try journal.transition(job: job.id, to: .interrupted, stage: stage, detail: "out of space; run the command again once space is free")
             return .failed(stage: stage, message: message + " (free space, then run the same command again: the job resumes)", code: .noSpace)

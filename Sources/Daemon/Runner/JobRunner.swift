@@ -12,9 +12,10 @@ public struct JobRunner: Sendable {
     public enum Outcome: Sendable, Equatable {
         case published(outputPath: String)
         case failed(stage: String?, message: String, code: StageError.Code?)
-        /// A filesystem filled up: partial outputs are gone, the job is journaled
-        /// `waiting-for-space` and resumes when space returns.
-        case waitingForSpace(stage: String, message: String)
+        /// A filesystem filled up, or a stage's estimate did not fit: partial outputs are
+        /// gone, the job is journaled `waiting-for-space` and resumes when space returns;
+        /// `need` (when the stage estimated it) says how much must be free.
+        case waitingForSpace(stage: String, message: String, need: SpaceNeed?)
     }
 
     let journal: JobJournal
@@ -110,7 +111,7 @@ public struct JobRunner: Sendable {
                    let data = FileManager.default.contents(atPath: digest.path),
                    let sourceDigest = try? JSONDecoder().decode(SourceDigestFile.self, from: data) {
                     // Lets a later drop of the same content be recognised as a duplicate.
-                    try journal.updateJob(job: jobID, vmName: nil, outputPath: nil, error: nil, sourceSHA256: sourceDigest.sha256)
+                    try journal.updateJob(job: jobID, vmName: nil, outputPath: nil, error: nil, sourceSHA256: sourceDigest.identityKey)
                 }
                 ledger.noteCompleted(stageName, artifacts: artifacts, startedAt: started.at,
                                      seconds: (ContinuousClock.now - began).seconds)
@@ -128,7 +129,7 @@ public struct JobRunner: Sendable {
                 try? removeLeftovers(in: workDirectory)
                 if stageError?.code == .noSpace {
                     try journal.transition(job: jobID, to: .waitingForSpace, stage: stageName, detail: message)
-                    return .waitingForSpace(stage: stageName, message: message)
+                    return .waitingForSpace(stage: stageName, message: message, need: stageError?.spaceNeed)
                 }
                 try journal.transition(job: jobID, to: .stageFailed, stage: stageName, detail: message)
                 try journal.updateJob(job: jobID, vmName: nil, outputPath: nil, error: message, sourceSHA256: nil)

@@ -214,7 +214,8 @@ actor DaemonQueue {
             }
             // Only a file the size of an earlier conversion is hashed: most drops cost no extra read.
             Task {
-                let digest = try? await BlockingWork.run("h2k-dup-sha256") { try FileDigest.sha256(of: source) }
+                // The same digest the convert stage records (`SourceDigest.identityKey`).
+                let digest = try? await SourceDigest.compute(source, label: "h2k-dup-sha256").identityKey
                 self.finishIntake(name, members: members, sha256: digest, candidates: sameSize)
             }
         } catch {
@@ -318,9 +319,9 @@ actor DaemonQueue {
             case .failed(let stage, let message, let code):
                 if try scheduleRetry(job, code: code, message: message) { return }
                 try finishFailed(job, message: message, stage: stage)
-            case .waitingForSpace(let stage, let message):
+            case .waitingForSpace(let stage, let message, let need):
                 logger.warning("job \(jobID) is waiting for space (\(stage)): \(message)")
-                waitForSpace(jobID)
+                waitForSpace(jobID, need: need)
             }
         } catch {
             logger.error("job \(jobID): cannot record its end: \(error)")
@@ -373,17 +374,22 @@ actor DaemonQueue {
     }
 
     /// Polls free space (only while a job waits for it) and resumes the job when enough
-    /// has returned: twice what was free when it failed, and at least 64 MiB.
-    private func waitForSpace(_ jobID: Int64) {
-        let directories = [configuration.workDir, configuration.outputDir]
-        let freeAtFailure = directories.compactMap(FreeSpace.bytes(at:)).min() ?? 0
-        let needed = max(64 << 20, 2 * freeAtFailure)
+    /// has returned: what the stage estimated it needs, on the filesystem it needs it on;
+    /// without an estimate (a write hit ENOSPC), twice what was free when it failed and at
+    /// least 64 MiB.
+    private func waitForSpace(_ jobID: Int64, need: SpaceNeed?) {
+        let (workDir, outputDir) = (configuration.workDir, configuration.outputDir)
+        let freeNow: @Sendable () -> UInt64 = {
+            // A need names the job's own directory; should it vanish, the work root's filesystem.
+            if let need { return FreeSpace.bytes(at: need.directory) ?? FreeSpace.bytes(at: workDir) ?? 0 }
+            return [workDir, outputDir].compactMap(FreeSpace.bytes(at:)).min() ?? 0
+        }
+        let needed = need?.bytes ?? max(64 << 20, 2 * freeNow())
         waitingForSpace.insert(jobID)
         Task {
             while !self.stopping {
                 try? await Task.sleep(for: .seconds(self.configuration.spaceCheckSeconds))
-                let free = directories.compactMap(FreeSpace.bytes(at:)).min() ?? 0
-                if free >= needed { break }
+                if freeNow() >= needed { break }
             }
             self.resumeAfterSpaceReturned(jobID)
         }

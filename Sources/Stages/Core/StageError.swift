@@ -19,6 +19,9 @@ public struct StageError: Error, CustomStringConvertible, Sendable, Equatable {
     /// The file the problem is about, when there is one.
     public var file: String?
     public var message: String
+    /// With `.noSpace` from a check made before writing: what the step needs, so a wait
+    /// for space lasts until that much is free. Nil when a write simply hit ENOSPC.
+    public var spaceNeed: SpaceNeed?
 
     public init(_ code: Code, file: String? = nil, _ message: String) {
         self.code = code

@@ -5,8 +5,9 @@ import Foundation
 import Glibc
 #endif
 
-/// The digests the pipeline computes: SHA-256 for artifacts and sources, SHA-1 and SHA-512
-/// because OVA manifests (older VMware tools, VirtualBox) use them.
+/// The digests the pipeline computes: SHA-256 for artifacts (sources are identified by
+/// `SparseDigest`, built on SHA-256), SHA-1 and SHA-512 because OVA manifests (older VMware
+/// tools, VirtualBox) use them.
 public enum DigestAlgorithm: String, Sendable, Codable, CaseIterable {
     case sha256, sha1, sha512
 
@@ -110,8 +111,11 @@ public enum FileDigest {
     /// - Throws: `StageError(.ioFailed)` naming the file when it cannot be opened or read,
     ///   or when it ends before `offset + length` (a truncated archive member, for instance).
     /// `bufferSize` is for benchmarks comparing read sizes; callers leave the default.
+    /// `isCancelled` is polled per buffer: on a thread of ``BlockingWork`` there is no task,
+    /// so `Task.isCancelled` is always false there; pass a ``CancellationFlag``'s reading.
     public static func hash(_ algorithm: DigestAlgorithm, of url: URL, offset: UInt64 = 0,
-                            length: UInt64? = nil, bufferSize: Int = FileDigest.bufferSize) throws -> String {
+                            length: UInt64? = nil, bufferSize: Int = FileDigest.bufferSize,
+                            isCancelled: () -> Bool = { Task.isCancelled }) throws -> String {
         let path = url.path
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
@@ -144,7 +148,7 @@ public enum FileDigest {
         var prefetchedTo = offset
         while remaining > 0 {
             // Hashing hundreds of gigabytes must not hold up a shutdown (checked per buffer).
-            if Task.isCancelled { throw CancellationError() }
+            if isCancelled() { throw CancellationError() }
             let chunk = Int(min(UInt64(bufferSize), remaining))
             let count = pread(fd, buffer.baseAddress, chunk, off_t(position))
             if count < 0 {

@@ -1,19 +1,35 @@
 import Foundation
 
 /// Reads an AMI export: a tar (read in place) or a gzip-compressed tar (decompressed as a
-/// stream into the job's scratch directory, then read in place), whose disk payload is the
-/// largest member that is a disk image.
+/// stream into the job's scratch directory, bounded by the free space and a size limit,
+/// then read in place), whose disk payload is the largest member that is a disk image.
 public enum AMIReader {
     /// Name of the decompressed archive inside the scratch directory.
     static let decompressedName = "ami-payload.tar"
 
-    public static func read(_ ami: URL, scratchDirectory: URL) async throws -> SourceReading {
+    /// Bounds on decompressing a gzip'd AMI, whose compressed size says nothing of what it expands to.
+    public struct DecompressionLimits: Sendable {
+        /// Logical bytes decompressed at most, whatever is free: time is bounded too
+        /// (zeros cost no space, see ``BoundedGunzip``). 4 TiB: EC2 volumes are at most
+        /// 16 TiB, but an export that large would not arrive as one gzip'd tar.
+        public var maximumBytes: UInt64
+        /// Left free on the scratch filesystem (the convert stage and the journal follow).
+        public var reserveBytes: UInt64
+
+        public init(maximumBytes: UInt64 = 4 << 40, reserveBytes: UInt64 = SpaceCheck.reserveBytes) {
+            self.maximumBytes = maximumBytes
+            self.reserveBytes = reserveBytes
+        }
+    }
+
+    public static func read(_ ami: URL, scratchDirectory: URL,
+                            limits: DecompressionLimits = DecompressionLimits()) async throws -> SourceReading {
         let path = ami.path
         let head = try ByteRangeReader(path: path).read(at: 0, count: 2)
         var facts: [String] = []
         var archive = ami
         if head.hasPrefix([0x1f, 0x8b]) {
-            archive = try await decompress(ami, into: scratchDirectory)
+            archive = try await decompress(ami, into: scratchDirectory, limits: limits)
             facts.append("AMI is gzip-compressed: decompressed to \(archive.lastPathComponent) in the job directory")
         }
 
@@ -52,24 +68,221 @@ public enum AMIReader {
         }
     }
 
-    /// `gzip -dc` into `<scratch>/ami-payload.tar` (through a `.partial` name, so a crash
-    /// never leaves a half archive under the final name).
-    private static func decompress(_ ami: URL, into scratchDirectory: URL) async throws -> URL {
+    /// Decompresses into `<scratch>/ami-payload.tar` (through a `.partial` name, so a crash
+    /// never leaves a half archive under the final name), bounded by `limits` and the free
+    /// space: see ``BoundedGunzip``.
+    private static func decompress(_ ami: URL, into scratchDirectory: URL, limits: DecompressionLimits) async throws -> URL {
         try FileManager.default.createDirectory(at: scratchDirectory, withIntermediateDirectories: true)
         let target = scratchDirectory.appendingPathComponent(decompressedName)
         let partial = scratchDirectory.appendingPathComponent(decompressedName + ".partial")
         try? FileManager.default.removeItem(at: partial)
-        // Paths go in as positional parameters, never spliced into the script.
-        let command = ExternalCommand("sh", ["-c", "exec gzip -dc -- \"$1\" > \"$2\"", "sh", ami.path, partial.path])
-        let result = try await command.run()
-        guard result.status == 0 else {
-            try? FileManager.default.removeItem(at: partial)
-            let reason = result.stderrText.trimmingCharacters(in: .whitespacesAndNewlines)
-            let code: StageError.Code = reason.contains("No space left") ? .noSpace : .badInput
-            throw StageError(code, file: ami.path, "cannot decompress the AMI archive: \(reason.isEmpty ? "gzip exit \(result.status)" : reason)")
-        }
         try? FileManager.default.removeItem(at: target)
+        let what = "decompressing the AMI archive"
+
+        // The gzip trailer's ISIZE (size mod 2^32, written by whoever made the file) gives
+        // an early, cheap figure to plan for; the byte counters below never rely on it.
+        let declared = try declaredSize(of: ami)
+        guard let space = FileSystemSpace.of(scratchDirectory.path) else {
+            throw StageError(.ioFailed, file: scratchDirectory.path, "cannot read the free space (statvfs): \(String(cString: strerror(errno)))")
+        }
+        // What conversions running meanwhile are about to write is not free for us.
+        let held = SpaceReservations.shared.heldBytes(at: scratchDirectory.path)
+        try SpaceCheck.require(SpaceNeed(bytes: declared.saturatingAdd(limits.reserveBytes), directory: scratchDirectory.path),
+                               on: space, held: held, for: what + " (its gzip trailer declares \(ByteCount(declared)))", file: ami.path)
+        let kept = limits.reserveBytes.saturatingAdd(held)
+        let spaceCap = space.available > kept ? space.available - kept : 0
+        let outcome = try await BoundedGunzip(source: ami, maximumBytes: limits.maximumBytes, allocationCap: spaceCap).run(into: partial)
+        switch outcome {
+        case .complete:
+            break
+        case .tooLarge(let written):
+            try? FileManager.default.removeItem(at: partial)
+            throw StageError(.badInput, file: ami.path,
+                             "the gzip-compressed AMI decompresses to more than \(ByteCount(limits.maximumBytes)), the limit for "
+                                 + "a decompressed AMI (stopped after \(ByteCount(written)); nothing was kept)")
+        case .outOfSpace(let allocated):
+            try? FileManager.default.removeItem(at: partial)
+            // At least this much is needed; more may be once it is there (the true size is
+            // only known at the end of the stream).
+            let atLeast = max(allocated.saturatingAdd(UInt64(BoundedGunzip.blockSize)), declared)
+            let need = SpaceNeed(bytes: atLeast.saturatingAdd(limits.reserveBytes), directory: scratchDirectory.path)
+            try SpaceCheck.require(need, for: what + " (more than \(ByteCount(allocated)) of data)", file: ami.path)
+            var error = StageError(.noSpace, file: ami.path, "\(what) needs more than \(ByteCount(allocated)) in \(scratchDirectory.path)")
+            error.spaceNeed = need
+            throw error
+        case .failed(let status, let reason):
+            try? FileManager.default.removeItem(at: partial)
+            throw StageError(.badInput, file: ami.path, "cannot decompress the AMI archive: \(reason.isEmpty ? "gzip exit \(status)" : reason)")
+        }
         try FileManager.default.moveItem(at: partial, to: target)
         return target
+    }
+
+    /// The gzip trailer's ISIZE: the uncompressed size of the last member, mod 2^32.
+    private static func declaredSize(of gzip: URL) throws -> UInt64 {
+        let reader = try ByteRangeReader(path: gzip.path)
+        guard reader.size >= 18 else {
+            throw StageError(.badInput, file: gzip.path, "gzip file of \(reader.size) bytes is shorter than a gzip header and trailer")
+        }
+        let trailer = try reader.read(at: reader.size - 4, count: 4)
+        return trailer.reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+    }
+}
+
+/// `gzip -dc` streamed through this process into a file, with two counters.
+///
+/// Chosen over parsing the tar as it streams: the archive is then read in place by the one
+/// tar reader already hardened against hostile archives, and the counters bound what any
+/// stream can cost. All-zero 64 KiB blocks become holes (a raw disk is mostly zeros, and a
+/// bomb of zeros then costs no space); `allocationCap` bounds the bytes really written,
+/// `maximumBytes` the logical size (the time spent). Past either, the pipe is closed, gzip
+/// dies of SIGPIPE on its next write, and nothing beyond the cap was written.
+struct BoundedGunzip: Sendable {
+    enum Outcome: Sendable, Equatable {
+        case complete(logical: UInt64, allocated: UInt64)
+        /// The stream went past `maximumBytes` (logical bytes decompressed so far).
+        case tooLarge(logical: UInt64)
+        /// Writing the next block would pass `allocationCap` (bytes written so far).
+        case outOfSpace(allocated: UInt64)
+        /// gzip failed on its own (corrupt or truncated stream).
+        case failed(status: Int32, stderr: String)
+    }
+
+    let source: URL
+    let maximumBytes: UInt64
+    let allocationCap: UInt64
+    static let blockSize = 64 << 10
+    static let bufferSize = 1 << 20
+
+    func run(into target: URL) async throws -> Outcome {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        // Default signal handling, so gzip dies of SIGPIPE when the pipe is closed (see ExternalCommand).
+        process.arguments = ["--default-signal", "gzip", "-dc", "--", source.path]
+        let outPipe = Pipe(), errPipe = Pipe()
+        process.standardOutput = outPipe
+        process.standardError = errPipe
+        process.standardInput = FileHandle.nullDevice
+        let outReader = outPipe.fileHandleForReading, errReader = errPipe.fileHandleForReading
+        // The copier opens and closes the output itself: no descriptor outlives its thread.
+        let copier = Copier(maximumBytes: maximumBytes, allocationCap: allocationCap, path: target.path)
+        async let copied = BlockingWork.run("h2k-gunzip") { try copier.copy(from: outReader) }
+        async let stderr = BlockingWork.run("h2k-gunzip-err") { Copier.readText(errReader, limit: 4096) }
+        defer {
+            process.standardOutput = nil
+            process.standardError = nil
+            process.standardInput = nil
+            process.terminationHandler = nil
+        }
+        let status = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int32, Error>) in
+                process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+                do {
+                    try process.run()
+                } catch {
+                    process.terminationHandler = nil
+                    try? outPipe.fileHandleForWriting.close()
+                    try? errPipe.fileHandleForWriting.close()
+                    continuation.resume(throwing: StageError(.toolFailed, file: source.path, "cannot start gzip: \(error)"))
+                }
+            }
+        } onCancel: {
+            if process.isRunning { process.terminate() }
+        }
+        let outcome = try await copied
+        let reason = await (try? stderr) ?? ""
+        if Task.isCancelled { throw CancellationError() }
+        guard case .complete = outcome else { return outcome }
+        return status == 0 ? outcome : .failed(status: status, stderr: reason.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// The copy loop, on a thread of its own.
+    struct Copier: Sendable {
+        let maximumBytes: UInt64
+        let allocationCap: UInt64
+        let path: String
+
+        func copy(from pipe: FileHandle) throws -> Outcome {
+            // Closing the pipe is what stops gzip (SIGPIPE), on every way out.
+            defer { try? pipe.close() }
+            let output = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard output >= 0 else {
+                throw StageError(.ioFailed, file: path, "cannot create: \(String(cString: strerror(errno)))")
+            }
+            defer { close(output) }
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: BoundedGunzip.bufferSize, alignment: 4096)
+            defer { buffer.deallocate() }
+            let zeros = UnsafeMutableRawBufferPointer.allocate(byteCount: BoundedGunzip.blockSize, alignment: 4096)
+            defer { zeros.deallocate() }
+            zeros.initializeMemory(as: UInt8.self, repeating: 0)
+            var logical: UInt64 = 0
+            var allocated: UInt64 = 0
+            while true {
+                let filled = try fill(buffer, from: pipe.fileDescriptor)
+                if filled == 0 { break }
+                var start = 0
+                while start < filled {
+                    let end = min(start + BoundedGunzip.blockSize, filled)
+                    let block = UnsafeRawBufferPointer(rebasing: buffer[start..<end])
+                    let length = UInt64(block.count)
+                    guard logical.saturatingAdd(length) <= maximumBytes else { return .tooLarge(logical: logical) }
+                    if !ZeroBlock.isZero(block, zeros: UnsafeRawBufferPointer(zeros)) {
+                        guard allocated.saturatingAdd(length) <= allocationCap else { return .outOfSpace(allocated: allocated) }
+                        try write(block, at: logical, to: output)
+                        allocated += length
+                    }
+                    logical += length
+                    start = end
+                }
+            }
+            // A trailing run of zeros was skipped: the file still has its full length.
+            guard ftruncate(output, off_t(logical)) == 0 else {
+                throw StageError(.ioFailed, file: path, "cannot set the length to \(logical): \(String(cString: strerror(errno)))")
+            }
+            return .complete(logical: logical, allocated: allocated)
+        }
+
+        /// Reads until the buffer is full or the stream ends; returns the byte count.
+        private func fill(_ buffer: UnsafeMutableRawBufferPointer, from fd: Int32) throws -> Int {
+            var filled = 0
+            while filled < buffer.count {
+                let count = read(fd, buffer.baseAddress.map { $0 + filled }, buffer.count - filled)
+                if count < 0 {
+                    if errno == EINTR { continue }
+                    throw StageError(.ioFailed, file: path, "reading gzip's output failed: \(String(cString: strerror(errno)))")
+                }
+                if count == 0 { break }
+                filled += count
+            }
+            return filled
+        }
+
+        private func write(_ block: UnsafeRawBufferPointer, at offset: UInt64, to output: Int32) throws {
+            var done = 0
+            while done < block.count {
+                let count = pwrite(output, block.baseAddress.map { $0 + done }, block.count - done, off_t(offset) + off_t(done))
+                if count < 0 {
+                    if errno == EINTR { continue }
+                    let error = errno
+                    let code: StageError.Code = (error == ENOSPC || error == EDQUOT) ? .noSpace : .ioFailed
+                    throw StageError(code, file: path, "write failed at byte \(offset + UInt64(done)): \(String(cString: strerror(error)))")
+                }
+                done += count
+            }
+        }
+
+        static func readText(_ pipe: FileHandle, limit: Int) -> String {
+            defer { try? pipe.close() }
+            var kept = Data()
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let count = buffer.withUnsafeMutableBytes { read(pipe.fileDescriptor, $0.baseAddress, $0.count) }
+                if count < 0 && errno == EINTR { continue }
+                guard count > 0 else { break }
+                // Read to the end (gzip must not block on a full pipe), keep the start.
+                if kept.count < limit { kept.append(contentsOf: buffer[0..<min(count, limit - kept.count)]) }
+            }
+            return String(decoding: kept, as: UTF8.self)
+        }
     }
 }

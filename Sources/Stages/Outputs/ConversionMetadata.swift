@@ -11,8 +11,10 @@ import Foundation
 /// - `tool`: `name`, `version` (hyper2kvm), `qemu_img_version`, `libguestfs_version` (absent when
 ///   the guest was not opened).
 /// - `source`: `path` of the dropped file, `kind` (vmdk, ova, ovf, vhd, vhdx, raw, ami, qcow2,
-///   manifest), `format` (qemu driver of the disk payload), `size` in bytes, `sha256` (absent
-///   when checksums are off), `identity` (`device`, `inode`, `size`, `mtime`).
+///   manifest), `format` (qemu driver of the disk payload), `size` in bytes, `sparse_sha256`
+///   (`SparseDigest` of the file, not a SHA-256 of it; absent when checksums are off),
+///   `sha256` (plain SHA-256: only in documents of jobs hashed by earlier versions),
+///   `identity` (`device`, `inode`, `size`, `mtime`).
 /// - `vm`: what the OVF/manifest said: `name`, `vcpus`, `memory_mib`, `firmware` (bios, uefi,
 ///   unknown), `nics[]` (`mac`, `network`); absent values are omitted.
 /// - `inspection`: free-form object from the guest inspection (os type, distro, version, arch,
@@ -112,16 +114,24 @@ public struct ConversionMetadata: Codable, Sendable, Equatable {
         public var format: String
         public var size: UInt64
         public var sha256: String?
+        /// `SparseDigest` of the source (see `SourceDigest` for why not a plain SHA-256).
+        public var sparseSHA256: String?
         public var identity: SourceIdentity?
 
         public init(path: String, kind: InputKind, format: String, size: UInt64, sha256: String? = nil,
-                    identity: SourceIdentity? = nil) {
+                    identity: SourceIdentity? = nil, sparseSHA256: String? = nil) {
             self.path = path
             self.kind = kind
             self.format = format
             self.size = size
             self.sha256 = sha256
             self.identity = identity
+            self.sparseSHA256 = sparseSHA256
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case path, kind, format, size, sha256, identity
+            case sparseSHA256 = "sparse_sha256"
         }
     }
 

@@ -69,15 +69,14 @@ public struct EmitStage: PipelineStage {
         }
         let stages = context.stageHistory
         let sourceFormat = vm.disks.first?.locator.format ?? probe.kind.rawValue
+        let sourceDigest = context.recorded[SourceDigestFile.name].flatMap { try? StageJSON.read(SourceDigestFile.self, from: $0) }
         var metadata = ConversionMetadata(
             createdAt: Date(),
             tool: .init(version: toolVersion, qemuImgVersion: (try? await qemuImg.version()) ?? "unknown",
                         libguestfsVersion: nil),
             source: .init(path: context.source.path, kind: probe.kind, format: sourceFormat, size: probe.sizeBytes,
-                          sha256: context.recorded[SourceDigestFile.name].flatMap {
-                              try? StageJSON.read(SourceDigestFile.self, from: $0).sha256
-                          },
-                          identity: Self.identity(of: context.source)),
+                          sha256: sourceDigest?.sha256,
+                          identity: Self.identity(of: context.source), sparseSHA256: sourceDigest?.sparseSHA256),
             vm: .init(vm),
             inspection: fixReport.flatMap { MetadataValue.object(encoding: $0.inspection) },
             fixes: fixReport?.changes ?? [],
@@ -100,11 +99,25 @@ extension EmitStage {
     }
 }
 
-/// The source file's SHA-256, computed while convert reads it (the second core is idle then).
+/// The source file's digest (`SourceDigest`), computed while convert reads it (the second core is idle then).
 public struct SourceDigestFile: Codable, Sendable {
     public static let name = "source-sha256.json"
-    public var sha256: String
+    /// Plain SHA-256, in files recorded by earlier versions (a job resumed across an upgrade).
+    public var sha256: String?
+    /// `SparseDigest` of the source.
+    public var sparseSHA256: String?
+
     public init(sha256: String) { self.sha256 = sha256 }
+
+    public init(_ digest: SourceDigest) { sparseSHA256 = digest.sparseSHA256 }
+
+    /// See ``SourceDigest/identityKey``.
+    public var identityKey: String? {
+        get throws {
+            if let sparseSHA256 { return try SourceDigest(sparseSHA256: sparseSHA256).identityKey }
+            return sha256
+        }
+    }
 }
 
 extension MetadataValue {

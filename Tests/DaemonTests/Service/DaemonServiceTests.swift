@@ -467,13 +467,17 @@ extension DaemonServiceTests {
 
 extension DaemonServiceTests {
     @Test(.enabled(if: getuid() == 0, "mounts a small tmpfs: needs root"))
-    func aFullDiskMakesTheJobWaitAndItResumesWhenSpaceReturns() throws {
+    func aFullDiskMakesTheJobWaitUntilItsEstimateFitsThenResume() throws {
         let scratch = try Scratch("daemon-enospc")
         let base = scratch.path("data")
         let small = scratch.path("small")
         try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: true)
-        try sh(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", small])
+        try sh(["mount", "-t", "tmpfs", "-o", "size=300m", "tmpfs", small])
         defer { _ = try? sh(["umount", "-l", small], allowFailure: true) }
+        // Ballast leaves about 25 MiB free: the convert stage's estimate (qemu-img measure,
+        // about 10 MiB here, plus 1/64 and the 64 MiB reserve) does not fit.
+        try sh(["dd", "if=/dev/zero", "of=\(small)/ballast-a", "bs=1M", "count=235", "status=none"])
+        try sh(["dd", "if=/dev/zero", "of=\(small)/ballast-b", "bs=1M", "count=40", "status=none"])
         let config = scratch.path("enospc.yaml")
         try """
             command: daemon
@@ -494,15 +498,59 @@ extension DaemonServiceTests {
         let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: base + "/state"))
         #expect(waitFor(60) { (try? journal.job(1))??.state == .waitingForSpace }, "log:\n\(daemon.output)")
         let leftovers = (try? FileManager.default.subpathsOfDirectory(atPath: small + "/work")) ?? []
-        #expect(!leftovers.contains { $0.hasSuffix(".partial") }, "partial output left: \(leftovers)")
+        #expect(!leftovers.contains { $0.hasSuffix(".partial") || $0.hasSuffix(".qcow2") }, "output written: \(leftovers)")
         #expect(exists(base + "/queue/big.vmdk"), "the source must stay queued while the job waits")
+        let waiting = try journal.history(job: 1).last { $0.to == .waitingForSpace }
+        #expect(waiting?.detail?.contains("needs") == true && waiting?.detail?.contains("free") == true,
+                "the journal says how much is needed: \(String(describing: waiting?.detail))")
 
-        try sh(["mount", "-o", "remount,size=300m", small])
+        // About 65 MiB free: more than twice what was free and over 64 MiB (the old rule
+        // resumed here), still short of the estimate: the job keeps waiting.
+        try FileManager.default.removeItem(atPath: small + "/ballast-b")
+        Thread.sleep(forTimeInterval: 3)
+        #expect((try? journal.job(1))??.state == .waitingForSpace, "log:\n\(daemon.output)")
+        #expect(try !journal.history(job: 1).contains { $0.to == .resumed })
+
+        try FileManager.default.removeItem(atPath: small + "/ballast-a")
         #expect(waitFor(60) { exists(small + "/output/big/big.qcow2") }, "log:\n\(daemon.output)")
         let compare = try sh(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, small + "/output/big/big.qcow2"], allowFailure: true)
         #expect(compare.status == 0)
         let history = try journal.history(job: 1)
         #expect(history.contains { $0.to == .waitingForSpace } && history.contains { $0.to == .resumed })
+    }
+
+    @Test(.enabled(if: getuid() == 0, "mounts a small tmpfs: needs root"))
+    func aJobThatCanNeverFitFailsAtOnceInsteadOfWaiting() throws {
+        let scratch = try Scratch("daemon-never-fits")
+        let base = scratch.path("data")
+        let small = scratch.path("small")
+        try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: true)
+        try sh(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", small])
+        defer { _ = try? sh(["umount", "-l", small], allowFailure: true) }
+        let config = scratch.path("never.yaml")
+        try """
+            command: daemon
+            file_stable_seconds: 0.5
+            fix_guest: false
+            space_check_seconds: 0.5
+            workdir: \(small)/work
+            output_dir: \(small)/output
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let daemon = try RunningDaemon(base: base, config: config)
+        defer { _ = daemon.stop() }
+        #expect(waitFor(10) { exists(base + "/queue") })
+        let raw = scratch.path("base.raw")
+        try TestDisks.makeRaw(at: raw)
+        try TestDisks.convert(raw: raw, to: scratch.path("big.vmdk"), format: "vmdk", options: [])
+        try FileManager.default.moveItem(atPath: scratch.path("big.vmdk"), toPath: base + "/queue/big.vmdk")
+
+        let report = base + "/queue/.errors/big.vmdk.error.json"
+        #expect(waitFor(60) { exists(report) }, "log:\n\(daemon.output)")
+        let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: base + "/state"))
+        #expect((try? journal.job(1))??.state == .failed)
+        #expect(try !journal.history(job: 1).contains { $0.to == .waitingForSpace })
+        let text = (try? String(contentsOfFile: report, encoding: .utf8)) ?? ""
+        #expect(text.contains("can never fit"), "\(text)")
     }
 
     @Test func aSourceModifiedDuringTheJobFailsInsteadOfMixing() throws {
