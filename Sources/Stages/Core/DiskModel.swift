@@ -48,6 +48,9 @@ public struct SourceDisk: Codable, Sendable, Equatable {
     public var bootOrderHint: Int?
     /// `sha256:<hex>` the source promised for the file as stored, verified before use.
     public var expectedSHA256: String?
+    /// The file the probe validated: later stages open the disk again by its path and
+    /// refuse another file found under that name (swapped in the queue between stages).
+    public var identity: FileIdentity?
 
     public init(id: String, locator: DiskLocator, virtualSize: UInt64? = nil,
                 bootOrderHint: Int? = nil, expectedSHA256: String? = nil) {
@@ -56,6 +59,17 @@ public struct SourceDisk: Codable, Sendable, Equatable {
         self.virtualSize = virtualSize
         self.bootOrderHint = bootOrderHint
         self.expectedSHA256 = expectedSHA256
+    }
+}
+
+/// Which file a path named when it was opened: device and inode.
+public struct FileIdentity: Codable, Sendable, Equatable {
+    public var device: UInt64
+    public var inode: UInt64
+
+    public init(device: UInt64, inode: UInt64) {
+        self.device = device
+        self.inode = inode
     }
 }
 

@@ -69,6 +69,7 @@ enum ArtifactManifestDiskCheck {
                              "qemu-img check of the vdi image failed (truncated or damaged?): \(detail.isEmpty ? "exit status \(result.status)" : detail)")
         }
         info.storedSize = reader.size
+        info.identity = image.identity
         return info
     }
 }

@@ -61,8 +61,10 @@ public enum ArtifactManifestReader {
             if declared != file.size && declared != info.virtualSize {
                 facts.append("warning: disk \(disk.id): the manifest says \(disk.bytes) bytes, but the file has \(file.size) and a virtual size of \(info.virtualSize)")
             }
-            sourceDisks.append(SourceDisk(id: disk.id, locator: locator, virtualSize: info.virtualSize,
-                                          bootOrderHint: boot.hints[index], expectedSHA256: disk.checksum))
+            var sourceDisk = SourceDisk(id: disk.id, locator: locator, virtualSize: info.virtualSize,
+                                        bootOrderHint: boot.hints[index], expectedSHA256: disk.checksum)
+            sourceDisk.identity = info.identity
+            sourceDisks.append(sourceDisk)
         }
         facts += boot.facts
 

@@ -16,6 +16,8 @@ public struct ImageInfo: Codable, Sendable, Equatable {
     public var dirty: Bool?
     /// Extent file names of a VMDK, as qemu reports them.
     public var extents: [String]
+    /// The file that was validated (its top file, for a chain).
+    public var identity: FileIdentity?
 
     public init(format: String, virtualSize: UInt64, actualSize: UInt64? = nil, storedSize: UInt64,
                 createType: String? = nil, backingFile: String? = nil, clusterSize: UInt64? = nil,
@@ -200,6 +202,7 @@ public enum InputProbe {
         try await checkConsistency(of: image, reader: reader)
         var result = info
         result.storedSize = reader.size
+        result.identity = image.identity
         return result
     }
 

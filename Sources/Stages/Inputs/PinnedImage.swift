@@ -65,14 +65,22 @@ public final class PinnedImage: Sendable {
         return file
     }
 
+    /// The top file's device and inode.
+    public var identity: FileIdentity? { topFile.map { FileIdentity(device: $0.device, inode: $0.inode) } }
+
     /// Opens and validates the image and every file it consists of, without running qemu.
     ///
     /// - Throws: `StageError(.badInput)` naming the file: not a regular file, a symlink, a
     ///   data file, a backing name that is not a plain sibling, a chain too deep or looping,
     ///   a VMDK extent qemu would read that we cannot pin.
-    public static func open(_ locator: DiskLocator) throws -> PinnedImage {
+    ///   With `expecting`, the file must be the one the probe validated.
+    public static func open(_ locator: DiskLocator, expecting identity: FileIdentity? = nil) throws -> PinnedImage {
         var builder = ChainBuilder()
         let top = try PinnedFile.open(locator.path, role: "disk image")
+        if let identity, identity != FileIdentity(device: top.device, inode: top.inode) {
+            throw StageError(.sourceChanged, file: locator.path,
+                             "is not the file that was probed (device \(identity.device), inode \(identity.inode)): it was replaced in the queue")
+        }
         builder.holds.append(.file(top))
         let tree: QemuNode
         if locator.isArchiveMember {

@@ -53,6 +53,7 @@ public enum SourceReader {
             let disk = reading.description.disks[index]
             let info = try await InputProbe.inspectImage(disk.locator)
             reading.description.disks[index].virtualSize = info.virtualSize
+            reading.description.disks[index].identity = info.identity
             var fact = "disk \(disk.id): \(info.format)"
             if let createType = info.createType { fact += " (\(createType))" }
             fact += ", virtual size \(info.virtualSize) bytes, stored \(info.storedSize) bytes"

@@ -28,7 +28,7 @@ public struct ConvertStage: PipelineStage {
         // of the fix stage's process, so its backing is always given explicitly here.
         var sources: [PinnedImage] = []
         for disk in vm.disks {
-            let source = try PinnedImage.open(disk.locator)
+            let source = try PinnedImage.open(disk.locator, expecting: disk.identity)
             _ = try await source.verifiedByQemu(qemuImg: qemuImg.executable)
             sources.append(source)
         }

@@ -37,7 +37,7 @@ public struct FixStage: PipelineStage {
             let name = StageFiles.overlay(diskID: disk.id)
             let overlay = context.newOutput(named: name)
             try? FileManager.default.removeItem(at: overlay)
-            let source = try PinnedImage.open(disk.locator)
+            let source = try PinnedImage.open(disk.locator, expecting: disk.identity)
             _ = try await source.verifiedByQemu(qemuImg: qemuImg.executable)
             sources.append(source)
             try await qemuImg.createOverlay(backing: source, at: overlay)

@@ -50,6 +50,9 @@ struct HostileCorpusTests {
         }
     }
 
+    /// The filesystem a fill case writes to: smaller than every fill case expands to.
+    static let fillFilesystemMiB = 48
+
     /// Wedges start at once (they idle until killed, so they only cost wall time); the
     /// rest run `parallel` at a time, the slow ones (guest fix, fills, tie-ups) first.
     private func run(_ cases: [HostileCase], host: HostileHost) async throws -> [HostileVerdict] {
@@ -60,10 +63,20 @@ struct HostileCorpusTests {
             .sorted { (slowFirst($0.element), $0.offset) < (slowFirst($1.element), $1.offset) }.map(\.element)
         var running: [(HostileCase, BoundedProductRun)] = []
         var verdicts: [HostileVerdict] = []
+        var mounted: [String] = []
+        defer { for path in mounted { _ = try? sh(["umount", "-l", path], allowFailure: true) } }
         func start(_ hostileCase: HostileCase) throws {
             let directory = host.scratch.path("runs/\(hostileCase.id)")
             let output = directory + "/out"
             let fix = hostileCase.id.hasSuffix(Self.guestFixSuffix)
+            if hostileCase.class == "fill" {
+                // A bomb that fits is a legitimate image: it is converted. The promise is that
+                // one that does not fit is refused before it fills the disk, so each fill
+                // case gets a filesystem of its own, smaller than what it expands to.
+                try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+                try sh(["mount", "-t", "tmpfs", "-o", "size=\(Self.fillFilesystemMiB)m", "h2k-fill", output])
+                mounted.append(output)
+            }
             let arguments = [ProductBinary.path, "convert", host.path(of: hostileCase), "--output-dir", output]
                 + (fix ? [] : ["--no-fix"])
             let run = try BoundedProductRun(label: hostileCase.id, arguments: arguments,

@@ -163,6 +163,24 @@ struct PinnedImageTests {
         try secret.expectAbsent(fromImage: output, format: "qcow2", in: dir.url)
     }
 
+    @Test("a disk replaced in the queue after the probe is refused by the later stages, which open it again")
+    func replacedAfterProbe() async throws {
+        let dir = try TestDirectory()
+        let disk = dir.file("disk.raw")
+        try TestImageFactory.makeRaw(at: disk, sizeMiB: 1, randomMiB: 1)
+        let info = try await InputProbe.inspectImage(DiskLocator(path: disk.path, format: "raw"))
+        let identity = try #require(info.identity)
+        _ = try PinnedImage.open(DiskLocator(path: disk.path, format: "raw"), expecting: identity)
+        let other = dir.file("other.raw")
+        try TestImageFactory.makeRaw(at: other, sizeMiB: 1, randomMiB: 1)
+        try FileManager.default.removeItem(at: disk)
+        try FileManager.default.moveItem(at: other, to: disk)
+        let error = #expect(throws: StageError.self) {
+            _ = try PinnedImage.open(DiskLocator(path: disk.path, format: "raw"), expecting: identity)
+        }
+        #expect(error?.code == .sourceChanged)
+    }
+
     @Test("a symlink or a FIFO given as the source itself is refused without blocking")
     func sourceNotRegular() async throws {
         let dir = try TestDirectory()
