@@ -71,7 +71,10 @@ public struct TarArchiveReader {
 
             switch typeFlag {
             case UInt8(ascii: "x"):
-                pending.merge(try paxRecords(reader, at: dataOffset, size: headerSize, name: headerName))
+                let records = try paxRecords(reader, at: dataOffset, size: headerSize, name: headerName)
+                guard pending.merge(records) else {
+                    throw failure("pax extended header '\(headerName)' has a size record that is not a decimal byte count: '\(records["size"] ?? "")'")
+                }
                 position = next
                 continue
             case UInt8(ascii: "g"):
@@ -126,9 +129,14 @@ public struct TarArchiveReader {
         var size: UInt64?
         var isEmpty: Bool { path == nil && size == nil }
 
-        mutating func merge(_ records: [String: String]) {
+        /// False when the `size` record is not a number (a member's size must never be guessed).
+        mutating func merge(_ records: [String: String]) -> Bool {
             if let value = records["path"] { path = value }
-            if let value = records["size"], let parsed = UInt64(value) { size = parsed }
+            if let value = records["size"] {
+                guard let parsed = UInt64(value) else { return false }
+                size = parsed
+            }
+            return true
         }
     }
 

@@ -123,6 +123,15 @@ struct HostileHeaderTests {
         #expect(error?.message.contains("record length") == true, "\(String(describing: error))")
     }
 
+    @Test("a pax size record that is not a byte count is refused, not ignored",
+          arguments: ["20 size=-1234567890\n", "13 size=0x10\n", "32 size=99999999999999999999999\n"])
+    func paxSizeRecord(records: String) throws {
+        let dir = try TestDirectory()
+        let url = try Self.archive(pax: records, in: dir)
+        let error = #expect(throws: StageError.self) { _ = try TarArchiveReader(url: url).members() }
+        #expect(error?.message.contains("size record") == true, "\(String(describing: error))")
+    }
+
     @Test("a well-formed pax path record is still honoured")
     func paxPath() throws {
         let dir = try TestDirectory()
