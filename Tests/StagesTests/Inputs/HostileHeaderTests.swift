@@ -113,7 +113,7 @@ struct HostileHeaderTests {
     }
 
     @Test("a pax record length near Int.max is refused (cursor + length trapped before)",
-          arguments: ["9223372036854775807 path=x\n", "9223372036854775000 path=x\n", "-5 path=x\n"])
+          arguments: ["6 a=b\n9223372036854775807 path=x\n", "6 a=b\n9223372036854775000 path=x\n", "-5 path=x\n"])
     func paxRecordLength(records: String) throws {
         let dir = try TestDirectory()
         let url = try Self.archive(pax: records, in: dir)
