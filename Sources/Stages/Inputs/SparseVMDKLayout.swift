@@ -71,6 +71,12 @@ struct SparseVMDKLayout: Equatable {
         guard entriesPerGrainTable > 0, entriesPerGrainTable <= 1 << 16 else {
             throw StageError(.badInput, file: file, "implausible VMDK grain table size of \(entriesPerGrainTable) entries")
         }
+        guard capacitySectors > 0 || descriptorOffsetSectors == 0 else {
+            // qemu's vmdk_open_vmdk4 then opens the embedded descriptor as a descriptor file, with
+            // whatever extents it names (checked with qemu-img 7.2: '/etc/hostname' became the disk).
+            throw StageError(.badInput, file: file,
+                             "sparse VMDK header has capacity 0 and an embedded descriptor, which qemu would open as a descriptor file naming other files")
+        }
         guard capacitySectors > 0, capacitySectors <= 1 << 42 else {
             throw StageError(.badInput, file: file, "implausible VMDK capacity of \(capacitySectors) sectors")
         }

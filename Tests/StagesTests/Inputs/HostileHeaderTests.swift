@@ -63,6 +63,18 @@ struct HostileHeaderTests {
         #expect(error?.code == .badInput)
     }
 
+    @Test("a sparse VMDK of capacity 0 with an embedded descriptor (qemu opens its extents) is refused")
+    func sparseCapacityZeroDescriptor() throws {
+        let dir = try TestDirectory()
+        var file = Self.sparseHeader([12: 0, 28: 1, 36: 1])
+        var text = Data("# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"/etc/hostname\" 0\n".utf8)
+        text += Data(count: 512 - text.count)
+        file += text + Data(count: 1024)
+        let reader = try Self.reader(for: file, in: dir)
+        let error = #expect(throws: StageError.self) { _ = try SparseVMDKLayout(reading: reader) }
+        #expect(error?.message.contains("capacity 0 and an embedded descriptor") == true, "\(String(describing: error))")
+    }
+
     // MARK: - VMDK descriptor
 
     @Test("flat extent offset + sectors, × 512, overflowing is refused (trapped before)",
