@@ -45,10 +45,9 @@ public enum OVAReader {
         }
         let ovfData = try ByteRangeReader(path: path, offset: ovfMember.dataOffset, length: ovfMember.size)
             .read(at: 0, count: Int(ovfMember.size))
-        // Foundation's XMLParser traps (the process dies) on bytes that are not UTF-8 in a comment
-        // or a name (found by fuzzing); an OVF is UTF-8 text, so anything else is refused first.
-        guard String(validating: ovfData, as: UTF8.self) != nil else {
-            throw StageError(.badInput, file: "\(path) (member \(ovfMember.name))", "OVF descriptor is not valid UTF-8 text")
+        // Foundation's XMLParser kills the process on some inputs (found by fuzzing): refused first.
+        if let problem = XMLParserHazards.problem(in: ovfData) {
+            throw StageError(.badInput, file: "\(path) (member \(ovfMember.name))", "OVF descriptor refused: \(problem)")
         }
         let ovf = try OVFDescriptor.parse(ovfData, file: "\(path) (member \(ovfMember.name))")
         guard !ovf.disks.isEmpty else {
