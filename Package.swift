@@ -8,6 +8,8 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "hyper2kvm", targets: ["hyper2kvm"]),
+        // For the fuzz package under fuzz/ (a separate package, so its sanitizer build stays out of this one).
+        .library(name: "Stages", targets: ["Stages"]),
     ],
     dependencies: [
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),

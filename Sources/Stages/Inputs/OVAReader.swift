@@ -45,6 +45,10 @@ public enum OVAReader {
         }
         let ovfData = try ByteRangeReader(path: path, offset: ovfMember.dataOffset, length: ovfMember.size)
             .read(at: 0, count: Int(ovfMember.size))
+        // Foundation's XMLParser kills the process on some inputs (found by fuzzing): refused first.
+        if let problem = XMLParserHazards.problem(in: ovfData) {
+            throw StageError(.badInput, file: "\(path) (member \(ovfMember.name))", "OVF descriptor refused: \(problem)")
+        }
         let ovf = try OVFDescriptor.parse(ovfData, file: "\(path) (member \(ovfMember.name))")
         guard !ovf.disks.isEmpty else {
             throw StageError(.badInput, file: path, "the OVF in this OVA describes no disks")

@@ -71,6 +71,12 @@ struct SparseVMDKLayout: Equatable {
         guard entriesPerGrainTable > 0, entriesPerGrainTable <= 1 << 16 else {
             throw StageError(.badInput, file: file, "implausible VMDK grain table size of \(entriesPerGrainTable) entries")
         }
+        guard capacitySectors > 0 || descriptorOffsetSectors == 0 else {
+            // qemu's vmdk_open_vmdk4 then opens the embedded descriptor as a descriptor file, with
+            // whatever extents it names (checked with qemu-img 7.2: '/etc/hostname' became the disk).
+            throw StageError(.badInput, file: file,
+                             "sparse VMDK header has capacity 0 and an embedded descriptor, which qemu would open as a descriptor file naming other files")
+        }
         guard capacitySectors > 0, capacitySectors <= 1 << 42 else {
             throw StageError(.badInput, file: file, "implausible VMDK capacity of \(capacitySectors) sectors")
         }
@@ -84,8 +90,8 @@ struct SparseVMDKLayout: Equatable {
     /// The embedded descriptor text (monolithicSparse/streamOptimized carry one), if any.
     func embeddedDescriptor(in reader: ByteRangeReader) throws -> String? {
         guard descriptorOffsetSectors > 0, descriptorSectors > 0, descriptorSectors <= 2048 else { return nil }
-        let data = try reader.readExactly(at: descriptorOffsetSectors * Self.sectorSize,
-                                          count: Int(descriptorSectors * Self.sectorSize), what: "embedded VMDK descriptor")
+        let offset = try descriptorOffsetSectors.sectorsToBytes(field: "sparse VMDK header descriptorOffset", file: reader.path)
+        let data = try reader.readExactly(at: offset, count: Int(descriptorSectors) * 512, what: "embedded VMDK descriptor")
         let text = data.prefix { $0 != 0 }
         return String(decoding: text, as: UTF8.self)
     }
@@ -96,11 +102,13 @@ struct SparseVMDKLayout: Equatable {
     func verifyComplete(in reader: ByteRangeReader) throws {
         let tableCount = grainTableCount
         let tableBytes = UInt64(entriesPerGrainTable) * 4
+        // Both factors are bounded by init (capacity ≤ 2^42 sectors, ≤ 2^16 entries of 4 bytes), so this cannot overflow.
         guard tableCount * tableBytes <= Self.maximumGrainTableBytes else {
             throw StageError(.badInput, file: reader.path, "implausible VMDK layout: \(tableCount) grain tables")
         }
-        let directory = try reader.readExactly(at: grainDirectorySector * Self.sectorSize, count: Int(tableCount * 4),
-                                               what: "VMDK grain directory")
+        // tableCount * tableBytes is at most maximumGrainTableBytes here, so the counts below fit an Int.
+        let directoryOffset = try grainDirectorySector.sectorsToBytes(field: "sparse VMDK header gdOffset", file: reader.path)
+        let directory = try reader.readExactly(at: directoryOffset, count: Int(tableCount) * 4, what: "VMDK grain directory")
         var lastGrainSector: UInt64 = 0
         for index in 0..<Int(tableCount) {
             let tableSector = UInt64(directory.littleEndian(UInt32.self, at: index * 4))

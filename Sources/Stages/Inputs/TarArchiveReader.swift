@@ -57,18 +57,24 @@ public struct TarArchiveReader {
             let typeFlag = header[header.startIndex + 156]
             let headerName = fullName(header)
             let headerSize = try size(header, at: position, name: headerName)
-            let size = pending.size ?? headerSize
+            let isMetadata = [UInt8(ascii: "x"), UInt8(ascii: "g"), UInt8(ascii: "L"), UInt8(ascii: "K")].contains(typeFlag)
+            // A pax `size` overrides the next member's header, not the size of another extended header.
+            let size = isMetadata ? headerSize : pending.size ?? headerSize
             let dataOffset = position + Self.block
             let dataEnd = dataOffset.addingReportingOverflow(size)
             guard !dataEnd.overflow, dataEnd.partialValue <= reader.size else {
                 throw failure("member '\(pending.path ?? headerName)' claims \(size) bytes, which run past the end of the archive (\(reader.size) bytes): truncated",
                               member: pending.path ?? headerName)
             }
+            // size ≤ reader.size here, so rounding it up to a block cannot overflow.
             let next = dataOffset + (size + Self.block - 1) / Self.block * Self.block
 
             switch typeFlag {
             case UInt8(ascii: "x"):
-                pending.merge(try paxRecords(reader, at: dataOffset, size: headerSize, name: headerName))
+                let records = try paxRecords(reader, at: dataOffset, size: headerSize, name: headerName)
+                guard pending.merge(records) else {
+                    throw failure("pax extended header '\(headerName)' has a size record that is not a decimal byte count: '\(records["size"] ?? "")'")
+                }
                 position = next
                 continue
             case UInt8(ascii: "g"):
@@ -123,9 +129,14 @@ public struct TarArchiveReader {
         var size: UInt64?
         var isEmpty: Bool { path == nil && size == nil }
 
-        mutating func merge(_ records: [String: String]) {
+        /// False when the `size` record is not a number (a member's size must never be guessed).
+        mutating func merge(_ records: [String: String]) -> Bool {
             if let value = records["path"] { path = value }
-            if let value = records["size"], let parsed = UInt64(value) { size = parsed }
+            if let value = records["size"] {
+                guard let parsed = UInt64(value) else { return false }
+                size = parsed
+            }
+            return true
         }
     }
 
@@ -188,11 +199,12 @@ public struct TarArchiveReader {
         var records: [String: String] = [:]
         var cursor = data.startIndex
         while cursor < data.endIndex {
+            // The length field is the attacker's: compare it with what is left before adding it to anything.
             guard let space = data[cursor...].firstIndex(of: 0x20),
                   let length = Int(String(decoding: data[cursor..<space], as: UTF8.self)),
-                  length > 0, cursor + length <= data.endIndex, data[cursor + length - 1] == 0x0a else {
+                  length > space - cursor + 1, length <= data.endIndex - cursor, data[cursor + length - 1] == 0x0a else {
                 if data[cursor...].allSatisfy({ $0 == 0 }) { break }
-                throw failure("malformed pax extended header '\(name)'")
+                throw failure("malformed pax extended header '\(name)': the record length at byte \(cursor - data.startIndex) is not a decimal count of bytes ending in a newline within the header")
             }
             let record = data[(space + 1)..<(cursor + length - 1)]
             if let equals = record.firstIndex(of: UInt8(ascii: "=")) {

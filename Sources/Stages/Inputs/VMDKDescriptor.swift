@@ -41,13 +41,28 @@ public struct VMDKDescriptor: Sendable, Equatable {
     }
 
     /// Parses descriptor text. `file` names the descriptor in errors.
+    ///
+    /// - Throws: `StageError(.badInput)` for a malformed extent line, and for any text whose
+    ///   extents or parent qemu would read differently (see `QemuVMDKDescriptorScan`).
     public static func parse(_ text: String, file: String) throws -> VMDKDescriptor {
+        // qemu reads a C string: nothing after a NUL exists for it, so nothing after one counts here either.
+        let visible = String(text.unicodeScalars.prefix { $0 != "\0" })
+        let bytes = Array(visible.utf8)
+        // First, so that an extent split across lines is reported as such rather than as whatever
+        // its first line looks like on its own.
+        let qemuScan = QemuVMDKDescriptorScan.extents(in: bytes)
+        if case .extents(let found) = qemuScan, let split = found.first(where: { $0.firstLine != $0.lastLine }) {
+            throw StageError(.badInput, file: file,
+                             "extent line \(split.firstLine) is split across lines: qemu reads lines \(split.firstLine)-\(split.lastLine) as one extent naming '\(String(decoding: split.fileName, as: UTF8.self))' (an extent must be on one line, with no blank line before it)")
+        }
         var descriptor = VMDKDescriptor(extents: [])
-        for rawLine in text.split(whereSeparator: \.isNewline) {
+        var extentLines: [Int] = []
+        for (index, rawLine) in visible.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let line = rawLine.trimmingCharacters(in: .whitespaces)
             if line.isEmpty || line.hasPrefix("#") { continue }
             if let extent = try parseExtent(line, file: file) {
                 descriptor.extents.append(extent)
+                extentLines.append(index + 1)
                 continue
             }
             guard let equals = line.firstIndex(of: "=") else { continue }
@@ -61,7 +76,64 @@ public struct VMDKDescriptor: Sendable, Equatable {
             default: break
             }
         }
+        try descriptor.checkAgreesWithQemu(qemuScan, bytes: bytes, extentLines: extentLines, file: file)
         return descriptor
+    }
+
+    /// Refuses text whose extents or parent qemu reads differently from the line-by-line
+    /// reading above: otherwise the names we validated are not the names qemu opens.
+    private func checkAgreesWithQemu(_ qemuScan: QemuVMDKDescriptorScan.Outcome, bytes: [UInt8], extentLines: [Int],
+                                     file: String) throws {
+        let qemuExtents: [QemuVMDKDescriptorScan.Extent]
+        switch qemuScan {
+        case .invalid(let line):
+            throw StageError(.badInput, file: file, "extent line \(line) is malformed: qemu refuses it as an invalid extent line")
+        case .extents(let found):
+            qemuExtents = found
+        }
+        // qemu opens only RW extents of these types with a positive size; the others are ignored by it.
+        let opened = zip(extents, extentLines).filter { extent, _ in
+            extent.access == "RW" && extent.sectors > 0 && QemuVMDKDescriptorScan.openedTypes.contains(extent.type.rawValue)
+        }
+        for index in 0..<max(opened.count, qemuExtents.count) {
+            let ours = index < opened.count ? opened[index] : nil
+            let theirs = index < qemuExtents.count ? qemuExtents[index] : nil
+            if let ours, let theirs, Self.sameExtent(ours.0, theirs) { continue }
+            let line = ours?.1 ?? theirs?.firstLine ?? 0
+            let qemuView = theirs.map { "\($0.type) '\(String(decoding: $0.fileName, as: UTF8.self))' of \($0.sectors) sectors at \($0.offsetSectors)" }
+                ?? "no extent"
+            throw StageError(.badInput, file: file,
+                             "extent line \(line) is not read the same way by qemu (it reads extent \(index + 1) as \(qemuView)); line endings other than LF, control characters, names longer than 511 bytes and quotes inside names are refused")
+        }
+        let qemuParent = QemuVMDKDescriptorScan.parentFileNameHint(in: bytes)
+        try Self.checkParentAgrees(qemuParent, with: parentFileNameHint, file: file)
+    }
+
+    private static func sameExtent(_ extent: Extent, _ qemu: QemuVMDKDescriptorScan.Extent) -> Bool {
+        guard let name = extent.fileName, Array(name.utf8) == qemu.fileName, extent.type.rawValue == qemu.type,
+              Int64(exactly: extent.sectors) == qemu.sectors else { return false }
+        switch extent.type {
+        case .flat: return Int64(exactly: extent.offsetSectors) == qemu.offsetSectors
+        default: return extent.offsetSectors == 0
+        }
+    }
+
+    /// The backing file qemu takes (`strstr` for `parentFileNameHint` in the first 20 sectors,
+    /// comments included) must be the `parentFileNameHint` line we validate.
+    static func checkParentAgrees(_ qemu: QemuVMDKDescriptorScan.ParentHint, with hint: String?, file: String) throws {
+        let ours = hint.flatMap { $0.isEmpty ? nil : Array($0.utf8) }
+        switch qemu {
+        case .invalid:
+            throw StageError(.badInput, file: file, "parentFileNameHint is malformed: qemu refuses it (no closing quote, or too long)")
+        case .none where ours == nil:
+            return
+        case .name(let name) where name == ours:
+            return
+        case .none, .name:
+            let qemuName = if case .name(let name) = qemu { "'\(String(decoding: name, as: UTF8.self))'" } else { "none" }
+            throw StageError(.badInput, file: file,
+                             "parentFileNameHint is not read the same way by qemu: it takes the first 'parentFileNameHint' in the first \(QemuVMDKDescriptorScan.parentWindowBytes) bytes, comments included, as \(qemuName), but the descriptor's parentFileNameHint line says \(hint.map { "'\($0)'" } ?? "none")")
+        }
     }
 
     /// Reads and parses a text descriptor file.
@@ -71,7 +143,10 @@ public struct VMDKDescriptor: Sendable, Equatable {
             throw StageError(.badInput, file: url.path, "not a VMDK descriptor: \(reader.size) bytes is too large for one")
         }
         let data = try reader.read(at: 0, count: maximumTextBytes)
-        let text = String(decoding: data.prefix { $0 != 0 }, as: UTF8.self)
+        // qemu opens extent names as raw bytes: a name that is not UTF-8 cannot be checked as it will be opened.
+        guard let text = String(validating: data.prefix { $0 != 0 }, as: UTF8.self) else {
+            throw StageError(.badInput, file: url.path, "not a VMDK descriptor: its text is not UTF-8")
+        }
         guard text.trimmingCharacters(in: .whitespacesAndNewlines).hasPrefix(signature) else {
             throw StageError(.badInput, file: url.path, "not a VMDK descriptor: it does not start with '\(signature)'")
         }
@@ -130,7 +205,9 @@ public struct VMDKDescriptor: Sendable, Equatable {
             guard let name = extent.fileName else { continue }
             let url = try Self.plainSibling(named: name, of: descriptorURL, in: directory, role: "extent")
             if extent.type == .flat || extent.type == .vmfs {
-                let required = (extent.offsetSectors + extent.sectors) * 512
+                let endSector = try CheckedArithmetic.add(extent.offsetSectors, extent.sectors,
+                                                          field: "extent '\(name)' offset + sectors", file: descriptorURL.path)
+                let required = try endSector.sectorsToBytes(field: "extent '\(name)' end", file: descriptorURL.path)
                 let size = try Self.fileSize(url)
                 guard size >= required else {
                     throw StageError(.badInput, file: url.path,
@@ -166,6 +243,11 @@ public struct VMDKDescriptor: Sendable, Equatable {
                 let layout = try SparseVMDKLayout(reading: reader)
                 try layout.verifyComplete(in: reader)
                 descriptor = try layout.embeddedDescriptor(in: reader).map { try parse($0, file: file.path) }
+                // qemu looks for the parent of a sparse file in the 20 sectors after the header, wherever
+                // the header says the descriptor is.
+                let window = try reader.read(at: 512, count: QemuVMDKDescriptorScan.parentWindowBytes)
+                try checkParentAgrees(QemuVMDKDescriptorScan.parentFileNameHint(in: Array(window)),
+                                      with: descriptor?.parentFileNameHint, file: file.path)
             } else {
                 let loaded = try load(file)
                 for extent in try loaded.validatedExtentFiles(besides: file) where !visited.contains(extent) {

@@ -18,6 +18,11 @@ struct ISO9660Image {
     static let sectorSize = 2048
     private static let maxDepth = 16
     private static let maxEntries = 200_000
+    /// All directory extents together: a virtio-win ISO has a few MiB of them; a crafted tree of
+    /// many distinct 64 MiB directories must not make the daemon read gigabytes.
+    private static let maxDirectoryBytes: UInt64 = 256 * 1024 * 1024
+    /// A driver file is a few MiB; the size field is the image's word, so it is capped before allocating.
+    static let maxFileBytes: UInt32 = 512 * 1024 * 1024
 
     let url: URL
     /// Regular files only.
@@ -34,12 +39,17 @@ struct ISO9660Image {
         let (root, joliet) = try Self.rootDirectory(reader)
         var files: [Entry] = []
         var visited: Set<UInt32> = []
-        try Self.walk(reader, directory: root, prefix: "", joliet: joliet, depth: 0, visited: &visited, into: &files)
+        var directoryBytes: UInt64 = 0
+        try Self.walk(reader, directory: root, prefix: "", joliet: joliet, depth: 0, visited: &visited,
+                      directoryBytes: &directoryBytes, into: &files)
         self.files = files
     }
 
     /// The bytes of one file of the image.
     func read(_ entry: Entry) throws -> Data {
+        guard entry.size <= Self.maxFileBytes else {
+            throw StageError(.badInput, file: url.path, "the ISO file '\(entry.path)' claims \(entry.size) bytes, more than a driver file can be")
+        }
         let handle = try FileHandle(forReadingFrom: url)
         defer { try? handle.close() }
         return try SectorReader(handle: handle, path: url.path)
@@ -125,12 +135,16 @@ struct ISO9660Image {
     }
 
     private static func walk(_ reader: SectorReader, directory: DirectoryRecord, prefix: String, joliet: Bool, depth: Int,
-                             visited: inout Set<UInt32>, into files: inout [Entry]) throws {
+                             visited: inout Set<UInt32>, directoryBytes: inout UInt64, into files: inout [Entry]) throws {
         guard depth <= maxDepth, visited.insert(directory.extent).inserted else {
             throw StageError(.badInput, file: reader.path, "the ISO directory tree is too deep or loops (at '\(prefix)')")
         }
         guard directory.size <= 64 * 1024 * 1024 else {
             throw StageError(.badInput, file: reader.path, "the ISO directory '\(prefix)' claims \(directory.size) bytes")
+        }
+        directoryBytes += UInt64(directory.size)
+        guard directoryBytes <= maxDirectoryBytes else {
+            throw StageError(.badInput, file: reader.path, "the ISO directories add up to more than \(maxDirectoryBytes) bytes")
         }
         let bytes = [UInt8](try reader.read(at: UInt64(directory.extent) * UInt64(sectorSize), count: Int(directory.size)))
         var offset = 0
@@ -151,7 +165,8 @@ struct ISO9660Image {
             guard !name.isEmpty, !name.contains("/"), name != ".", name != ".." else { continue }
             let path = prefix.isEmpty ? name : prefix + "/" + name
             if record.isDirectory {
-                try walk(reader, directory: record, prefix: path, joliet: joliet, depth: depth + 1, visited: &visited, into: &files)
+                try walk(reader, directory: record, prefix: path, joliet: joliet, depth: depth + 1, visited: &visited,
+                         directoryBytes: &directoryBytes, into: &files)
             } else if !record.isMultiExtent {
                 files.append(Entry(path: path, extent: record.extent, size: record.size))
             }
