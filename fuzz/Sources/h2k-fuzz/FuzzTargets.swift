@@ -25,6 +25,8 @@ enum FuzzTarget: String, CaseIterable {
         let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
         let url = URL(fileURLWithPath: base).appendingPathComponent("h2k-fuzz-\(getpid())")
         try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        // libFuzzer leaves through exit(); fork mode starts a process per job, so each removes its own.
+        atexit { try? FileManager.default.removeItem(at: FuzzTarget.workDirectory) }
         // An extent the fuzzed descriptors may name, so the flat-extent size arithmetic runs.
         try? Data(count: 4096).write(to: url.appendingPathComponent("x-flat.vmdk"))
         return url
