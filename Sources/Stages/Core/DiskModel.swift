@@ -11,7 +11,7 @@ public enum Firmware: String, Codable, Sendable {
 ///
 /// A member of an uncompressed OVA is read in place (`offset`/`length` inside the archive)
 /// so the data is copied once, by the final convert, and never extracted.
-public struct DiskLocator: Codable, Sendable, Equatable {
+public struct DiskLocator: Codable, Sendable, Hashable {
     public var path: String
     /// qemu block driver name: vmdk, vpc, vhdx, raw, qcow2.
     public var format: String

@@ -93,7 +93,7 @@ public enum AMIReader {
         let spaceCap = space.available > kept ? space.available - kept : 0
         let outcome = try await BoundedGunzip(source: ami, maximumBytes: limits.maximumBytes, allocationCap: spaceCap).run(into: partial)
         switch outcome {
-        case .complete:
+        case .complete, .archiveEnded:
             break
         case .tooLarge(let written):
             try? FileManager.default.removeItem(at: partial)
@@ -140,6 +140,9 @@ public enum AMIReader {
 struct BoundedGunzip: Sendable {
     enum Outcome: Sendable, Equatable {
         case complete(logical: UInt64, allocated: UInt64)
+        /// The tar's end-of-archive marker was written: what follows it is never read (gzip is
+        /// stopped), so trailing members of zeros cannot make the stream run for hours.
+        case archiveEnded(logical: UInt64, allocated: UInt64)
         /// The stream went past `maximumBytes` (logical bytes decompressed so far).
         case tooLarge(logical: UInt64)
         /// Writing the next block would pass `allocationCap` (bytes written so far).
@@ -192,6 +195,8 @@ struct BoundedGunzip: Sendable {
         let outcome = try await copied
         let reason = await (try? stderr) ?? ""
         if Task.isCancelled { throw CancellationError() }
+        // Stopped at the archive's end on purpose: gzip's SIGPIPE is ours, not a failure.
+        if case .archiveEnded = outcome { return outcome }
         guard case .complete = outcome else { return outcome }
         return status == 0 ? outcome : .failed(status: status, stderr: reason.trimmingCharacters(in: .whitespacesAndNewlines))
     }
@@ -205,7 +210,8 @@ struct BoundedGunzip: Sendable {
         func copy(from pipe: FileHandle) throws -> Outcome {
             // Closing the pipe is what stops gzip (SIGPIPE), on every way out.
             defer { try? pipe.close() }
-            let output = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            // Read back too: the tar headers are followed in what was written (TarStreamEnd).
+            let output = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
             guard output >= 0 else {
                 throw StageError(.ioFailed, file: path, "cannot create: \(String(cString: strerror(errno)))")
             }
@@ -217,7 +223,14 @@ struct BoundedGunzip: Sendable {
             zeros.initializeMemory(as: UInt8.self, repeating: 0)
             var logical: UInt64 = 0
             var allocated: UInt64 = 0
+            var archiveEnd = TarStreamEnd()
             while true {
+                if let end = archiveEnd.follow(output, written: logical) {
+                    guard ftruncate(output, off_t(end)) == 0 else {
+                        throw StageError(.ioFailed, file: path, "cannot set the length to \(end): \(String(cString: strerror(errno)))")
+                    }
+                    return .archiveEnded(logical: end, allocated: allocated)
+                }
                 let filled = try fill(buffer, from: pipe.fileDescriptor)
                 if filled == 0 { break }
                 var start = 0
@@ -284,5 +297,102 @@ struct BoundedGunzip: Sendable {
             }
             return String(decoding: kept, as: UTF8.self)
         }
+    }
+}
+
+/// Follows a tar archive's headers in the bytes decompressed so far, to find where the archive
+/// ends (two zero blocks where a header is due). Everything after that is not part of the
+/// archive, so decompression can stop there: a gzip stream may go on with members that
+/// expand to terabytes of zeros after a small valid tar. Sizes come from the ustar field
+/// (octal or base-256) or a pax `size` record; a header it cannot read stops the tracking,
+/// and the stream is then read to its end as before.
+struct TarStreamEnd {
+    private var nextHeader: UInt64 = 0
+    private var paxSize: UInt64?
+    private var lost = false
+    /// pax extended headers larger than this are not followed (the tar reader refuses them too).
+    private static let maximumPaxBytes: UInt64 = 1 << 20
+
+    /// The archive's end offset once both end blocks are in `written` bytes of `file`; nil until then.
+    mutating func follow(_ file: Int32, written: UInt64) -> UInt64? {
+        while !lost, nextHeader.saturatingAdd(1024) <= written {
+            guard let header = read(file, at: nextHeader, count: 512) else { lost = true; return nil }
+            if header.allSatisfy({ $0 == 0 }) {
+                guard let second = read(file, at: nextHeader + 512, count: 512) else { lost = true; return nil }
+                if second.allSatisfy({ $0 == 0 }) { return nextHeader + 1024 }
+                lost = true  // a lone zero block: not an archive this tracker understands
+                return nil
+            }
+            guard let stored = Self.size(header) else { lost = true; return nil }
+            let type = header[156]
+            let dataStart = nextHeader + 512
+            var size = stored
+            if type == UInt8(ascii: "x") {
+                // The record applies to the next member; read it once it is all there.
+                guard stored <= Self.maximumPaxBytes else { lost = true; return nil }
+                guard dataStart.saturatingAdd(stored) <= written else { return nil }
+                guard let records = read(file, at: dataStart, count: Int(stored)) else { lost = true; return nil }
+                paxSize = Self.paxSize(records)
+            } else if type != UInt8(ascii: "g") && type != UInt8(ascii: "L") && type != UInt8(ascii: "K") {
+                size = paxSize ?? stored
+                paxSize = nil
+            }
+            let (rounded, overflow) = size.addingReportingOverflow(511)
+            guard !overflow else { lost = true; return nil }
+            let (next, past) = dataStart.addingReportingOverflow(rounded / 512 * 512)
+            guard !past else { lost = true; return nil }
+            nextHeader = next
+        }
+        return nil
+    }
+
+    /// Bytes the caller knows were written; past the file's current end they are zeros the
+    /// copier skipped (it sets the length only when it finishes), so a short read is zeros.
+    private func read(_ file: Int32, at offset: UInt64, count: Int) -> [UInt8]? {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let got = bytes.withUnsafeMutableBytes { pread(file, $0.baseAddress.map { $0 + done }, count - done, off_t(offset) + off_t(done)) }
+            if got < 0 && errno == EINTR { continue }
+            guard got >= 0 else { return nil }
+            if got == 0 { break }
+            done += got
+        }
+        return bytes
+    }
+
+    /// The ustar size field: octal digits, or base-256 when its first byte has the high bit set.
+    static func size(_ header: [UInt8]) -> UInt64? {
+        let field = header[124..<136]
+        if let first = field.first, first & 0x80 != 0 {
+            guard first == 0x80 else { return nil }  // negative, or too large to follow
+            var value: UInt64 = 0
+            for byte in field.dropFirst() {
+                let (shifted, overflow) = value.multipliedReportingOverflow(by: 256)
+                guard !overflow else { return nil }
+                value = shifted | UInt64(byte)
+            }
+            return value
+        }
+        let digits = field.drop { $0 == 0x20 }.prefix { $0 >= 0x30 && $0 <= 0x37 }
+        guard !digits.isEmpty else { return field.allSatisfy { $0 == 0 || $0 == 0x20 } ? 0 : nil }
+        var value: UInt64 = 0
+        for digit in digits {
+            let (shifted, overflow) = value.multipliedReportingOverflow(by: 8)
+            guard !overflow else { return nil }
+            value = shifted | UInt64(digit - 0x30)
+        }
+        return value
+    }
+
+    /// The `size=` record of a pax extended header, if any.
+    static func paxSize(_ records: [UInt8]) -> UInt64? {
+        let text = String(decoding: records, as: UTF8.self)
+        for line in text.split(separator: "\n") {
+            guard let space = line.firstIndex(of: " ") else { continue }
+            let record = line[line.index(after: space)...]
+            if record.hasPrefix("size=") { return UInt64(record.dropFirst(5)) }
+        }
+        return nil
     }
 }

@@ -44,10 +44,15 @@ public struct ArtifactManifestPathPolicy: Sendable {
                    "\(field): '\(declared)' is not allowed (outside the queue and manifest_allowed_dirs)")
     }
 
-    /// Whether `realPath` (already resolved) is one of the roots or below one.
+    /// Whether `realPath` (already resolved) is one of the roots or below one, and not inside
+    /// a hidden directory below a root: the queue's own `.processed/` and `.errors/` hold
+    /// other people's sources, which a manifest must not republish (nor probe for).
     public func contains(realPath: String) -> Bool {
         roots.contains { root in
-            realPath == root || realPath.hasPrefix(root == "/" ? "/" : root + "/")
+            let prefix = root == "/" ? "/" : root + "/"
+            guard realPath == root || realPath.hasPrefix(prefix) else { return false }
+            let below = realPath.dropFirst(min(prefix.count, realPath.count)).split(separator: "/").dropLast()
+            return !below.contains { $0.hasPrefix(".") }
         }
     }
 
@@ -82,6 +87,12 @@ public struct ArtifactManifestPathPolicy: Sendable {
         guard fstat(descriptor, &status) == 0, status.st_mode & S_IFMT == S_IFREG else {
             _ = Glibc.close(descriptor)
             throw StageError(.badInput, file: manifestPath, "\(field): '\(declared)' is not a regular file")
+        }
+        // A second name for the file may lie anywhere: it could be a host file linked in.
+        guard status.st_nlink <= 1 else {
+            _ = Glibc.close(descriptor)
+            throw StageError(.badInput, file: manifestPath,
+                             "\(field): '\(declared)' has \(status.st_nlink) hard links; a file linked from elsewhere is refused (copy it instead)")
         }
         // Reads block again: the descriptor is read through /proc/self/fd by ordinary code.
         let flags = fcntl(descriptor, F_GETFL)

@@ -140,6 +140,11 @@ final class OVFXMLTree: NSObject, XMLParserDelegate {
         for keyword in ["<!doctype", "<!entity"] where lowered.firstRange(of: Array(keyword.utf8)) != nil {
             throw StageError(.badInput, file: file, "OVF descriptor declares entities or other DTD content; refused")
         }
+        // FoundationXML's parser itself traps or crashes on some inputs (found by fuzzing):
+        // those are refused on the same bytes, before it sees them.
+        if let problem = XMLParserHazards.problem(in: data) {
+            throw StageError(.badInput, file: file, "OVF descriptor refused: \(problem)")
+        }
         let builder = OVFXMLTree()
         let parser = XMLParser(data: data)
         parser.shouldResolveExternalEntities = false

@@ -81,6 +81,14 @@ public final class PinnedFile: Sendable {
             close(descriptor)
             throw StageError(.badInput, file: blame, "\(role) is \(FileKind.describe(status.st_mode)); only regular files are accepted")
         }
+        // A hard link is a second name for a file that may live anywhere on the filesystem,
+        // a host file included (where fs.protected_hardlinks is off, or for files the dropper
+        // can write): O_NOFOLLOW and the plain-name rule cannot tell it apart. Refused.
+        guard status.st_nlink <= 1 else {
+            close(descriptor)
+            throw StageError(.badInput, file: blame,
+                             "\(role) has \(status.st_nlink) hard links; a file linked from elsewhere is refused (copy it into the queue instead)")
+        }
         // Regular files ignore O_NONBLOCK, but clear it so nothing downstream is surprised.
         let flags = fcntl(descriptor, F_GETFL)
         if flags >= 0 { _ = fcntl(descriptor, F_SETFL, flags & ~O_NONBLOCK) }

@@ -49,6 +49,7 @@ public enum SourceReader {
             // against the declared format, including vdi, which bare inputs never are).
             return try await ArtifactManifestReader.read(source, allowedDirectories: manifestAllowedDirectories)
         }
+        try VMSettingsLimits.checkDisks(reading.description.disks, file: source.path)
         for index in reading.description.disks.indices {
             let disk = reading.description.disks[index]
             let info = try await InputProbe.inspectImage(disk.locator)
@@ -105,6 +106,24 @@ enum VMSettingsLimits {
         }
         if let memory = vm.memoryMiB, !(1...maximumMemoryMiB).contains(memory) {
             throw StageError(.badInput, file: file, "declares \(memory) MiB of memory; a KVM guest has 1 MiB to 16 TiB")
+        }
+    }
+
+    /// No VM has more disks: 4 SCSI controllers of 64 targets, vSphere's largest layout.
+    static let maximumDisks = 256
+
+    /// A descriptor listing thousands of disks, or the same file many times, would multiply
+    /// one dropped file into hours of copying and gigabytes of output.
+    static func checkDisks(_ disks: [SourceDisk], file: String) throws {
+        guard disks.count <= maximumDisks else {
+            throw StageError(.badInput, file: file, "lists \(disks.count) disks; a VM has at most \(maximumDisks)")
+        }
+        var seen: [DiskLocator: String] = [:]
+        for disk in disks {
+            if let first = seen[disk.locator] {
+                throw StageError(.badInput, file: file, "disks \(first) and \(disk.id) are the same file (\(disk.locator.path))")
+            }
+            seen[disk.locator] = disk.id
         }
     }
 

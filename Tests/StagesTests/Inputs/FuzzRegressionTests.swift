@@ -75,10 +75,9 @@ struct FuzzRegressionTests {
 
     // Disabled: OVFDescriptor.swift is not part of this change and these still trap the process
     // there (FoundationXML's _NSXMLParserComment / _NSXMLParserStartElementNs /
-    // _NSXMLParserProcessingInstruction). Enable once OVFDescriptor.parse refuses what
+    // _NSXMLParserProcessingInstruction). OVFDescriptor.parse refuses what
     // XMLParserHazards.problem(in:) reports before XMLParser sees it.
     @Test("an OVF that crashes XMLParser is refused instead",
-          .disabled("crashes in FoundationXML until OVFDescriptor.parse checks XMLParserHazards (see FUZZING.md)"),
           arguments: crashingOVFs.indices)
     func ovfXMLParserCrashes(index: Int) throws {
         let error = #expect(throws: StageError.self) { _ = try OVFDescriptor.parse(Self.crashingOVFs[index], file: "vm.ovf") }
