@@ -18,6 +18,7 @@ enum FuzzTarget: String, CaseIterable {
     case artifactJSON = "artifact-json"
     case artifactYAML = "artifact-yaml"
     case iso9660 = "iso9660"
+    case pinnedImage = "pinned-image"
 
     /// Parsers that take a path read the bytes from here: a private directory in /dev/shm
     /// (or $TMPDIR), rewritten for every input.
@@ -71,6 +72,22 @@ enum FuzzTarget: String, CaseIterable {
                     try? FileManager.default.createSymbolicLink(atPath: link.path, withDestinationPath: "p.bin")
                 }
                 _ = try? InputProbe.identify(link)
+            }
+        case .pinnedImage:
+            // What the product reads itself before qemu sees an image: the qcow2 header (data
+            // file, backing name, extensions), the chain and descriptor-copy building, and the
+            // tar end tracker that stops an AMI's decompression.
+            let qcow2 = Self.write(data, as: "q.qcow2")
+            if let reader = try? ByteRangeReader(path: qcow2.path) { _ = try? QcowHeader(reading: reader) }
+            _ = try? PinnedImage.open(DiskLocator(path: qcow2.path, format: "qcow2"))
+            let vmdk = Self.write(data, as: "v.vmdk")
+            _ = try? PinnedImage.open(DiskLocator(path: vmdk.path, format: "vmdk"))
+            let archive = Self.write(data, as: "a.tar")
+            let descriptor = open(archive.path, O_RDONLY | O_CLOEXEC)
+            if descriptor >= 0 {
+                var end = TarStreamEnd()
+                _ = end.follow(descriptor, written: UInt64(data.count))
+                close(descriptor)
             }
         case .tar:
             let url = Self.write(data, as: "t.tar")
