@@ -1,5 +1,6 @@
 import Foundation
 import Subprocess
+import Synchronization
 #if canImport(System)
 import System
 #else
@@ -169,12 +170,12 @@ public struct ExternalCommand: Sendable {
     public func run(about file: String? = nil, onStdoutChunk: (@Sendable (Data) -> Void)? = nil) async throws -> Result {
         try Task.checkCancellation()
         guard let wallClock = limits?.wallClock else { return try await runToEnd(onStdoutChunk: onStdoutChunk) }
+        let start = RunStart()
         let outcome = try await withThrowingTaskGroup(of: RaceOutcome?.self) { group in
-            group.addTask { .finished(try await self.runToEnd(onStdoutChunk: onStdoutChunk)) }
+            group.addTask { .finished(try await self.runToEnd(onStdoutChunk: onStdoutChunk, start: start)) }
             group.addTask {
                 // A cancelled sleep is the tool finishing first (or the caller giving up): no verdict.
-                do { try await Task.sleep(for: wallClock.duration) } catch { return nil }
-                return .deadline
+                do { return try await start.deadlinePassed(after: wallClock.duration) ? .deadline : nil } catch { return nil }
             }
             var deadlinePassed = false
             while true {
@@ -211,6 +212,40 @@ public struct ExternalCommand: Sendable {
         case deadline
     }
 
+    /// When the tool really started, and whether it still runs: the wall clock is the tool's,
+    /// not our executor's. Under load (seen in CI: a test process whose threads were all busy
+    /// for minutes) a task can resume long after its tool exited, or start it late; judging
+    /// by the sleeping task alone then "stopped" a `qemu-img info` that had taken 0.1 s.
+    final class RunStart: Sendable {
+        private let state = Mutex<(pid: pid_t, at: ContinuousClock.Instant)?>(nil)
+
+        func record(_ pid: pid_t) { state.withLock { $0 = (pid, .now) } }
+
+        /// Sleeps until the tool has run for `duration`; false when it ended on its own first.
+        func deadlinePassed(after duration: Duration) async throws -> Bool {
+            try await Task.sleep(for: duration)
+            while true {
+                guard let started = state.withLock({ $0 }) else {
+                    // Not started yet: the limit has not begun to run.
+                    try await Task.sleep(for: .seconds(1))
+                    continue
+                }
+                guard Self.isRunning(started.pid) else { return false }
+                let ran = ContinuousClock.now - started.at
+                if ran >= duration { return true }
+                try await Task.sleep(for: duration - ran)
+            }
+        }
+
+        /// Alive and not a zombie (an exited, not yet reaped tool has finished its work).
+        static func isRunning(_ pid: pid_t) -> Bool {
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return false }
+            let state = stat[stat.index(after: close)...].drop { $0 == " " }.first
+            return state != nil && state != "Z" && state != "X"
+        }
+    }
+
     private func overrun(_ wallClock: WallClock, about file: String?) -> StageError {
         let seconds = wallClock.duration.components.seconds
         return StageError(wallClock.blame, file: file,
@@ -219,7 +254,7 @@ public struct ExternalCommand: Sendable {
     }
 
     /// Spawns the tool in a group of its own and reads both its pipes to the end.
-    private func runToEnd(onStdoutChunk: (@Sendable (Data) -> Void)?) async throws -> Result {
+    private func runToEnd(onStdoutChunk: (@Sendable (Data) -> Void)?, start: RunStart? = nil) async throws -> Result {
         let line = commandLine
         guard let first = line.first else { throw StageError(.toolFailed, "an empty command line cannot be run") }
         var options = PlatformOptions()
@@ -236,6 +271,7 @@ public struct ExternalCommand: Sendable {
                 environment: .inherit.updating(updates), platformOptions: options,
                 input: .none, output: .sequence, error: .sequence
             ) { execution in
+                start?.record(execution.processIdentifier.value)
                 async let errors = Self.collectCapped(execution.standardError)
                 let output = await Self.collect(execution.standardOutput, onChunk: onStdoutChunk)
                 return (output, await errors)
