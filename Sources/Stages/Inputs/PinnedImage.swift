@@ -93,11 +93,13 @@ public final class PinnedImage: Sendable {
         return PinnedImage(locator: locator, tree: tree, links: builder.links, holds: builder.holds)
     }
 
-    /// `open`, then qemu's own view of each link compared with ours.
-    public static func openVerified(_ locator: DiskLocator, qemuImg: String = "qemu-img") async throws -> (PinnedImage, [String: Any]) {
-        let image = try open(locator)
-        let topInfo = try await image.verifiedByQemu(qemuImg: qemuImg)
-        return (image, topInfo)
+    /// `open`, then qemu's own view of each link compared with ours: what a stage does before
+    /// handing the image to a tool.
+    public static func openVerified(_ locator: DiskLocator, expecting identity: FileIdentity? = nil,
+                                    qemuImg: String = "qemu-img") async throws -> PinnedImage {
+        let image = try open(locator, expecting: identity)
+        _ = try await image.verifiedByQemu(qemuImg: qemuImg)
+        return image
     }
 
     /// Runs `qemu-img info` on each link alone and refuses any difference from what we pinned.
@@ -179,7 +181,7 @@ private struct ChainBuilder {
                     }
                 }
             } else {
-                let descriptor = try Self.descriptor(in: reader)
+                let descriptor = try VMDKDescriptor.load(from: reader)
                 let copy = try pinExtents(of: descriptor, referrer: file.path, directory: directory)
                 qemuFile = .file(copy.text.procPath)
                 pinned = copy.names
@@ -305,18 +307,6 @@ private struct ChainBuilder {
                              "backing file \(URL(fileURLWithPath: file.path).lastPathComponent) is declared \(declared.debugDescription) but its content is \(found)")
         }
         return found
-    }
-
-    private static func descriptor(in reader: ByteRangeReader) throws -> VMDKDescriptor {
-        guard reader.size <= UInt64(VMDKDescriptor.maximumTextBytes) else {
-            throw StageError(.badInput, file: reader.path, "not a VMDK descriptor: \(reader.size) bytes is too large for one")
-        }
-        let data = try reader.read(at: 0, count: VMDKDescriptor.maximumTextBytes)
-        let text = String(decoding: data.prefix { $0 != 0 }, as: UTF8.self)
-        guard text.trimmingCharacters(in: .whitespacesAndNewlines).hasPrefix(VMDKDescriptor.signature) else {
-            throw StageError(.badInput, file: reader.path, "not a VMDK descriptor: it does not start with '\(VMDKDescriptor.signature)'")
-        }
-        return try VMDKDescriptor.parse(text, file: reader.path)
     }
 
     /// Only letters and digits reach our descriptor copy (qemu reads createType for the layout).

@@ -138,7 +138,12 @@ public struct VMDKDescriptor: Sendable, Equatable {
 
     /// Reads and parses a text descriptor file.
     public static func load(_ url: URL) throws -> VMDKDescriptor {
-        let reader = try ByteRangeReader(path: url.path)
+        try load(from: try ByteRangeReader(path: url.path))
+    }
+
+    /// Reads and parses the descriptor text `reader` sees (a pinned file too); errors name `reader.path`.
+    static func load(from reader: ByteRangeReader) throws -> VMDKDescriptor {
+        let url = URL(fileURLWithPath: reader.path)
         guard reader.size <= UInt64(maximumTextBytes) else {
             throw StageError(.badInput, file: url.path, "not a VMDK descriptor: \(reader.size) bytes is too large for one")
         }

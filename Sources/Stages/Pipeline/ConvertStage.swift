@@ -28,9 +28,7 @@ public struct ConvertStage: PipelineStage {
         // of the fix stage's process, so its backing is always given explicitly here.
         var sources: [PinnedImage] = []
         for disk in vm.disks {
-            let source = try PinnedImage.open(disk.locator, expecting: disk.identity)
-            _ = try await source.verifiedByQemu(qemuImg: qemuImg.executable)
-            sources.append(source)
+            sources.append(try await PinnedImage.openVerified(disk.locator, expecting: disk.identity, qemuImg: qemuImg.executable))
         }
         let plans = zip(vm.disks, sources).map { disk, source -> CopyPlan in
             let name = StageFiles.convertedDisk(diskID: disk.id, format: format)

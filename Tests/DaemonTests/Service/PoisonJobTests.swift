@@ -15,14 +15,23 @@ extension DaemonServiceTests {
         }
     }
 
-    @Test func aJobThatCrashesTheDaemonTwiceIsFailedAsPoisonAndTheDaemonStaysUp() throws {
-        let scratch = try Scratch("daemon-poison")
+    /// A daemon base directory whose queue holds one small VMDK, and the daemon's configuration
+    /// (the scratch directory is returned to be kept alive for the test).
+    func baseWithOneQueuedVMDK(_ label: String, named name: String) throws -> (Scratch, String, String) {
+        let scratch = try Scratch(label)
         let base = scratch.path("data")
         let config = try writeConfig(scratch)
         let raw = scratch.path("base.raw")
         try TestDisks.makeRaw(at: raw)
         try FileManager.default.createDirectory(atPath: base + "/queue", withIntermediateDirectories: true)
-        try TestDisks.convert(raw: raw, to: base + "/queue/bad.vmdk", format: "vmdk", options: [])
+        try TestDisks.convert(raw: raw, to: base + "/queue/" + name, format: "vmdk", options: [])
+        return (scratch, base, config)
+    }
+
+    @Test func aJobThatCrashesTheDaemonTwiceIsFailedAsPoisonAndTheDaemonStaysUp() throws {
+        let (scratch, base, config) = try baseWithOneQueuedVMDK("daemon-poison", named: "bad.vmdk")
+        defer { withExtendedLifetime(scratch) {} }
+        let raw = scratch.path("base.raw")
 
         try crashTwice(base: base, config: config, point: "trap:convert.after-start")
 
@@ -54,13 +63,9 @@ extension DaemonServiceTests {
     }
 
     @Test func twoKillsInARowOnlyCostTime() throws {
-        let scratch = try Scratch("daemon-kill-twice")
-        let base = scratch.path("data")
-        let config = try writeConfig(scratch)
+        let (scratch, base, config) = try baseWithOneQueuedVMDK("daemon-kill-twice", named: "vm.vmdk")
+        defer { withExtendedLifetime(scratch) {} }
         let raw = scratch.path("base.raw")
-        try TestDisks.makeRaw(at: raw)
-        try FileManager.default.createDirectory(atPath: base + "/queue", withIntermediateDirectories: true)
-        try TestDisks.convert(raw: raw, to: base + "/queue/vm.vmdk", format: "vmdk", options: [])
 
         try crashTwice(base: base, config: config, point: "convert.after-start")
 
