@@ -34,7 +34,7 @@ final class HostileHost {
 
     static let secretBytes = 128 * 1024
 
-    init() throws {
+    init() async throws {
         scratch = try Scratch("hostile")
         workingDirectory = scratch.path("host")
         secretPath = workingDirectory + "/state/journal.sqlite"
@@ -48,7 +48,7 @@ final class HostileHost {
 
         listener = try SilentListener()
         let script = RealGuestTesting.repositoryRoot.appendingPathComponent("scripts/hostile-corpus").path
-        try sh(["python3", script, "--out", corpusDirectory, "--secret", secretPath, "--cwd", workingDirectory,
+        try await sh(["python3", script, "--out", corpusDirectory, "--secret", secretPath, "--cwd", workingDirectory,
                 "--nbd-port", String(listener.port)])
         let listing = try Data(contentsOf: URL(fileURLWithPath: corpusDirectory + "/cases.json"))
         cases = try JSONDecoder().decode(Listing.self, from: listing).cases

@@ -26,7 +26,7 @@ struct HostileCorpusTests {
     static let guestFixSuffix = "+fix"
 
     @Test func everyHostileInputEndsCleanlyAndLeaksNothing() async throws {
-        let host = try HostileHost()
+        let host = try await HostileHost()
         let fixRuns = host.cases.filter { Self.withGuestFix.contains($0.id) }.map { hostileCase in
             HostileCase(id: hostileCase.id + Self.guestFixSuffix, class: hostileCase.class, file: hostileCase.file,
                         expect: hostileCase.expect, why: hostileCase.why + " (guest fix on)")
@@ -35,7 +35,7 @@ struct HostileCorpusTests {
         #expect(host.cases.count >= 40, "the corpus is too small: \(host.cases.count) cases")
         #expect(Set(host.cases.map(\.class)) == ["leak", "trap", "wedge", "fill", "tie-up", "minor", "good"])
 
-        let secretBefore = try TestDisks.sha256(host.secretPath)
+        let secretBefore = try await TestDisks.sha256(host.secretPath)
         let verdicts = try await run(selected, host: host)
         let table = Self.table(verdicts)
         print(table)
@@ -43,7 +43,7 @@ struct HostileCorpusTests {
             try table.write(toFile: report, atomically: true, encoding: .utf8)
         }
         // A data file or extent is opened for writing by some qemu paths: the host file must come out untouched.
-        #expect(try TestDisks.sha256(host.secretPath) == secretBefore, "the planted secret was modified by a run")
+        #expect(try await TestDisks.sha256(host.secretPath) == secretBefore, "the planted secret was modified by a run")
         for verdict in verdicts {
             #expect(verdict.failures.isEmpty,
                     "\(verdict.hostileCase.id) [\(verdict.hostileCase.class)] \(verdict.hostileCase.why): \(verdict.failures.joined(separator: "; "))")
@@ -64,8 +64,8 @@ struct HostileCorpusTests {
         var running: [(HostileCase, BoundedProductRun)] = []
         var verdicts: [HostileVerdict] = []
         var mounted: [String] = []
-        defer { for path in mounted { _ = try? sh(["umount", "-l", path], allowFailure: true) } }
-        func start(_ hostileCase: HostileCase) throws {
+        defer { for path in mounted { _ = try? shBlocking(["umount", "-l", path], allowFailure: true) } }
+        func start(_ hostileCase: HostileCase) async throws {
             let directory = host.scratch.path("runs/\(hostileCase.id)")
             let output = directory + "/out"
             let fix = hostileCase.id.hasSuffix(Self.guestFixSuffix)
@@ -74,7 +74,7 @@ struct HostileCorpusTests {
                 // one that does not fit is refused before it fills the disk, so each fill
                 // case gets a filesystem of its own, smaller than what it expands to.
                 try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
-                try sh(["mount", "-t", "tmpfs", "-o", "size=\(Self.fillFilesystemMiB)m", "h2k-fill", output])
+                try await sh(["mount", "-t", "tmpfs", "-o", "size=\(Self.fillFilesystemMiB)m", "h2k-fill", output])
                 mounted.append(output)
             }
             let arguments = [ProductBinary.path, "convert", host.path(of: hostileCase), "--output-dir", output]
@@ -85,10 +85,10 @@ struct HostileCorpusTests {
                                             seconds: Self.caseSeconds)
             running.append((hostileCase, run))
         }
-        for hostileCase in cases where hostileCase.class == "wedge" { try start(hostileCase) }
+        for hostileCase in cases where hostileCase.class == "wedge" { try await start(hostileCase) }
         while !running.isEmpty || !waiting.isEmpty {
             while running.filter({ $0.0.class != "wedge" }).count < Self.parallel, !waiting.isEmpty {
-                try start(waiting.removeFirst())
+                try await start(waiting.removeFirst())
             }
             for (hostileCase, run) in running where run.poll() {
                 let judge = HostileJudge(marker: host.marker, workingDirectory: host.workingDirectory,

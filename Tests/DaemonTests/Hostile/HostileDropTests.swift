@@ -25,7 +25,7 @@ import Testing
 
         /// Every file below `directory` (qcow2 images decoded to raw first) free of the marker;
         /// with `suffix`, only the files whose names end so (never decode the attacker's own files).
-        func expectAbsent(under directory: String, suffix: String? = nil, scratch: Scratch) throws {
+        func expectAbsent(under directory: String, suffix: String? = nil, scratch: Scratch) async throws {
             guard let walker = FileManager.default.enumerator(atPath: directory) else { return }
             let needle = Data(marker.utf8)
             for case let relative as String in walker {
@@ -37,7 +37,7 @@ import Testing
                 #expect(data.range(of: needle) == nil, "the planted host file leaked into \(relative) (raw bytes)")
                 if relative.hasSuffix(".qcow2") {
                     let decoded = scratch.path("decoded.raw")
-                    try sh(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", path, decoded])
+                    try await sh(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", path, decoded])
                     let guest = try Data(contentsOf: URL(fileURLWithPath: decoded), options: .alwaysMapped)
                     #expect(guest.range(of: needle) == nil, "the planted host file leaked into \(relative) (decoded guest data)")
                     try FileManager.default.removeItem(atPath: decoded)
@@ -48,7 +48,7 @@ import Testing
 
     /// Writes the hostile files into `directory` (outside the queue) and returns their names.
     /// Binary headers are made by python3 from their documented layouts; nothing is committed.
-    static func makeHostileFiles(in directory: String, secret: PlantedSecret, silentPort: Int) throws -> [String] {
+    static func makeHostileFiles(in directory: String, secret: PlantedSecret, silentPort: Int) async throws -> [String] {
         let script = #"""
         import os, struct, sys, tarfile, io, json, subprocess
         d, secret, port = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -91,7 +91,7 @@ import Testing
         print("\n".join(["trap-grain-directory.vmdk", "trap-pax-length.ova", "hang-fifo-backing.qcow2", "hang-fifo-data.qcow2",
                          "hang-nbd-backing.qcow2", "leak-data-file.qcow2", "leak-split-extent.vmdk", "leak-manifest.json"]))
         """#
-        let result = try sh(["python3", "-c", script, directory, secret.path, String(silentPort)])
+        let result = try await sh(["python3", "-c", script, directory, secret.path, String(silentPort)])
         return result.out.split(separator: "\n").map(String.init)
     }
 
@@ -121,9 +121,9 @@ import Testing
         deinit { close(socket) }
     }
 
-    @Test func trappingHangingAndLeakingFilesBesideTwoGoodGuestsCostOnlyTheirOwnJobs() throws {
+    @Test func trappingHangingAndLeakingFilesBesideTwoGoodGuestsCostOnlyTheirOwnJobs() async throws {
         if !FileManager.default.fileExists(atPath: Self.phonyGuest) {
-            try sh([RealGuestTesting.repositoryRoot.appendingPathComponent("scripts/build-test-guest").path, "phony"])
+            try await sh([RealGuestTesting.repositoryRoot.appendingPathComponent("scripts/build-test-guest").path, "phony"])
         }
         let scratch = try Scratch("hostile-drop")
         let base = scratch.path("data")
@@ -134,9 +134,9 @@ import Testing
         let secret = try PlantedSecret(at: scratch.path("host-secret.txt"))
         let listener = try SilentListener()
 
-        let hostile = try Self.makeHostileFiles(in: staging, secret: secret, silentPort: listener.port)
-        try sh(["cp", "--sparse=always", Self.phonyGuest, staging + "/good-raw.img"])
-        try sh(["qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", Self.phonyGuest, staging + "/good-vmdk.vmdk"])
+        let hostile = try await Self.makeHostileFiles(in: staging, secret: secret, silentPort: listener.port)
+        try await sh(["cp", "--sparse=always", Self.phonyGuest, staging + "/good-raw.img"])
+        try await sh(["qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", Self.phonyGuest, staging + "/good-vmdk.vmdk"])
 
         let config = scratch.path("daemon.yaml")
         // The phony guests are made by guestfish alone and carry no initramfs generator, so
@@ -145,7 +145,7 @@ import Testing
             .write(toFile: config, atomically: true, encoding: .utf8)
         let daemon = try DaemonServiceTests.RunningDaemon(base: base, config: config, environment: RealGuestTesting.libguestfsEnvironment)
         defer { _ = daemon.stop() }
-        #expect(waitFor(20) { FileManager.default.fileExists(atPath: queue) })
+        #expect(await waitFor(20) { FileManager.default.fileExists(atPath: queue) })
 
         // Everything at once: the helpers (FIFOs, decoy) first, so no image waits on a missing sibling.
         let helpers = ["backing.pipe", "data.pipe", "nbd:127.0.0.1:\(listener.port)"]
@@ -153,7 +153,7 @@ import Testing
             try FileManager.default.moveItem(atPath: staging + "/" + name, toPath: queue + "/" + name)
         }
 
-        let finished = waitFor(1500) {
+        let finished = await waitFor(1500) {
             let good = ["good-raw", "good-vmdk"].allSatisfy { FileManager.default.fileExists(atPath: base + "/output/\($0)/SHA256SUMS") }
             let goodFailed = ["good-raw.img", "good-vmdk.vmdk"].contains { FileManager.default.fileExists(atPath: queue + "/.errors/\($0).error.json") }
             let refused = hostile.allSatisfy { FileManager.default.fileExists(atPath: queue + "/.errors/\($0).error.json") }
@@ -176,19 +176,19 @@ import Testing
             #expect(!FileManager.default.fileExists(atPath: base + "/output/" + URL(fileURLWithPath: name).deletingPathExtension().lastPathComponent),
                     "\(name) was published")
         }
-        try secret.expectAbsent(under: base + "/output", scratch: scratch)
-        try secret.expectAbsent(under: queue + "/.errors", suffix: ".error.json", scratch: scratch)
+        try await secret.expectAbsent(under: base + "/output", scratch: scratch)
+        try await secret.expectAbsent(under: queue + "/.errors", suffix: ".error.json", scratch: scratch)
         let log = Data(daemon.output.utf8)
         #expect(log.range(of: Data(secret.marker.utf8)) == nil, "the planted host file's content reached the log")
         withExtendedLifetime(listener) {}
     }
 
     /// Polls (in the test only) until `condition` holds or `seconds` pass.
-    func waitFor(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+    func waitFor(_ seconds: Double, _ condition: () throws -> Bool) async rethrows -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if try condition() { return true }
-            Thread.sleep(forTimeInterval: 1)
+            try? await Task.sleep(for: .seconds(1))
         }
         return try condition()
     }

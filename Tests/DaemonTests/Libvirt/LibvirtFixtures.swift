@@ -42,7 +42,7 @@ final class LibvirtDaemon {
     }
 
     private static func answers() -> Bool {
-        (try? sh(["virsh", "-c", uri, "version"], environment: clientEnvironment, allowFailure: true))?.status == 0
+        (try? shBlocking(["virsh", "-c", uri, "version"], environment: clientEnvironment, allowFailure: true))?.status == 0
     }
 }
 
@@ -92,7 +92,7 @@ enum DetachedLaunch {
 enum VirshCLI {
     @discardableResult
     static func run(_ arguments: [String], allowFailure: Bool = false) throws -> (status: Int32, out: String, err: String) {
-        try sh(["virsh", "-q", "-c", LibvirtDaemon.uri] + arguments, environment: LibvirtDaemon.clientEnvironment,
+        try shBlocking(["virsh", "-q", "-c", LibvirtDaemon.uri] + arguments, environment: LibvirtDaemon.clientEnvironment,
                allowFailure: allowFailure)
     }
 

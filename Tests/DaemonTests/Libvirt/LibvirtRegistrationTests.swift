@@ -13,21 +13,21 @@ struct LibvirtRegistrationTests {
     let source: String
     let out: String
 
-    init() throws {
+    init() async throws {
         scratch = try Scratch("libvirt")
         daemon = try LibvirtDaemon(scratch: scratch)
         vmName = "h2k-test-" + UUID().uuidString.prefix(8).lowercased()
         let raw = scratch.path("base.raw")
-        try TestDisks.makeRaw(at: raw)
+        try await TestDisks.makeRaw(at: raw)
         source = scratch.path("vm.vmdk")
-        try TestDisks.convert(raw: raw, to: source, format: "vmdk", options: [])
+        try await TestDisks.convert(raw: raw, to: source, format: "vmdk", options: [])
         out = scratch.path("out")
     }
 
     var published: String { out + "/" + vmName }
 
-    func convert(_ extra: [String], environment: [String: String] = [:]) throws -> (status: Int32, out: String, err: String) {
-        try sh([ProductBinary.path, "convert", source, "--output-dir", out, "--no-fix", "--vm-name", vmName] + extra,
+    func convert(_ extra: [String], environment: [String: String] = [:]) async throws -> (status: Int32, out: String, err: String) {
+        try await sh([ProductBinary.path, "convert", source, "--output-dir", out, "--no-fix", "--vm-name", vmName] + extra,
                environment: LibvirtDaemon.clientEnvironment.merging(environment) { _, new in new }, allowFailure: true)
     }
 
@@ -36,12 +36,12 @@ struct LibvirtRegistrationTests {
         return try journal.allJobs().flatMap { try journal.history(job: $0.id) }
     }
 
-    @Test func definesTheDomainShutOffOnTheNetworkWithThePublishedDisk() throws {
+    @Test func definesTheDomainShutOffOnTheNetworkWithThePublishedDisk() async throws {
         let network = "h2k-net-" + UUID().uuidString.prefix(6).lowercased()
         try VirshCLI.makeNetwork(network, scratch: scratch)
         defer { VirshCLI.removeDomain(vmName); VirshCLI.removeNetwork(network) }
 
-        let run = try convert(["--libvirt", "--libvirt-network", network])
+        let run = try await convert(["--libvirt", "--libvirt-network", network])
         #expect(run.status == 0, "convert failed: \(run.err)")
         let registration = try RegistrationFile.read(in: published)
         let info = try VirshCLI.dominfo(vmName)
@@ -67,19 +67,19 @@ struct LibvirtRegistrationTests {
         #expect(register.first?.detail?.contains("domain '\(vmName)' UUID \(registration.uuid)") == true)
 
         // The same command again: already published, nothing redefined, still one domain.
-        let again = try convert(["--libvirt", "--libvirt-network", network])
+        let again = try await convert(["--libvirt", "--libvirt-network", network])
         #expect(again.status == 0, "second convert failed: \(again.err)")
         #expect(try VirshCLI.domainNames().filter { $0 == vmName }.count == 1)
         #expect(try VirshCLI.dominfo(vmName)["UUID"] == registration.uuid)
     }
 
-    @Test func importsTheDiskIntoAPoolAndUsesABridgeWithAutostart() throws {
+    @Test func importsTheDiskIntoAPoolAndUsesABridgeWithAutostart() async throws {
         let pool = "h2k-pool-" + UUID().uuidString.prefix(6).lowercased()
         let poolDirectory = scratch.path("pool")
         try VirshCLI.makePool(pool, directory: poolDirectory)
         defer { VirshCLI.removeDomain(vmName); VirshCLI.removePool(pool) }
 
-        let run = try convert(["--libvirt", "--libvirt-bridge", "br-h2k-test", "--libvirt-pool", pool, "--libvirt-autostart"])
+        let run = try await convert(["--libvirt", "--libvirt-bridge", "br-h2k-test", "--libvirt-pool", pool, "--libvirt-autostart"])
         #expect(run.status == 0, "convert failed: \(run.err)")
         let registration = try RegistrationFile.read(in: published)
         let info = try VirshCLI.dominfo(vmName)
@@ -94,7 +94,7 @@ struct LibvirtRegistrationTests {
         #expect(try VirshCLI.volumeNames(pool) == [volume.name])
         let disks = try VirshCLI.rows(["domblklist", "--domain", vmName, "--details"])
         #expect(disks == [["volume", "disk", "vda", volume.name]])
-        #expect(try TestDisks.sha256(volume.path) == TestDisks.sha256(volume.importedFrom), "the volume is not the published disk")
+        #expect(try await TestDisks.sha256(volume.path) == TestDisks.sha256(volume.importedFrom), "the volume is not the published disk")
         let format = try VirshCLI.run(["vol-dumpxml", "--pool", pool, "--vol", volume.name]).out
         #expect(format.contains("<format type='qcow2'/>"))
 
@@ -104,19 +104,19 @@ struct LibvirtRegistrationTests {
     }
 
     @Test(arguments: ["register.after-start", "register.outputs-durable"])
-    func killedDuringRegistrationThenResumedLeavesOneDomain(point: String) throws {
+    func killedDuringRegistrationThenResumedLeavesOneDomain(point: String) async throws {
         let pool = "h2k-pool-" + UUID().uuidString.prefix(6).lowercased()
         try VirshCLI.makePool(pool, directory: scratch.path("pool"))
         defer { VirshCLI.removeDomain(vmName); VirshCLI.removePool(pool) }
         let options = ["--libvirt", "--libvirt-pool", pool, "--libvirt-bridge", "br-h2k-test"]
 
-        let crashed = try convert(options, environment: ["HYPER2KVM_CRASH_POINT": point])
+        let crashed = try await convert(options, environment: ["HYPER2KVM_CRASH_POINT": point])
         #expect(crashed.status != 0 && crashed.err.contains("crash point \(point)"))
         if point == "register.outputs-durable" {
             // Killed after `virsh define`, before the journal commit: the domain exists already.
             #expect(try VirshCLI.domainNames().contains(vmName))
         }
-        let resumed = try convert(options)
+        let resumed = try await convert(options)
         #expect(resumed.status == 0, "resume after \(point) failed: \(resumed.err)")
 
         let registration = try RegistrationFile.read(in: published)
@@ -128,7 +128,7 @@ struct LibvirtRegistrationTests {
         #expect(transitions.filter { $0.to == .published }.count == 1)
     }
 
-    @Test func aForeignDomainOfTheSameNameIsLeftUntouched() throws {
+    @Test func aForeignDomainOfTheSameNameIsLeftUntouched() async throws {
         let foreignUUID = UUID().uuidString.lowercased()
         let foreignXML = scratch.path("foreign.xml")
         try """
@@ -140,7 +140,7 @@ struct LibvirtRegistrationTests {
         defer { VirshCLI.removeDomain(vmName) }
         let foreignBefore = try VirshCLI.run(["dumpxml", "--domain", vmName]).out
 
-        let run = try convert(["--libvirt"])
+        let run = try await convert(["--libvirt"])
         #expect(run.status != 0, "convert must fail when the name is taken")
         #expect(run.err.contains("qemu:///system") && run.err.contains("'\(vmName)'") && run.err.contains("left untouched"),
                 "unclear error: \(run.err)")
@@ -151,7 +151,7 @@ struct LibvirtRegistrationTests {
         // libvirt_overwrite replaces a shut-off foreign definition (the failed job's rerun is a new job).
         let config = scratch.path("overwrite.yaml")
         try "libvirt_overwrite: true\n".write(toFile: config, atomically: true, encoding: .utf8)
-        let overwritten = try convert(["--libvirt", "--config", config])
+        let overwritten = try await convert(["--libvirt", "--config", config])
         #expect(overwritten.status == 0, "overwrite failed: \(overwritten.err)")
         let info = try VirshCLI.dominfo(vmName)
         #expect(info["UUID"] != foreignUUID)
@@ -161,14 +161,14 @@ struct LibvirtRegistrationTests {
 
 /// Without `--libvirt` nothing talks to libvirt: the stage is journaled as skipped.
 @Suite(.serialized) struct LibvirtIntegrationOffTests {
-    @Test func registerIsSkippedWithItsReason() throws {
+    @Test func registerIsSkippedWithItsReason() async throws {
         let scratch = try Scratch("libvirt-off")
         let raw = scratch.path("base.raw")
-        try TestDisks.makeRaw(at: raw)
+        try await TestDisks.makeRaw(at: raw)
         let source = scratch.path("vm.vmdk")
-        try TestDisks.convert(raw: raw, to: source, format: "vmdk", options: [])
+        try await TestDisks.convert(raw: raw, to: source, format: "vmdk", options: [])
         let out = scratch.path("out")
-        let run = try sh([ProductBinary.path, "convert", source, "--output-dir", out, "--no-fix",
+        let run = try await sh([ProductBinary.path, "convert", source, "--output-dir", out, "--no-fix",
                           "--libvirt-uri", "qemu+unix:///system?socket=/nonexistent"], allowFailure: true)
         #expect(run.status == 0, "convert failed: \(run.err)")
         let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: out + "/.hyper2kvm/state"))
@@ -178,8 +178,8 @@ struct LibvirtRegistrationTests {
         #expect(!FileManager.default.fileExists(atPath: out + "/vm/libvirt.json"))
     }
 
-    @Test func networkAndBridgeFlagsExcludeEachOther() throws {
-        let run = try sh([ProductBinary.path, "convert", "/nonexistent.vmdk", "--output-dir", "/tmp",
+    @Test func networkAndBridgeFlagsExcludeEachOther() async throws {
+        let run = try await sh([ProductBinary.path, "convert", "/nonexistent.vmdk", "--output-dir", "/tmp",
                           "--libvirt", "--libvirt-network", "lan", "--libvirt-bridge", "br0"], allowFailure: true)
         #expect(run.status != 0)
         #expect(run.err.contains("--libvirt-network and --libvirt-bridge are mutually exclusive"))

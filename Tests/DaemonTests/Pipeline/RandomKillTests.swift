@@ -8,9 +8,9 @@ import Journal
 @Suite(.serialized) struct RandomKillTests {
     static let trials = Int(ProcessInfo.processInfo.environment["HYPER2KVM_KILL_TRIALS"] ?? "") ?? 50
 
-    @Test func randomKillsNeverLoseDuplicateOrCorruptAnything() throws {
+    @Test func randomKillsNeverLoseDuplicateOrCorruptAnything() async throws {
         let scratch = try Scratch("random-kill")
-        let (raw, source) = try TestDisks.makeSource(in: scratch, options: ["-o", "subformat=streamOptimized"])
+        let (raw, source) = try await TestDisks.makeSource(in: scratch, options: ["-o", "subformat=streamOptimized"])
         var generator = SystemRandomNumberGenerator()
         var crashes = 0, redone: [Int] = []
 
@@ -31,7 +31,7 @@ import Journal
                 try process.run()
                 // The first attempts are cut short at a random moment; the last runs to the end.
                 if attempts < 3 {
-                    Thread.sleep(forTimeInterval: Double.random(in: 0.02...1.2, using: &generator))
+                    try await Task.sleep(for: .seconds(Double.random(in: 0.02...1.2, using: &generator)))
                     if process.isRunning {
                         kill(process.processIdentifier, SIGKILL)
                         crashes += 1
@@ -57,10 +57,10 @@ import Journal
 
             let published = try FileManager.default.contentsOfDirectory(atPath: out).filter { !$0.hasPrefix(".") }
             #expect(published == ["vm"], "trial \(trial): \(published)")
-            let sums = try sh(["sh", "-c", "cd '\(out)/vm' && sha256sum -c --quiet SHA256SUMS"], allowFailure: true)
+            let sums = try await sh(["sh", "-c", "cd '\(out)/vm' && sha256sum -c --quiet SHA256SUMS"], allowFailure: true)
             #expect(sums.status == 0, "trial \(trial): \(sums.out)")
             if trial % 10 == 0 {
-                let compare = try sh(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, out + "/vm/vm.qcow2"], allowFailure: true)
+                let compare = try await sh(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, out + "/vm/vm.qcow2"], allowFailure: true)
                 #expect(compare.status == 0, "trial \(trial): content differs")
             }
             try? FileManager.default.removeItem(atPath: out)

@@ -12,17 +12,17 @@ import Testing
         (ProcessInfo.processInfo.environment["HYPER2KVM_TEST_CACHE"] ?? "/var/cache/hyper2kvm-test") + "/debian12-vmware.vmdk"
     }
 
-    @Test func aVMwareDebianOVADroppedIntoTheDaemonBootsOnVirtio() throws {
+    @Test func aVMwareDebianOVADroppedIntoTheDaemonBootsOnVirtio() async throws {
         if !FileManager.default.fileExists(atPath: Self.cachedGuest) {
-            try sh([Self.repositoryRoot.appendingPathComponent("scripts/build-test-guest").path, "debian12"])
+            try await sh([Self.repositoryRoot.appendingPathComponent("scripts/build-test-guest").path, "debian12"])
         }
         let scratch = try Scratch("real-guest")
         let base = scratch.path("data")
         try FileManager.default.createDirectory(atPath: base + "/queue", withIntermediateDirectories: true)
-        try sh(["qemu-img", "convert", "-f", "vmdk", "-O", "raw", Self.cachedGuest, scratch.path("guest.raw")])
-        let ova = try OVABuilder.make(name: "web01", raw: scratch.path("guest.raw"), in: scratch.url.path)
+        try await sh(["qemu-img", "convert", "-f", "vmdk", "-O", "raw", Self.cachedGuest, scratch.path("guest.raw")])
+        let ova = try await OVABuilder.make(name: "web01", raw: scratch.path("guest.raw"), in: scratch.url.path)
         try FileManager.default.removeItem(atPath: scratch.path("guest.raw"))
-        let sourceSHA = try TestDisks.sha256(ova)
+        let sourceSHA = try await TestDisks.sha256(ova)
         let config = scratch.path("daemon.yaml")
         try "command: daemon\nfile_stable_seconds: 1\nretry_policy: {enabled: false}\n".write(toFile: config, atomically: true, encoding: .utf8)
         let environment = RealGuestTesting.libguestfsEnvironment
@@ -30,7 +30,7 @@ import Testing
         defer { _ = daemon.stop() }
         try FileManager.default.moveItem(atPath: ova, toPath: base + "/queue/web01.ova")
 
-        let published = RealGuestTesting.awaitPublication(base: base, vm: "web01", queued: "web01.ova", seconds: 1500)
+        let published = try await RealGuestTesting.awaitPublication(base: base, vm: "web01", queued: "web01.ova", seconds: 1500)
         #expect(FileManager.default.fileExists(atPath: published + "/web01.qcow2"), "log:\n\(daemon.output)")
         guard FileManager.default.fileExists(atPath: published + "/web01.qcow2") else { return }
 
@@ -41,10 +41,10 @@ import Testing
         #expect((metadata?["inspection"] as? [String: Any])?["distro"] as? String == "debian")
         let processed = try FileManager.default.subpathsOfDirectory(atPath: base + "/queue/.processed")
         let archived = try #require(processed.first { $0.hasSuffix("web01.ova") })
-        #expect(try TestDisks.sha256(base + "/queue/.processed/" + archived) == sourceSHA, "the source was modified")
+        #expect(try await TestDisks.sha256(base + "/queue/.processed/" + archived) == sourceSHA, "the source was modified")
 
-        let boot = try sh([Self.repositoryRoot.appendingPathComponent("scripts/boot-test").path, published + "/web01.qcow2"],
-                          environment: ["BOOT_TEST_TIMEOUT": "300"], allowFailure: true)
+        let boot = try await sh([Self.repositoryRoot.appendingPathComponent("scripts/boot-test").path, published + "/web01.qcow2"],
+                          environment: ["BOOT_TEST_TIMEOUT": "600"], allowFailure: true)
         #expect(boot.status == 0, "the converted guest did not boot on virtio: \(boot.out) \(boot.err)")
         #expect(boot.out.contains("HYPER2KVM-NET ens192="), "the NIC did not come up under its old name: \(boot.out)")
         let xml = try String(contentsOfFile: published + "/domain.xml", encoding: .utf8)

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Stages
 
 /// The same real Debian 12 as RealGuestConversionTests (root /dev/sda1, ens192 pinned to a
 /// VMware MAC, no virtio in its initramfs), saved as the formats Hyper-V exports — dynamic
@@ -49,7 +50,7 @@ import Testing
         let cpuSeconds: Double
     }
 
-    @Test func vhdxAndVHDOfAVMwareDebianConvertAndBootOnVirtio() throws {
+    @Test func vhdxAndVHDOfAVMwareDebianConvertAndBootOnVirtio() async throws {
         let testStart = Date()
         print("RealGuestHyperVFormatTests: converting with \(Self.productBinary)")
         let scratch = try Scratch("real-guest-hyperv")
@@ -57,33 +58,33 @@ import Testing
 
         let missing = Self.variants.filter { !FileManager.default.fileExists(atPath: Self.cacheDirectory + "/" + $0.file) }
         if !missing.isEmpty {
-            try sh([Self.repositoryRoot.appendingPathComponent("scripts/build-test-guest").path] + missing.map(\.buildTarget))
+            try await sh([Self.repositoryRoot.appendingPathComponent("scripts/build-test-guest").path] + missing.map(\.buildTarget))
         }
 
         var pendingBoot: (Conversion, BackgroundCommand)?
         var boots: [(Conversion, BackgroundCommand.Result)] = []
         for variant in Self.variants {
             let cached = Self.cacheDirectory + "/" + variant.file
-            let source = variant.staleGrubEntry
+            let source = await variant.staleGrubEntry
                 ? try Self.withStaleGrubEntry(cached, format: variant.qemuFormat, scratch: scratch, environment: environment)
                 : cached
-            let info = try sh(["qemu-img", "info", "--output=json", source]).out
+            let info = try await sh(["qemu-img", "info", "--output=json", source]).out
             #expect(info.contains("\"format\": \"\(variant.qemuFormat)\""), "\(source) is not \(variant.qemuFormat): \(info)")
-            let sourceSHA = try TestDisks.sha256(source)
+            let sourceSHA = try await TestDisks.sha256(source)
 
-            let conversion = try convert(variant, source: source, scratch: scratch, environment: environment)
-            #expect(try TestDisks.sha256(source) == sourceSHA, "\(variant.name): the source was modified")
-            try expectGuestFixesRecorded(conversion)
+            let conversion = try await convert(variant, source: source, scratch: scratch, environment: environment)
+            #expect(try await TestDisks.sha256(source) == sourceSHA, "\(variant.name): the source was modified")
+            try await expectGuestFixesRecorded(conversion)
             try expectGrubHandled(conversion)
 
-            if let (previous, boot) = pendingBoot { boots.append((previous, try boot.wait())) }
+            if let (previous, boot) = pendingBoot { boots.append((previous, try await boot.wait())) }
             // A generous timeout: this boot shares the machine with the next conversion, and a
             // guest that cannot find its root is caught by its console message, not the timeout.
             pendingBoot = (conversion, try BackgroundCommand.start([Self.bootTest, conversion.disk, "qcow2"],
                                                                    environment: ["BOOT_TEST_TIMEOUT": "600"],
                                                                    outputDirectory: scratch.path("boot-\(variant.name)")))
         }
-        if let (last, boot) = pendingBoot { boots.append((last, try boot.wait())) }
+        if let (last, boot) = pendingBoot { boots.append((last, try await boot.wait())) }
 
         for (conversion, boot) in boots {
             print("\(conversion.variant.name): conversion \(String(format: "%.1f", conversion.seconds)) s "
@@ -98,9 +99,9 @@ import Testing
 
     /// A copy of `cached` whose grub.cfg has one more entry, for a kernel that is not installed.
     static func withStaleGrubEntry(_ cached: String, format: String, scratch: Scratch,
-                                   environment: [String: String]) throws -> String {
+                                   environment: [String: String]) async throws -> String {
         let copy = scratch.path("stale-grub-" + URL(fileURLWithPath: cached).lastPathComponent)
-        try sh(["cp", "--sparse=always", cached, copy])
+        try await sh(["cp", "--sparse=always", cached, copy])
         let entry = scratch.path("stale-entry.cfg")
         try ("menuentry 'Debian GNU/Linux, with Linux \(staleKernel) (removed long ago)' {\n"
             + "\tlinux\t/boot/vmlinuz-\(staleKernel) root=/dev/sda1 ro\n"
@@ -109,7 +110,7 @@ import Testing
         let script = scratch.path("stale-grub.guestfish")
         try "download /boot/grub/grub.cfg \(config)\n! cat \(entry) >> \(config)\nupload \(config) /boot/grub/grub.cfg\n"
             .write(toFile: script, atomically: true, encoding: .utf8)
-        try sh(["guestfish", "--format=\(format)", "-a", copy, "-m", "/dev/sda1", "-f", script], environment: environment)
+        try await sh(["guestfish", "--format=\(format)", "-a", copy, "-m", "/dev/sda1", "-f", script], environment: environment)
         return copy
     }
 
@@ -134,12 +135,12 @@ import Testing
     }
 
     /// Runs the one-shot command on `source` with guest fixes on (the default).
-    func convert(_ variant: Variant, source: String, scratch: Scratch, environment: [String: String]) throws -> Conversion {
+    func convert(_ variant: Variant, source: String, scratch: Scratch, environment: [String: String]) async throws -> Conversion {
         let out = scratch.path("out-\(variant.name)")
         let start = Date()
         let cpuBefore = ChildCPUTime.seconds()
         // Info-level logging (the default) carries the stage timings; more would flood the pipe.
-        let run = try sh([Self.productBinary, "convert", source, "--output-dir", out, "--vm-name", variant.name],
+        let run = try await sh([Self.productBinary, "convert", source, "--output-dir", out, "--vm-name", variant.name],
                          environment: environment, allowFailure: true)
         let seconds = Date().timeIntervalSince(start)
         #expect(run.status == 0, "\(variant.name): convert failed: \(run.err)")
@@ -156,20 +157,21 @@ import Testing
         return Double(log[range].dropFirst("fix completed in ".count).dropLast(2))
     }
 
-    func expectGuestFixesRecorded(_ conversion: Conversion) throws {
+    func expectGuestFixesRecorded(_ conversion: Conversion) async throws {
         let metadata = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: conversion.directory + "/metadata.json"))) as? [String: Any]
         let fixes = (metadata?["fixes"] as? [[String: Any]]) ?? []
         let areas = Set(fixes.compactMap { $0["area"] as? String })
         #expect(areas.isSuperset(of: ["fstab", "bootloader", "initramfs", "network"]), "\(conversion.variant.name) fixes: \(areas)")
         #expect((metadata?["inspection"] as? [String: Any])?["distro"] as? String == "debian")
-        let sums = try sh(["sh", "-c", "cd '\(conversion.directory)' && sha256sum -c SHA256SUMS"], allowFailure: true)
+        let sums = try await sh(["sh", "-c", "cd '\(conversion.directory)' && sha256sum -c SHA256SUMS"], allowFailure: true)
         #expect(sums.status == 0, "\(conversion.variant.name) SHA256SUMS: \(sums.out) \(sums.err)")
     }
 }
 
 /// A host command left running while the test does something else; its output goes to
 /// files (a pipe nobody reads would block it).
-final class BackgroundCommand {
+/// Unchecked: its process is only touched by one waiter at a time.
+final class BackgroundCommand: @unchecked Sendable {
     struct Result {
         let status: Int32
         let out: String
@@ -202,9 +204,15 @@ final class BackgroundCommand {
         return BackgroundCommand(process: process, outURL: outURL, errURL: errURL)
     }
 
-    /// Waits for the command; its CPU time is known once it is reaped, so nothing else may
-    /// be reaped concurrently for `cpuSeconds` to be its own.
-    func wait() throws -> Result {
+    /// Waits for the command on a thread of its own (a boot takes minutes: blocking one of
+    /// the test process's two pool threads that long stalls other tests' timers).
+    func wait() async throws -> Result {
+        try await BlockingWork.run("h2k-test-boot") { try self.waitBlocking() }
+    }
+
+    /// Its CPU time is known once it is reaped, so nothing else may be reaped concurrently
+    /// for `cpuSeconds` to be its own.
+    private func waitBlocking() throws -> Result {
         let cpuBefore = ChildCPUTime.seconds()
         process.waitUntilExit()
         return Result(status: process.terminationStatus,

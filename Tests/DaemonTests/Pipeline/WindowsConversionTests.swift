@@ -11,9 +11,9 @@ import Testing
         (ProcessInfo.processInfo.environment["HYPER2KVM_TEST_CACHE"] ?? "/var/cache/hyper2kvm-test") + "/phony-windows-v1"
     }
 
-    @Test func theSeedProductionConfigurationConvertsAWindowsGuest() throws {
+    @Test func theSeedProductionConfigurationConvertsAWindowsGuest() async throws {
         if !FileManager.default.fileExists(atPath: Self.phonyWindows + "/virtio-win.iso") {
-            try sh([Self.repositoryRoot.appendingPathComponent("scripts/build-phony-windows").path])
+            try await sh([Self.repositoryRoot.appendingPathComponent("scripts/build-phony-windows").path])
         }
         let scratch = try Scratch("windows")
         let base = scratch.path("data")
@@ -37,11 +37,11 @@ import Testing
         defer { _ = daemon.stop() }
 
         let source = scratch.path("win10.img")
-        try sh(["cp", "--sparse=always", Self.phonyWindows + "/win10-bios.img", source])
-        let sourceSHA = try TestDisks.sha256(source)
+        try await sh(["cp", "--sparse=always", Self.phonyWindows + "/win10-bios.img", source])
+        let sourceSHA = try await TestDisks.sha256(source)
         try FileManager.default.moveItem(atPath: source, toPath: base + "/queue/win10.img")
 
-        let published = RealGuestTesting.awaitPublication(base: base, vm: "win10", queued: "win10.img", seconds: 900)
+        let published = try await RealGuestTesting.awaitPublication(base: base, vm: "win10", queued: "win10.img", seconds: 900)
         let log = (try? String(contentsOfFile: base + "/daemon.log", encoding: .utf8)) ?? daemon.output
         #expect(FileManager.default.fileExists(atPath: published + "/win10.qcow2"), "log:\n\(log)")
         guard FileManager.default.fileExists(atPath: published + "/win10.qcow2") else { return }
@@ -52,7 +52,7 @@ import Testing
         #expect(xml.contains("<target dev='vda' bus='virtio'/>"), "drivers were injected, so the disk is virtio:\n\(xml)")
         #expect(xml.contains("OVMF_CODE_4M.fd"), "vm_uefi: true in the production configuration")
         #expect(xml.contains("<memory unit='MiB'>4096</memory>") && xml.contains("<vcpu placement='static'>2</vcpu>"))
-        let check = try sh(["virt-xml-validate", published + "/domain.xml", "domain"], allowFailure: true)
+        let check = try await sh(["virt-xml-validate", published + "/domain.xml", "domain"], allowFailure: true)
         #expect(check.status == 0, "\(check.out) \(check.err)")
 
         let metadata = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: published + "/metadata.json"))) as? [String: Any]
@@ -67,8 +67,8 @@ import Testing
 
         let processed = try FileManager.default.subpathsOfDirectory(atPath: base + "/queue/.processed")
         let archived = try #require(processed.first { $0.hasSuffix("win10.img") })
-        #expect(try TestDisks.sha256(base + "/queue/.processed/" + archived) == sourceSHA, "the source was modified")
-        let sums = try sh(["sh", "-c", "cd \"$0\" && sha256sum -c SHA256SUMS", published], allowFailure: true)
+        #expect(try await TestDisks.sha256(base + "/queue/.processed/" + archived) == sourceSHA, "the source was modified")
+        let sums = try await sh(["sh", "-c", "cd \"$0\" && sha256sum -c SHA256SUMS", published], allowFailure: true)
         #expect(sums.status == 0, "\(sums.out) \(sums.err)")
     }
 }

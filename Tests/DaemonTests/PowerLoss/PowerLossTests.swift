@@ -40,10 +40,10 @@ import Testing
         }
     }
 
-    @Test func noAcknowledgedTransitionOrCommittedArtifactIsLostWhenTheGuestLosesPower() throws {
+    @Test func noAcknowledgedTransitionOrCommittedArtifactIsLostWhenTheGuestLosesPower() async throws {
         let scratch = try Scratch("powerloss")
         let summaryFile = scratch.path("summary.json")
-        let run = try sh([Self.script, "--cuts", "\(Self.cuts)", "--jobs", "2",
+        let run = try await sh([Self.script, "--cuts", "\(Self.cuts)", "--jobs", "2",
                           "--binary", Self.binary, "--json", summaryFile], allowFailure: true)
         let data = try #require(FileManager.default.contents(atPath: summaryFile), "no summary: \(run.err)")
         let summary = try JSONDecoder().decode(Summary.self, from: data)

@@ -44,60 +44,60 @@ import Daemon
     }
 
     /// Polls (in the test only) until `condition` holds or `seconds` pass.
-    func waitFor(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+    func waitFor(_ seconds: Double, _ condition: () throws -> Bool) async rethrows -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if try condition() { return true }
-            Thread.sleep(forTimeInterval: 0.2)
+            try? await Task.sleep(for: .seconds(0.2))
         }
         return try condition()
     }
 
     func exists(_ path: String) -> Bool { FileManager.default.fileExists(atPath: path) }
 
-    @Test func convertsWhatIsDroppedArchivesItAndRejectsGarbage() throws {
+    @Test func convertsWhatIsDroppedArchivesItAndRejectsGarbage() async throws {
         let scratch = try Scratch("daemon")
         let base = scratch.path("data")
         let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch))
         defer { _ = daemon.stop() }
         let queue = base + "/queue"
-        #expect(waitFor(10) { exists(queue) })
+        #expect(await waitFor(10) { exists(queue) })
 
         let raw = scratch.path("base.raw")
-        try TestDisks.makeRaw(at: raw)
+        try await TestDisks.makeRaw(at: raw)
         // A rename into the queue is taken at once.
-        try TestDisks.convert(raw: raw, to: scratch.path("moved.vmdk"), format: "vmdk", options: [])
+        try await TestDisks.convert(raw: raw, to: scratch.path("moved.vmdk"), format: "vmdk", options: [])
         try FileManager.default.moveItem(atPath: scratch.path("moved.vmdk"), toPath: queue + "/moved.vmdk")
         // A file written slowly in place is not taken while its writer is open.
-        try TestDisks.convert(raw: raw, to: scratch.path("slow.src.vhd"), format: "vpc", options: [])
+        try await TestDisks.convert(raw: raw, to: scratch.path("slow.src.vhd"), format: "vpc", options: [])
         let slowCopy = Process()
         slowCopy.executableURL = URL(fileURLWithPath: "/bin/sh")
         // 20 chunks, one a second: a copy that takes 20 s, with pauses longer than file_stable_seconds.
         slowCopy.arguments = ["-c", "exec 3>'\(queue)/slow.vhd'; src='\(scratch.path("slow.src.vhd"))'; size=$(stat -c %s \"$src\"); chunk=$(( (size + 19) / 20 )); i=0; while [ $i -lt 20 ]; do dd if=\"$src\" bs=$chunk skip=$i count=1 status=none >&3; sleep 1; i=$((i+1)); done"]
         try slowCopy.run()
         // Garbage named like a disk goes to .errors with a report.
-        try sh(["dd", "if=/dev/urandom", "of=\(queue)/garbage.vmdk", "bs=64k", "count=2", "status=none"])
+        try await sh(["dd", "if=/dev/urandom", "of=\(queue)/garbage.vmdk", "bs=64k", "count=2", "status=none"])
 
-        #expect(waitFor(90) { exists(base + "/output/moved/moved.qcow2") && exists(base + "/output/slow/slow.qcow2") },
+        #expect(await waitFor(90) { exists(base + "/output/moved/moved.qcow2") && exists(base + "/output/slow/slow.qcow2") },
                 "not published; log:\n\(daemon.output)")
         slowCopy.waitUntilExit()
-        #expect(waitFor(20) { exists(queue + "/.errors/garbage.vmdk.error.json") }, "log:\n\(daemon.output)")
-        #expect(waitFor(20) { !exists(queue + "/moved.vmdk") && !exists(queue + "/slow.vhd") })
+        #expect(await waitFor(20) { exists(queue + "/.errors/garbage.vmdk.error.json") }, "log:\n\(daemon.output)")
+        #expect(await waitFor(20) { !exists(queue + "/moved.vmdk") && !exists(queue + "/slow.vhd") })
 
         let processed = try FileManager.default.subpathsOfDirectory(atPath: queue + "/.processed")
         #expect(processed.contains { $0.hasSuffix("/moved.vmdk") } && processed.contains { $0.hasSuffix("/slow.vhd") })
-        let compare = try sh(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, base + "/output/slow/slow.qcow2"], allowFailure: true)
+        let compare = try await sh(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, base + "/output/slow/slow.qcow2"], allowFailure: true)
         #expect(compare.status == 0, "the slowly copied file was converted before it was complete")
 
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: queue + "/.errors/garbage.vmdk.error.json"))) as? [String: Any]
         #expect((report?["error"] as? String)?.contains("garbage.vmdk") == true)
         #expect(report?["filename"] as? String == "garbage.vmdk")
 
-        let status = try sh([ProductBinary.path, "status", "--state-dir", base + "/state", "--json"]).out
+        let status = try await sh([ProductBinary.path, "status", "--state-dir", base + "/state", "--json"]).out
         let jobs = try JSONDecoder().decode(JournalReports.StatusDocument.self, from: Data(status.utf8)).jobs
         #expect(jobs.filter { $0.state == .archived }.count == 2)
         #expect(jobs.filter { $0.state == .failed }.count == 1)
-        let text = try sh([ProductBinary.path, "status", "--state-dir", base + "/state"]).out
+        let text = try await sh([ProductBinary.path, "status", "--state-dir", base + "/state"]).out
         #expect(text.contains("daemon: pid \(daemon.process.processIdentifier), running since"), "\(text)")
         #expect(text.contains("2 archived") && text.contains("1 failed"), "\(text)")
 
@@ -120,54 +120,54 @@ import Daemon
 
     /// No polling: an idle daemon, before and after a conversion, does not wake at all.
     /// (It used to wake once a second for libdispatch's worker-pool monitor.)
-    @Test func anIdleDaemonNeverWakes() throws {
+    @Test func anIdleDaemonNeverWakes() async throws {
         let scratch = try Scratch("daemon-idle")
         let base = scratch.path("data")
         let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch))
         defer { _ = daemon.stop() }
-        #expect(waitFor(10) { daemon.output.contains("Daemon ready") })
+        #expect(await waitFor(10) { daemon.output.contains("Daemon ready") })
         let pid = daemon.process.processIdentifier
 
-        func wakeups(over seconds: Double) -> Int {
-            Thread.sleep(forTimeInterval: 2)  // lets start-up or finishing work settle
+        func wakeups(over seconds: Double) async throws -> Int {
+            try await Task.sleep(for: .seconds(2))  // lets start-up or finishing work settle
             let before = contextSwitches(of: pid)
-            Thread.sleep(forTimeInterval: seconds)
+            try await Task.sleep(for: .seconds(seconds))
             // A thread that ended in between (a finished hash or child-process waiter) is
             // not counted; one that started counts in full.
             return contextSwitches(of: pid).reduce(0) { $0 + $1.value - (before[$1.key] ?? 0) }
         }
-        #expect(wakeups(over: 4) == 0, "idle after start")
+        #expect(try await wakeups(over: 4) == 0, "idle after start")
 
         let raw = scratch.path("base.raw")
-        try TestDisks.makeRaw(at: raw)
-        try TestDisks.convert(raw: raw, to: scratch.path("idle.vmdk"), format: "vmdk", options: [])
+        try await TestDisks.makeRaw(at: raw)
+        try await TestDisks.convert(raw: raw, to: scratch.path("idle.vmdk"), format: "vmdk", options: [])
         try FileManager.default.moveItem(atPath: scratch.path("idle.vmdk"), toPath: base + "/queue/idle.vmdk")
-        #expect(waitFor(60) { exists(base + "/output/idle/idle.qcow2") && !exists(base + "/queue/idle.vmdk") },
+        #expect(await waitFor(60) { exists(base + "/output/idle/idle.qcow2") && !exists(base + "/queue/idle.vmdk") },
                 "log:\n\(daemon.output)")
-        #expect(wakeups(over: 4) == 0, "idle after a conversion")
+        #expect(try await wakeups(over: 4) == 0, "idle after a conversion")
         #expect(daemon.stop() == 0)
     }
 
-    @Test func aSecondDaemonOnTheSameStateIsRefused() throws {
+    @Test func aSecondDaemonOnTheSameStateIsRefused() async throws {
         let scratch = try Scratch("daemon-lock")
         let base = scratch.path("data")
         let config = try writeConfig(scratch)
         let first = try RunningDaemon(base: base, config: config)
         defer { _ = first.stop() }
-        #expect(waitFor(10) { first.output.contains("Daemon ready") })
-        let second = try sh([ProductBinary.path, "daemon", "--base-dir", base, "--config", config], allowFailure: true)
+        #expect(await waitFor(10) { first.output.contains("Daemon ready") })
+        let second = try await sh([ProductBinary.path, "daemon", "--base-dir", base, "--config", config], allowFailure: true)
         #expect(second.status != 0)
         #expect(second.err.contains("\(first.process.processIdentifier)"), "the error should name the holder's pid: \(second.err)")
     }
 
-    @Test func killedMidConversionResumesAfterRestart() throws {
+    @Test func killedMidConversionResumesAfterRestart() async throws {
         let scratch = try Scratch("daemon-crash")
         let base = scratch.path("data")
         let config = try writeConfig(scratch)
         let raw = scratch.path("base.raw")
-        try TestDisks.makeRaw(at: raw)
+        try await TestDisks.makeRaw(at: raw)
         try FileManager.default.createDirectory(atPath: base + "/queue", withIntermediateDirectories: true)
-        try TestDisks.convert(raw: raw, to: base + "/queue/vm.vmdk", format: "vmdk", options: [])
+        try await TestDisks.convert(raw: raw, to: base + "/queue/vm.vmdk", format: "vmdk", options: [])
 
         let crashing = try RunningDaemon(base: base, config: config, environment: ["HYPER2KVM_CRASH_POINT": "convert.outputs-durable"])
         crashing.process.waitUntilExit()
@@ -175,92 +175,92 @@ import Daemon
 
         let restarted = try RunningDaemon(base: base, config: config)
         defer { _ = restarted.stop() }
-        #expect(waitFor(60) { exists(base + "/output/vm/vm.qcow2") && !exists(base + "/queue/vm.vmdk") }, "log:\n\(restarted.output)")
-        let compare = try sh(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, base + "/output/vm/vm.qcow2"], allowFailure: true)
+        #expect(await waitFor(60) { exists(base + "/output/vm/vm.qcow2") && !exists(base + "/queue/vm.vmdk") }, "log:\n\(restarted.output)")
+        let compare = try await sh(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, base + "/output/vm/vm.qcow2"], allowFailure: true)
         #expect(compare.status == 0)
 
         let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: base + "/state"))
         let history = try journal.history(job: 1)
         #expect(history.contains { $0.to == .interrupted } && history.contains { $0.to == .resumed })
         #expect(history.filter { $0.to == .stageCompleted && $0.stage == "probe" }.count == 1, "probe was redone")
-        #expect(waitFor(10) { (try? journal.job(1))??.state == .archived })
+        #expect(await waitFor(10) { (try? journal.job(1))??.state == .archived })
     }
 }
 
 extension DaemonServiceTests {
-    @Test func anOVFWithItsDisksAndADescriptorWithItsExtentAreOneJobEach() throws {
+    @Test func anOVFWithItsDisksAndADescriptorWithItsExtentAreOneJobEach() async throws {
         let scratch = try Scratch("daemon-groups")
         let base = scratch.path("data")
         let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch))
         defer { _ = daemon.stop() }
         let queue = base + "/queue"
-        #expect(waitFor(10) { exists(queue) })
+        #expect(await waitFor(10) { exists(queue) })
         let raw = scratch.path("base.raw")
-        try TestDisks.makeRaw(at: raw)
+        try await TestDisks.makeRaw(at: raw)
 
         // An OVA unpacked by hand: web01.ovf + web01.mf + web01-disk1.vmdk.
-        let ova = try OVABuilder.make(name: "web01", raw: raw, in: scratch.url.path)
+        let ova = try await OVABuilder.make(name: "web01", raw: raw, in: scratch.url.path)
         let unpacked = scratch.path("unpacked")
         try FileManager.default.createDirectory(atPath: unpacked, withIntermediateDirectories: true)
-        try sh(["tar", "-C", unpacked, "-xf", ova])
+        try await sh(["tar", "-C", unpacked, "-xf", ova])
         // A descriptor with its flat extent.
-        try TestDisks.convert(raw: raw, to: unpacked + "/flat.vmdk", format: "vmdk", options: ["-o", "subformat=monolithicFlat"])
+        try await TestDisks.convert(raw: raw, to: unpacked + "/flat.vmdk", format: "vmdk", options: ["-o", "subformat=monolithicFlat"])
         for name in try FileManager.default.contentsOfDirectory(atPath: unpacked).sorted() {
             try FileManager.default.moveItem(atPath: unpacked + "/" + name, toPath: queue + "/" + name)
         }
 
-        #expect(waitFor(90) { exists(base + "/output/web01/web01.qcow2") && exists(base + "/output/flat/flat.qcow2") },
+        #expect(await waitFor(90) { exists(base + "/output/web01/web01.qcow2") && exists(base + "/output/flat/flat.qcow2") },
                 "log:\n\(daemon.output)")
-        #expect(waitFor(20) { (try? FileManager.default.contentsOfDirectory(atPath: queue).filter { !$0.hasPrefix(".") })?.isEmpty == true },
+        #expect(await waitFor(20) { (try? FileManager.default.contentsOfDirectory(atPath: queue).filter { !$0.hasPrefix(".") })?.isEmpty == true },
                 "files left in the queue: \((try? FileManager.default.contentsOfDirectory(atPath: queue)) ?? [])")
-        let status = try sh([ProductBinary.path, "status", "--state-dir", base + "/state", "--json"]).out
+        let status = try await sh([ProductBinary.path, "status", "--state-dir", base + "/state", "--json"]).out
         let jobs = try JSONDecoder().decode(JournalReports.StatusDocument.self, from: Data(status.utf8)).jobs
         #expect(jobs.count == 2, "expected one job per VM: \(jobs.map(\.sourcePath))")
         let xml = try String(contentsOfFile: base + "/output/web01/domain.xml", encoding: .utf8)
         #expect(xml.contains("00:50:56:aa:bb:cc"))
-        let compare = try sh(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, base + "/output/flat/flat.qcow2"], allowFailure: true)
+        let compare = try await sh(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, base + "/output/flat/flat.qcow2"], allowFailure: true)
         #expect(compare.status == 0)
     }
 }
 
 extension DaemonServiceTests {
-    @Test func sameContentUnderAnotherNameIsADuplicateAndAFailedFileIsRetriedWhenDroppedAgain() throws {
+    @Test func sameContentUnderAnotherNameIsADuplicateAndAFailedFileIsRetriedWhenDroppedAgain() async throws {
         let scratch = try Scratch("daemon-dup")
         let base = scratch.path("data")
         let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch))
         defer { _ = daemon.stop() }
         let queue = base + "/queue"
-        #expect(waitFor(10) { exists(queue) })
+        #expect(await waitFor(10) { exists(queue) })
         let raw = scratch.path("base.raw")
-        try TestDisks.makeRaw(at: raw)
-        try TestDisks.convert(raw: raw, to: scratch.path("first.vmdk"), format: "vmdk", options: [])
+        try await TestDisks.makeRaw(at: raw)
+        try await TestDisks.convert(raw: raw, to: scratch.path("first.vmdk"), format: "vmdk", options: [])
         try FileManager.default.copyItem(atPath: scratch.path("first.vmdk"), toPath: scratch.path("again.vmdk"))
         try FileManager.default.moveItem(atPath: scratch.path("first.vmdk"), toPath: queue + "/first.vmdk")
-        #expect(waitFor(60) { exists(base + "/output/first/first.qcow2") && !exists(queue + "/first.vmdk") }, "log:\n\(daemon.output)")
+        #expect(await waitFor(60) { exists(base + "/output/first/first.qcow2") && !exists(queue + "/first.vmdk") }, "log:\n\(daemon.output)")
 
         try FileManager.default.moveItem(atPath: scratch.path("again.vmdk"), toPath: queue + "/again.vmdk")
-        #expect(waitFor(30) { !exists(queue + "/again.vmdk") }, "log:\n\(daemon.output)")
+        #expect(await waitFor(30) { !exists(queue + "/again.vmdk") }, "log:\n\(daemon.output)")
         #expect(!exists(base + "/output/again"), "the duplicate was converted again")
-        #expect(waitFor(10) {
+        #expect(await waitFor(10) {
             ((try? FileManager.default.subpathsOfDirectory(atPath: queue + "/.processed")) ?? []).contains { $0.hasSuffix("again.vmdk.duplicate.json") }
         }, "log:\n\(daemon.output)")
 
         // A file that failed goes to .errors; dropped again (fixed), it is converted.
-        try sh(["dd", "if=/dev/urandom", "of=\(queue)/later.vmdk", "bs=64k", "count=2", "status=none"])
-        #expect(waitFor(30) { exists(queue + "/.errors/later.vmdk.error.json") })
-        try TestDisks.convert(raw: raw, to: scratch.path("later.vmdk"), format: "vmdk", options: ["-o", "subformat=streamOptimized"])
+        try await sh(["dd", "if=/dev/urandom", "of=\(queue)/later.vmdk", "bs=64k", "count=2", "status=none"])
+        #expect(await waitFor(30) { exists(queue + "/.errors/later.vmdk.error.json") })
+        try await TestDisks.convert(raw: raw, to: scratch.path("later.vmdk"), format: "vmdk", options: ["-o", "subformat=streamOptimized"])
         try FileManager.default.moveItem(atPath: scratch.path("later.vmdk"), toPath: queue + "/later.vmdk")
         // Archived after its outputs are published: the source leaving the queue is the end.
-        #expect(waitFor(60) { exists(base + "/output/later/later.qcow2") && !exists(queue + "/later.vmdk") }, "log:\n\(daemon.output)")
+        #expect(await waitFor(60) { exists(base + "/output/later/later.qcow2") && !exists(queue + "/later.vmdk") }, "log:\n\(daemon.output)")
 
-        let status = try sh([ProductBinary.path, "status", "--state-dir", base + "/state", "--json"]).out
+        let status = try await sh([ProductBinary.path, "status", "--state-dir", base + "/state", "--json"]).out
         let jobs = try JSONDecoder().decode(JournalReports.StatusDocument.self, from: Data(status.utf8)).jobs
         #expect(jobs.map(\.state).filter { $0 == .duplicate }.count == 1)
         #expect(jobs.map(\.state).filter { $0 == .failed }.count == 1)
         #expect(jobs.map(\.state).filter { $0 == .archived }.count == 2)
     }
 
-    @Test func anArtifactManifestIsAJobWithItsDisks() throws {
+    @Test func anArtifactManifestIsAJobWithItsDisks() async throws {
         let scratch = try Scratch("daemon-manifest")
         let base = scratch.path("data")
         let exports = scratch.path("exports")
@@ -269,19 +269,19 @@ extension DaemonServiceTests {
         let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch), moreConfigs: [allowing])
         defer { _ = daemon.stop() }
         let queue = base + "/queue"
-        #expect(waitFor(10) { exists(queue) })
+        #expect(await waitFor(10) { exists(queue) })
         let raw = scratch.path("base.raw")
-        try TestDisks.makeRaw(at: raw)
+        try await TestDisks.makeRaw(at: raw)
         try FileManager.default.createDirectory(atPath: exports, withIntermediateDirectories: true)
-        try TestDisks.convert(raw: raw, to: exports + "/db01-disk0.vmdk", format: "vmdk", options: [])
-        try TestDisks.convert(raw: raw, to: exports + "/db01-disk1.qcow2", format: "qcow2", options: [])
+        try await TestDisks.convert(raw: raw, to: exports + "/db01-disk0.vmdk", format: "vmdk", options: [])
+        try await TestDisks.convert(raw: raw, to: exports + "/db01-disk1.qcow2", format: "qcow2", options: [])
         let manifest = """
             {"manifest_version": "1.0",
              "source": {"provider": "vsphere", "vm_name": "db01"},
              "vm": {"cpu": 2, "mem_gb": 2, "firmware": "bios"},
              "disks": [
                {"id": "disk-0", "source_format": "vmdk", "bytes": 50331648, "local_path": "\(exports)/db01-disk0.vmdk",
-                "checksum": "sha256:\(try TestDisks.sha256(exports + "/db01-disk0.vmdk"))"},
+                "checksum": "sha256:\(try await TestDisks.sha256(exports + "/db01-disk0.vmdk"))"},
                {"id": "disk-1", "source_format": "qcow2", "bytes": 50331648, "local_path": "\(exports)/db01-disk1.qcow2",
                 "boot_order_hint": 1}
              ],
@@ -289,7 +289,7 @@ extension DaemonServiceTests {
             """
         try manifest.write(toFile: scratch.path("db01.json"), atomically: true, encoding: .utf8)
         try FileManager.default.moveItem(atPath: scratch.path("db01.json"), toPath: queue + "/db01.json")
-        #expect(waitFor(90) { exists(base + "/output/db01/db01.qcow2") && exists(base + "/output/db01/db01-disk-1.qcow2") },
+        #expect(await waitFor(90) { exists(base + "/output/db01/db01.qcow2") && exists(base + "/output/db01/db01-disk-1.qcow2") },
                 "log:\n\(daemon.output)")
         let xml = try String(contentsOfFile: base + "/output/db01/domain.xml", encoding: .utf8)
         let first = try #require(xml.range(of: "db01.qcow2")), second = try #require(xml.range(of: "db01-disk-1.qcow2"))
@@ -299,11 +299,11 @@ extension DaemonServiceTests {
         // The same manifest with a wrong checksum fails clearly; the daemon keeps running.
         let wrong = manifest.replacingOccurrences(of: "\"vm_name\": \"db01\"", with: "\"vm_name\": \"db02\"")
             .replacingOccurrences(of: "sha256:", with: "sha256:0000000000")
-            .replacingOccurrences(of: try TestDisks.sha256(exports + "/db01-disk0.vmdk"),
-                                  with: String(try TestDisks.sha256(exports + "/db01-disk0.vmdk").dropLast(10)))
+            .replacingOccurrences(of: try await TestDisks.sha256(exports + "/db01-disk0.vmdk"),
+                                  with: String(try await TestDisks.sha256(exports + "/db01-disk0.vmdk").dropLast(10)))
         try wrong.write(toFile: scratch.path("db02.json"), atomically: true, encoding: .utf8)
         try FileManager.default.moveItem(atPath: scratch.path("db02.json"), toPath: queue + "/db02.json")
-        #expect(waitFor(60) { exists(queue + "/.errors/db02.json.error.json") }, "log:\n\(daemon.output)")
+        #expect(await waitFor(60) { exists(queue + "/.errors/db02.json.error.json") }, "log:\n\(daemon.output)")
         let report = try String(contentsOfFile: queue + "/.errors/db02.json.error.json", encoding: .utf8)
         #expect(report.contains("disk-0") && report.lowercased().contains("sha-256") || report.lowercased().contains("checksum"), "\(report)")
         #expect(!exists(base + "/output/db02"))
@@ -311,13 +311,13 @@ extension DaemonServiceTests {
         // A manifest naming a host file outside the queue and manifest_allowed_dirs is refused,
         // and its report says nothing about that file (the checksum is wrong: not even that).
         let host = scratch.path("host-secret.raw")
-        try sh(["cp", raw, host])
+        try await sh(["cp", raw, host])
         let stealing = manifest.replacingOccurrences(of: "\"vm_name\": \"db01\"", with: "\"vm_name\": \"db03\"")
             .replacingOccurrences(of: "\(exports)/db01-disk0.vmdk", with: host)
             .replacingOccurrences(of: "\"source_format\": \"vmdk\"", with: "\"source_format\": \"raw\"")
         try stealing.write(toFile: scratch.path("db03.json"), atomically: true, encoding: .utf8)
         try FileManager.default.moveItem(atPath: scratch.path("db03.json"), toPath: queue + "/db03.json")
-        #expect(waitFor(60) { exists(queue + "/.errors/db03.json.error.json") }, "log:\n\(daemon.output)")
+        #expect(await waitFor(60) { exists(queue + "/.errors/db03.json.error.json") }, "log:\n\(daemon.output)")
         let refused = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: queue + "/.errors/db03.json.error.json"))) as? [String: Any]
         let refusal = refused?["error"] as? String ?? ""
         #expect(refusal.hasSuffix("disks[0].local_path: '\(host)' is not allowed (outside the queue and manifest_allowed_dirs)"), "\(refusal)")
@@ -328,14 +328,14 @@ extension DaemonServiceTests {
             .replacingOccurrences(of: host, with: queue + "/../../host-secret.raw")
         try escaping.write(toFile: scratch.path("db04.json"), atomically: true, encoding: .utf8)
         try FileManager.default.moveItem(atPath: scratch.path("db04.json"), toPath: queue + "/db04.json")
-        #expect(waitFor(60) { exists(queue + "/.errors/db04.json.error.json") }, "log:\n\(daemon.output)")
+        #expect(await waitFor(60) { exists(queue + "/.errors/db04.json.error.json") }, "log:\n\(daemon.output)")
         let escaped = try String(contentsOfFile: queue + "/.errors/db04.json.error.json", encoding: .utf8)
         #expect(escaped.contains("is not allowed (outside the queue and manifest_allowed_dirs)"), "\(escaped)")
     }
 }
 
 extension DaemonServiceTests {
-    @Test func twentyFilesWithTwoAtATimeAreEachConvertedOnce() throws {
+    @Test func twentyFilesWithTwoAtATimeAreEachConvertedOnce() async throws {
         let scratch = try Scratch("daemon-burst")
         let base = scratch.path("data")
         let config = scratch.path("burst.yaml")
@@ -344,28 +344,28 @@ extension DaemonServiceTests {
         let daemon = try RunningDaemon(base: base, config: config)
         defer { _ = daemon.stop() }
         let queue = base + "/queue"
-        #expect(waitFor(10) { exists(queue) })
+        #expect(await waitFor(10) { exists(queue) })
         let raw = scratch.path("base.raw")
-        try TestDisks.makeRaw(at: raw)
+        try await TestDisks.makeRaw(at: raw)
         let staging = scratch.path("staging")
         try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
-        try TestDisks.convert(raw: raw, to: staging + "/template.qcow2", format: "qcow2", options: [])
+        try await TestDisks.convert(raw: raw, to: staging + "/template.qcow2", format: "qcow2", options: [])
         for index in 0..<20 {
             // Distinct content per file, so none is a duplicate of another.
-            try sh(["qemu-img", "convert", "-f", "qcow2", "-O", "qcow2", staging + "/template.qcow2", staging + "/vm\(index).qcow2"])
-            try sh(["qemu-io", "-f", "qcow2", "-c", "write -P \(index + 1) 0 64k", staging + "/vm\(index).qcow2"])
+            try await sh(["qemu-img", "convert", "-f", "qcow2", "-O", "qcow2", staging + "/template.qcow2", staging + "/vm\(index).qcow2"])
+            try await sh(["qemu-io", "-f", "qcow2", "-c", "write -P \(index + 1) 0 64k", staging + "/vm\(index).qcow2"])
         }
         let daemonDescriptors = "/proc/\(daemon.process.processIdentifier)/fd"
         let descriptorsBefore = try FileManager.default.contentsOfDirectory(atPath: daemonDescriptors).count
         for index in 0..<20 {
             try FileManager.default.moveItem(atPath: staging + "/vm\(index).qcow2", toPath: queue + "/vm\(index).qcow2")
         }
-        #expect(waitFor(240) { (0..<20).allSatisfy { exists(base + "/output/vm\($0)/vm\($0).qcow2") } }, "log:\n\(daemon.output)")
+        #expect(await waitFor(240) { (0..<20).allSatisfy { exists(base + "/output/vm\($0)/vm\($0).qcow2") } }, "log:\n\(daemon.output)")
 
         // Outputs are renamed into place before `published` is committed, so the last job's
         // transition can still be on its way when its file appears.
         let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: base + "/state"))
-        #expect(waitFor(30) {
+        #expect(await waitFor(30) {
             let jobs = (try? journal.allJobs()) ?? []
             return jobs.count == 20 && jobs.allSatisfy { $0.state == .published || $0.state == .archived }
         }, "log:\n\(daemon.output)")
@@ -399,7 +399,7 @@ extension DaemonServiceTests {
         #expect(peak == 2, "the two slots were never used together")
     }
 
-    @Test func sigtermDuringAConversionInterruptsAndTheNextStartFinishes() throws {
+    @Test func sigtermDuringAConversionInterruptsAndTheNextStartFinishes() async throws {
         let scratch = try Scratch("daemon-term")
         let base = scratch.path("data")
         let config = scratch.path("term.yaml")
@@ -408,11 +408,11 @@ extension DaemonServiceTests {
         try FileManager.default.createDirectory(atPath: base + "/queue", withIntermediateDirectories: true)
         // 768 MiB of random data compressed with zstd: long enough to be caught in the act.
         let raw = scratch.path("big.raw")
-        try sh(["dd", "if=/dev/urandom", "of=\(raw)", "bs=1M", "count=768", "status=none"])
+        try await sh(["dd", "if=/dev/urandom", "of=\(raw)", "bs=1M", "count=768", "status=none"])
         try FileManager.default.moveItem(atPath: raw, toPath: base + "/queue/big.raw")
 
         let first = try RunningDaemon(base: base, config: config)
-        #expect(waitFor(60) { first.output.contains("convert started") }, "log:\n\(first.output)")
+        #expect(await waitFor(60) { first.output.contains("convert started") }, "log:\n\(first.output)")
         let stopAsked = Date()
         first.process.terminate()
         first.process.waitUntilExit()
@@ -426,7 +426,7 @@ extension DaemonServiceTests {
 
         let second = try RunningDaemon(base: base, config: config)
         defer { _ = second.stop() }
-        #expect(waitFor(180) { exists(base + "/output/big/big.qcow2") && !exists(base + "/queue/big.raw") }, "log:\n\(second.output)")
+        #expect(await waitFor(180) { exists(base + "/output/big/big.qcow2") && !exists(base + "/queue/big.raw") }, "log:\n\(second.output)")
         let history = try journal.history(job: 1)
         #expect(history.filter { $0.to == .stageCompleted && $0.stage == "probe" }.count == 1, "probe was redone")
         #expect(history.contains { $0.to == .resumed })
@@ -451,10 +451,10 @@ extension DaemonServiceTests {
             """, socket, received]
         try listener.run()
         defer { if listener.isRunning { listener.terminate() } }
-        #expect(waitFor(10) { exists(socket) })
+        #expect(await waitFor(10) { exists(socket) })
         let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch),
                                        environment: ["NOTIFY_SOCKET": socket, "WATCHDOG_USEC": "400000"])
-        #expect(waitFor(15) { ((try? String(contentsOfFile: received, encoding: .utf8)) ?? "").contains("WATCHDOG=1") },
+        #expect(await waitFor(15) { ((try? String(contentsOfFile: received, encoding: .utf8)) ?? "").contains("WATCHDOG=1") },
                 "log:\n\(daemon.output)")
         #expect(daemon.stop() == 0)
         listener.waitUntilExit()
@@ -467,17 +467,17 @@ extension DaemonServiceTests {
 
 extension DaemonServiceTests {
     @Test(.enabled(if: getuid() == 0, "mounts a small tmpfs: needs root"))
-    func aFullDiskMakesTheJobWaitUntilItsEstimateFitsThenResume() throws {
+    func aFullDiskMakesTheJobWaitUntilItsEstimateFitsThenResume() async throws {
         let scratch = try Scratch("daemon-enospc")
         let base = scratch.path("data")
         let small = scratch.path("small")
         try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: true)
-        try sh(["mount", "-t", "tmpfs", "-o", "size=300m", "tmpfs", small])
-        defer { _ = try? sh(["umount", "-l", small], allowFailure: true) }
+        try await sh(["mount", "-t", "tmpfs", "-o", "size=300m", "tmpfs", small])
+        defer { _ = try? shBlocking(["umount", "-l", small], allowFailure: true) }
         // Ballast leaves about 25 MiB free: the convert stage's estimate (qemu-img measure,
         // about 10 MiB here, plus 1/64 and the 64 MiB reserve) does not fit.
-        try sh(["dd", "if=/dev/zero", "of=\(small)/ballast-a", "bs=1M", "count=235", "status=none"])
-        try sh(["dd", "if=/dev/zero", "of=\(small)/ballast-b", "bs=1M", "count=40", "status=none"])
+        try await sh(["dd", "if=/dev/zero", "of=\(small)/ballast-a", "bs=1M", "count=235", "status=none"])
+        try await sh(["dd", "if=/dev/zero", "of=\(small)/ballast-b", "bs=1M", "count=40", "status=none"])
         let config = scratch.path("enospc.yaml")
         try """
             command: daemon
@@ -489,14 +489,14 @@ extension DaemonServiceTests {
             """.write(toFile: config, atomically: true, encoding: .utf8)
         let daemon = try RunningDaemon(base: base, config: config)
         defer { _ = daemon.stop() }
-        #expect(waitFor(10) { exists(base + "/queue") })
+        #expect(await waitFor(10) { exists(base + "/queue") })
         let raw = scratch.path("base.raw")
-        try TestDisks.makeRaw(at: raw)
-        try TestDisks.convert(raw: raw, to: scratch.path("big.vmdk"), format: "vmdk", options: [])
+        try await TestDisks.makeRaw(at: raw)
+        try await TestDisks.convert(raw: raw, to: scratch.path("big.vmdk"), format: "vmdk", options: [])
         try FileManager.default.moveItem(atPath: scratch.path("big.vmdk"), toPath: base + "/queue/big.vmdk")
 
         let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: base + "/state"))
-        #expect(waitFor(60) { (try? journal.job(1))??.state == .waitingForSpace }, "log:\n\(daemon.output)")
+        #expect(await waitFor(60) { (try? journal.job(1))??.state == .waitingForSpace }, "log:\n\(daemon.output)")
         let leftovers = (try? FileManager.default.subpathsOfDirectory(atPath: small + "/work")) ?? []
         #expect(!leftovers.contains { $0.hasSuffix(".partial") || $0.hasSuffix(".qcow2") }, "output written: \(leftovers)")
         #expect(exists(base + "/queue/big.vmdk"), "the source must stay queued while the job waits")
@@ -507,26 +507,26 @@ extension DaemonServiceTests {
         // About 65 MiB free: more than twice what was free and over 64 MiB (the old rule
         // resumed here), still short of the estimate: the job keeps waiting.
         try FileManager.default.removeItem(atPath: small + "/ballast-b")
-        Thread.sleep(forTimeInterval: 3)
+        try await Task.sleep(for: .seconds(3))
         #expect((try? journal.job(1))??.state == .waitingForSpace, "log:\n\(daemon.output)")
         #expect(try !journal.history(job: 1).contains { $0.to == .resumed })
 
         try FileManager.default.removeItem(atPath: small + "/ballast-a")
-        #expect(waitFor(60) { exists(small + "/output/big/big.qcow2") }, "log:\n\(daemon.output)")
-        let compare = try sh(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, small + "/output/big/big.qcow2"], allowFailure: true)
+        #expect(await waitFor(60) { exists(small + "/output/big/big.qcow2") }, "log:\n\(daemon.output)")
+        let compare = try await sh(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, small + "/output/big/big.qcow2"], allowFailure: true)
         #expect(compare.status == 0)
         let history = try journal.history(job: 1)
         #expect(history.contains { $0.to == .waitingForSpace } && history.contains { $0.to == .resumed })
     }
 
     @Test(.enabled(if: getuid() == 0, "mounts a small tmpfs: needs root"))
-    func aJobThatCanNeverFitFailsAtOnceInsteadOfWaiting() throws {
+    func aJobThatCanNeverFitFailsAtOnceInsteadOfWaiting() async throws {
         let scratch = try Scratch("daemon-never-fits")
         let base = scratch.path("data")
         let small = scratch.path("small")
         try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: true)
-        try sh(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", small])
-        defer { _ = try? sh(["umount", "-l", small], allowFailure: true) }
+        try await sh(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", small])
+        defer { _ = try? shBlocking(["umount", "-l", small], allowFailure: true) }
         let config = scratch.path("never.yaml")
         try """
             command: daemon
@@ -538,14 +538,14 @@ extension DaemonServiceTests {
             """.write(toFile: config, atomically: true, encoding: .utf8)
         let daemon = try RunningDaemon(base: base, config: config)
         defer { _ = daemon.stop() }
-        #expect(waitFor(10) { exists(base + "/queue") })
+        #expect(await waitFor(10) { exists(base + "/queue") })
         let raw = scratch.path("base.raw")
-        try TestDisks.makeRaw(at: raw)
-        try TestDisks.convert(raw: raw, to: scratch.path("big.vmdk"), format: "vmdk", options: [])
+        try await TestDisks.makeRaw(at: raw)
+        try await TestDisks.convert(raw: raw, to: scratch.path("big.vmdk"), format: "vmdk", options: [])
         try FileManager.default.moveItem(atPath: scratch.path("big.vmdk"), toPath: base + "/queue/big.vmdk")
 
         let report = base + "/queue/.errors/big.vmdk.error.json"
-        #expect(waitFor(60) { exists(report) }, "log:\n\(daemon.output)")
+        #expect(await waitFor(60) { exists(report) }, "log:\n\(daemon.output)")
         let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: base + "/state"))
         #expect((try? journal.job(1))??.state == .failed)
         #expect(try !journal.history(job: 1).contains { $0.to == .waitingForSpace })
@@ -553,18 +553,18 @@ extension DaemonServiceTests {
         #expect(text.contains("can never fit"), "\(text)")
     }
 
-    @Test func aSourceModifiedDuringTheJobFailsInsteadOfMixing() throws {
+    @Test func aSourceModifiedDuringTheJobFailsInsteadOfMixing() async throws {
         let scratch = try Scratch("changed-source")
-        let (_, source) = try TestDisks.makeSource(in: scratch)
+        let (_, source) = try await TestDisks.makeSource(in: scratch)
         let out = scratch.path("out")
         let command = [ProductBinary.path, "convert", source, "--output-dir", out, "--no-fix"]
-        _ = try sh(command, environment: ["HYPER2KVM_CRASH_POINT": "convert.after-commit"], allowFailure: true)
+        _ = try await sh(command, environment: ["HYPER2KVM_CRASH_POINT": "convert.after-commit"], allowFailure: true)
         // Someone writes to the source while the job is down.
         let handle = try #require(FileHandle(forUpdatingAtPath: source))
         handle.seekToEndOfFile()
         handle.write(Data(repeating: 0, count: 512))
         try handle.close()
-        let resumed = try sh(command, allowFailure: true)
+        let resumed = try await sh(command, allowFailure: true)
         #expect(resumed.status != 0)
         #expect(resumed.err.contains(source) && resumed.err.contains("changed"), "\(resumed.err)")
         #expect(!exists(out + "/vm/vm.qcow2"), "nothing may be published from a changed source")

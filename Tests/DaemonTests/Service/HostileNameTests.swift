@@ -5,13 +5,13 @@ import Daemon
 /// Names are chosen by whoever drops a file: one with a newline cannot add a line to the
 /// log, and one of 255 bytes still gets its `.error.json`.
 extension DaemonServiceTests {
-    @Test func aFileNameCannotInjectLogLinesAndALongNameStillGetsItsReport() throws {
+    @Test func aFileNameCannotInjectLogLinesAndALongNameStillGetsItsReport() async throws {
         let scratch = try Scratch("daemon-names")
         let base = scratch.path("data")
         let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch))
         defer { _ = daemon.stop() }
         let queue = base + "/queue"
-        #expect(waitFor(10) { exists(queue) })
+        #expect(await waitFor(10) { exists(queue) })
 
         let fake = "2026-01-01T00:00:00+0000 info hyper2kvm : ✅ Completed: FAKE.vmdk"
         let evil = "evil\n" + fake
@@ -19,11 +19,11 @@ extension DaemonServiceTests {
         #expect(long.utf8.count == 255)
         for name in [evil, long] {
             let staging = scratch.path("staging.bin")
-            try sh(["dd", "if=/dev/urandom", "of=\(staging)", "bs=64k", "count=2", "status=none"])
+            try await sh(["dd", "if=/dev/urandom", "of=\(staging)", "bs=64k", "count=2", "status=none"])
             try FileManager.default.moveItem(atPath: staging, toPath: queue + "/" + name)
         }
         let longReport = queue + "/.errors/" + ErrorReportWriter.reportName(for: long)
-        #expect(waitFor(60) { exists(queue + "/.errors/\(evil).error.json") && exists(longReport) }, "log:\n\(daemon.output)")
+        #expect(await waitFor(60) { exists(queue + "/.errors/\(evil).error.json") && exists(longReport) }, "log:\n\(daemon.output)")
         #expect(exists(queue + "/.errors/" + long) && !exists(queue + "/" + long))
 
         let lines = daemon.output.split(separator: "\n", omittingEmptySubsequences: false)
@@ -32,7 +32,7 @@ extension DaemonServiceTests {
         #expect(!mentioning.isEmpty && mentioning.allSatisfy { $0.contains(#"evil\n2026-01-01"#) }, "\(mentioning)")
 
         // `status` prints source paths and errors: escaped there too.
-        let status = try sh([ProductBinary.path, "status", "--state-dir", base + "/state"]).out
+        let status = try await sh([ProductBinary.path, "status", "--state-dir", base + "/state"]).out
         #expect(!status.split(separator: "\n").contains { $0.hasPrefix(fake) }, "\(status)")
         #expect(status.contains(#"evil\n2026-01-01"#), "\(status)")
 

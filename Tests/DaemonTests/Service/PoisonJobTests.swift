@@ -17,19 +17,19 @@ extension DaemonServiceTests {
 
     /// A daemon base directory whose queue holds one small VMDK, and the daemon's configuration
     /// (the scratch directory is returned to be kept alive for the test).
-    func baseWithOneQueuedVMDK(_ label: String, named name: String) throws -> (Scratch, String, String) {
+    func baseWithOneQueuedVMDK(_ label: String, named name: String) async throws -> (Scratch, String, String) {
         let scratch = try Scratch(label)
         let base = scratch.path("data")
         let config = try writeConfig(scratch)
         let raw = scratch.path("base.raw")
-        try TestDisks.makeRaw(at: raw)
+        try await TestDisks.makeRaw(at: raw)
         try FileManager.default.createDirectory(atPath: base + "/queue", withIntermediateDirectories: true)
-        try TestDisks.convert(raw: raw, to: base + "/queue/" + name, format: "vmdk", options: [])
+        try await TestDisks.convert(raw: raw, to: base + "/queue/" + name, format: "vmdk", options: [])
         return (scratch, base, config)
     }
 
-    @Test func aJobThatCrashesTheDaemonTwiceIsFailedAsPoisonAndTheDaemonStaysUp() throws {
-        let (scratch, base, config) = try baseWithOneQueuedVMDK("daemon-poison", named: "bad.vmdk")
+    @Test func aJobThatCrashesTheDaemonTwiceIsFailedAsPoisonAndTheDaemonStaysUp() async throws {
+        let (scratch, base, config) = try await baseWithOneQueuedVMDK("daemon-poison", named: "bad.vmdk")
         defer { withExtendedLifetime(scratch) {} }
         let raw = scratch.path("base.raw")
 
@@ -38,7 +38,7 @@ extension DaemonServiceTests {
         let daemon = try RunningDaemon(base: base, config: config)
         defer { _ = daemon.stop() }
         let queue = base + "/queue"
-        #expect(waitFor(30) { exists(queue + "/.errors/bad.vmdk.error.json") }, "log:\n\(daemon.output)")
+        #expect(await waitFor(30) { exists(queue + "/.errors/bad.vmdk.error.json") }, "log:\n\(daemon.output)")
         #expect(exists(queue + "/.errors/bad.vmdk") && !exists(queue + "/bad.vmdk"))
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: queue + "/.errors/bad.vmdk.error.json"))) as? [String: Any]
         #expect(report?["error_code"] as? String == "poison", "\(String(describing: report))")
@@ -47,9 +47,9 @@ extension DaemonServiceTests {
         #expect(!exists(base + "/output/bad"))
 
         // The daemon is still up and converts the next file.
-        try TestDisks.convert(raw: raw, to: scratch.path("good.vmdk"), format: "vmdk", options: [])
+        try await TestDisks.convert(raw: raw, to: scratch.path("good.vmdk"), format: "vmdk", options: [])
         try FileManager.default.moveItem(atPath: scratch.path("good.vmdk"), toPath: queue + "/good.vmdk")
-        #expect(waitFor(90) { exists(base + "/output/good/good.qcow2") && !exists(queue + "/good.vmdk") }, "log:\n\(daemon.output)")
+        #expect(await waitFor(90) { exists(base + "/output/good/good.qcow2") && !exists(queue + "/good.vmdk") }, "log:\n\(daemon.output)")
         #expect(daemon.process.isRunning)
 
         let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: base + "/state"))
@@ -62,8 +62,8 @@ extension DaemonServiceTests {
         #expect(record.isEmpty)
     }
 
-    @Test func twoKillsInARowOnlyCostTime() throws {
-        let (scratch, base, config) = try baseWithOneQueuedVMDK("daemon-kill-twice", named: "vm.vmdk")
+    @Test func twoKillsInARowOnlyCostTime() async throws {
+        let (scratch, base, config) = try await baseWithOneQueuedVMDK("daemon-kill-twice", named: "vm.vmdk")
         defer { withExtendedLifetime(scratch) {} }
         let raw = scratch.path("base.raw")
 
@@ -71,9 +71,9 @@ extension DaemonServiceTests {
 
         let daemon = try RunningDaemon(base: base, config: config)
         defer { _ = daemon.stop() }
-        #expect(waitFor(90) { exists(base + "/output/vm/vm.qcow2") && !exists(base + "/queue/vm.vmdk") }, "log:\n\(daemon.output)")
+        #expect(await waitFor(90) { exists(base + "/output/vm/vm.qcow2") && !exists(base + "/queue/vm.vmdk") }, "log:\n\(daemon.output)")
         #expect(!exists(base + "/queue/.errors/vm.vmdk.error.json"))
-        let compare = try sh(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, base + "/output/vm/vm.qcow2"], allowFailure: true)
+        let compare = try await sh(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, base + "/output/vm/vm.qcow2"], allowFailure: true)
         #expect(compare.status == 0)
         let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: base + "/state"))
         let history = try journal.history(job: 1)
@@ -82,22 +82,22 @@ extension DaemonServiceTests {
     }
 
     @Test(arguments: ["after-discovered", "after-stable"])
-    func killedWhileClaimingTheRestartContinuesThatJob(point: String) throws {
+    func killedWhileClaimingTheRestartContinuesThatJob(point: String) async throws {
         let scratch = try Scratch("daemon-claim-kill")
         let base = scratch.path("data")
         let config = try writeConfig(scratch)
         let raw = scratch.path("base.raw")
-        try TestDisks.makeRaw(at: raw)
+        try await TestDisks.makeRaw(at: raw)
         try FileManager.default.createDirectory(atPath: base + "/queue", withIntermediateDirectories: true)
-        try TestDisks.convert(raw: raw, to: base + "/queue/vm.vmdk", format: "vmdk", options: [])
+        try await TestDisks.convert(raw: raw, to: base + "/queue/vm.vmdk", format: "vmdk", options: [])
         let killed = try RunningDaemon(base: base, config: config, environment: ["HYPER2KVM_CRASH_POINT": point])
         killed.process.waitUntilExit()
         #expect(killed.output.contains("crash point \(point)"), "log:\n\(killed.output)")
 
         let daemon = try RunningDaemon(base: base, config: config)
         defer { _ = daemon.stop() }
-        #expect(waitFor(90) { exists(base + "/output/vm/vm.qcow2") && !exists(base + "/queue/vm.vmdk") }, "log:\n\(daemon.output)")
+        #expect(await waitFor(90) { exists(base + "/output/vm/vm.qcow2") && !exists(base + "/queue/vm.vmdk") }, "log:\n\(daemon.output)")
         let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: base + "/state"))
-        #expect(waitFor(10) { (try? journal.allJobs().map(\.state)) == [.archived] }, "\(String(describing: try? journal.allJobs().map(\.state)))")
+        #expect(await waitFor(10) { (try? journal.allJobs().map(\.state)) == [.archived] }, "\(String(describing: try? journal.allJobs().map(\.state)))")
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Stages
 
 /// A temporary directory removed when the test ends.
 final class Scratch {
@@ -16,8 +17,19 @@ final class Scratch {
 }
 
 /// Runs a host tool; fails the test with its stderr when it fails.
+///
+/// The wait happens on a thread of its own: the tests share one process whose cooperative
+/// pool has as many threads as the host has cores (2 here). A boot test or a real-guest
+/// conversion blocking two of them for minutes stalled every other test's timers, and
+/// tests with a time limit failed without having done anything wrong.
 @discardableResult
-func sh(_ arguments: [String], environment: [String: String] = [:], allowFailure: Bool = false) throws -> (status: Int32, out: String, err: String) {
+func sh(_ arguments: [String], environment: [String: String] = [:], allowFailure: Bool = false) async throws -> (status: Int32, out: String, err: String) {
+    try await BlockingWork.run("h2k-test-sh") { try shBlocking(arguments, environment: environment, allowFailure: allowFailure) }
+}
+
+/// `sh` for the few synchronous callers (test setup that cannot be async); never for a long tool.
+@discardableResult
+func shBlocking(_ arguments: [String], environment: [String: String] = [:], allowFailure: Bool = false) throws -> (status: Int32, out: String, err: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     process.arguments = arguments
@@ -44,13 +56,13 @@ struct FixtureError: Error, CustomStringConvertible {
 /// Small real disk images: an ext4 filesystem holding random data, in every input format.
 enum TestDisks {
     /// A 48 MiB raw disk: ext4 made from a directory with 8 MiB of random bytes.
-    static func makeRaw(at path: String) throws {
+    static func makeRaw(at path: String) async throws {
         let content = path + ".content"
         try FileManager.default.createDirectory(atPath: content + "/etc", withIntermediateDirectories: true)
         try "hello from hyper2kvm tests\n".write(toFile: content + "/etc/motd", atomically: true, encoding: .utf8)
-        try sh(["dd", "if=/dev/urandom", "of=\(content)/random.bin", "bs=1M", "count=8", "status=none"])
-        try sh(["truncate", "-s", "48M", path])
-        try sh(["mkfs.ext4", "-q", "-F", "-d", content, path])
+        try await sh(["dd", "if=/dev/urandom", "of=\(content)/random.bin", "bs=1M", "count=8", "status=none"])
+        try await sh(["truncate", "-s", "48M", path])
+        try await sh(["mkfs.ext4", "-q", "-F", "-d", content, path])
         try FileManager.default.removeItem(atPath: content)
     }
 
@@ -65,21 +77,21 @@ enum TestDisks {
         ("qcow2", "qcow2", "qcow2", []),
     ]
 
-    static func convert(raw: String, to path: String, format: String, options: [String]) throws {
-        try sh(["qemu-img", "convert", "-f", "raw", "-O", format] + options + [raw, path])
+    static func convert(raw: String, to path: String, format: String, options: [String]) async throws {
+        try await sh(["qemu-img", "convert", "-f", "raw", "-O", format] + options + [raw, path])
     }
 
     /// A fresh raw disk in `scratch` and a copy of it as a VMDK named `name`: (raw, source).
-    static func makeSource(in scratch: Scratch, named name: String = "vm.vmdk", options: [String] = []) throws -> (raw: String, source: String) {
+    static func makeSource(in scratch: Scratch, named name: String = "vm.vmdk", options: [String] = []) async throws -> (raw: String, source: String) {
         let raw = scratch.path("base.raw")
-        try makeRaw(at: raw)
+        try await makeRaw(at: raw)
         let source = scratch.path(name)
-        try convert(raw: raw, to: source, format: "vmdk", options: options)
+        try await convert(raw: raw, to: source, format: "vmdk", options: options)
         return (raw, source)
     }
 
-    static func sha256(_ path: String) throws -> String {
-        String(try sh(["sha256sum", path]).out.prefix(64))
+    static func sha256(_ path: String) async throws -> String {
+        String(try await sh(["sha256sum", path]).out.prefix(64))
     }
 }
 
@@ -108,7 +120,7 @@ enum RealGuestTesting {
     /// archived the queued file `queued`, or has given up on it (its `.error.json` exists),
     /// at most `seconds`.
     /// Returns the published directory; the caller checks which of the two happened.
-    static func awaitPublication(base: String, vm: String, queued: String, seconds: TimeInterval) -> String {
+    static func awaitPublication(base: String, vm: String, queued: String, seconds: TimeInterval) async throws -> String {
         let published = base + "/output/" + vm
         let deadline = Date().addingTimeInterval(seconds)
         // The source is archived after the outputs are published and `published` is committed,
@@ -119,7 +131,7 @@ enum RealGuestTesting {
         }
         while Date() < deadline && !done() {
             if FileManager.default.fileExists(atPath: base + "/queue/.errors/\(queued).error.json") { break }
-            Thread.sleep(forTimeInterval: 2)
+            try await Task.sleep(for: .seconds(2))
         }
         return published
     }

@@ -3,11 +3,11 @@ import Foundation
 /// Builds a VMware-style OVA (OVF 1.0 + streamOptimized VMDK + SHA-256 .mf) with `tar`.
 enum OVABuilder {
     static func make(name: String, raw: String, in directory: String, mac: String = "00:50:56:aa:bb:cc",
-                     firmware: String = "bios") throws -> String {
+                     firmware: String = "bios") async throws -> String {
         let work = directory + "/ova-\(name)"
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         let disk = "\(name)-disk1.vmdk"
-        try sh(["qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", raw, work + "/" + disk])
+        try await sh(["qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", raw, work + "/" + disk])
         let capacity = try FileManager.default.attributesOfItem(atPath: raw)[.size] as? NSNumber ?? 0
         let ovf = """
             <?xml version="1.0" encoding="UTF-8"?>
@@ -40,11 +40,11 @@ enum OVABuilder {
             </Envelope>
             """
         try ovf.write(toFile: work + "/\(name).ovf", atomically: true, encoding: .utf8)
-        let manifest = try [name + ".ovf", disk].map { "SHA256(\($0))= \(try TestDisks.sha256(work + "/" + $0))" }
-            .joined(separator: "\n") + "\n"
+        var manifest = ""
+        for member in [name + ".ovf", disk] { manifest += "SHA256(\(member))= \(try await TestDisks.sha256(work + "/" + member))\n" }
         try manifest.write(toFile: work + "/\(name).mf", atomically: true, encoding: .utf8)
         let ova = directory + "/\(name).ova"
-        try sh(["tar", "-C", work, "--format=ustar", "-cf", ova, "\(name).ovf", "\(name).mf", disk])
+        try await sh(["tar", "-C", work, "--format=ustar", "-cf", ova, "\(name).ovf", "\(name).mf", disk])
         try FileManager.default.removeItem(atPath: work)
         return ova
     }

@@ -62,10 +62,10 @@ struct InstanceCommandTests {
         let environment = ["HYPER2KVM_CONFIG_DIR": etc, "HYPER2KVM_HOME": lib]
 
         // A job in the vsphere instance's journal (its state_dir comes from its config).
-        try TestDisks.makeRaw(at: scratch.path("disk.raw"))
-        try sh([ProductBinary.path, "convert", scratch.path("disk.raw"), "--output-dir", scratch.path("out"),
+        try await TestDisks.makeRaw(at: scratch.path("disk.raw"))
+        try await sh([ProductBinary.path, "convert", scratch.path("disk.raw"), "--output-dir", scratch.path("out"),
                 "--state-dir", scratch.path("vsphere-journal"), "--no-fix", "--no-checksum"])
-        let status = try sh([ProductBinary.path, "status", "--instance", "vsphere", "--json"], environment: environment)
+        let status = try await sh([ProductBinary.path, "status", "--instance", "vsphere", "--json"], environment: environment)
         #expect(status.out.contains("disk.raw"), "status --instance vsphere: \(status.out)")
 
         // The aws instance's daemon, started as its unit would: HYPER2KVM_HOME=<lib>/aws.
@@ -92,7 +92,7 @@ struct InstanceCommandTests {
         }
         #expect(pidText == "\(daemon.processIdentifier)")
 
-        let listing = try sh([ProductBinary.path, "instances", "--json"], environment: environment)
+        let listing = try await sh([ProductBinary.path, "instances", "--json"], environment: environment)
         let rows = try JSONDecoder().decode([Row].self, from: Data(listing.out.utf8))
         #expect(rows.map(\.name) == ["aws", "vsphere"])
         #expect(rows.first { $0.name == "aws" } == Row(name: "aws", unit: "hyper2kvm@aws.service", state_dir: lib + "/aws/state",
@@ -100,16 +100,16 @@ struct InstanceCommandTests {
                 "\(daemonReport())\n/proc/locks:\n\((try? String(contentsOfFile: "/proc/locks", encoding: .utf8)) ?? "")")
         #expect(rows.first { $0.name == "vsphere" }?.state == "stopped")
         #expect(rows.first { $0.name == "vsphere" }?.state_dir == scratch.path("vsphere-journal"))
-        let table = try sh([ProductBinary.path, "instances"], environment: environment).out
+        let table = try await sh([ProductBinary.path, "instances"], environment: environment).out
         #expect(table.contains("hyper2kvm@aws.service") && table.contains("running (pid \(daemon.processIdentifier))"),
                 "\(table)\n\(daemonReport())")
 
         daemon.terminate()
         daemon.waitUntilExit()
-        let after = try sh([ProductBinary.path, "instances", "--json"], environment: environment)
+        let after = try await sh([ProductBinary.path, "instances", "--json"], environment: environment)
         #expect(try JSONDecoder().decode([Row].self, from: Data(after.out.utf8)).allSatisfy { $0.state == "stopped" })
 
-        let bad = try sh([ProductBinary.path, "status", "--instance", "../x"], environment: environment, allowFailure: true)
+        let bad = try await sh([ProductBinary.path, "status", "--instance", "../x"], environment: environment, allowFailure: true)
         #expect(bad.status != 0 && bad.err.contains("not an instance name"))
     }
 

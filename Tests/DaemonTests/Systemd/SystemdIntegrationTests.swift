@@ -13,15 +13,15 @@ private let hasSystemdAnalyze = FileManager.default.isExecutableFile(atPath: "/u
 /// A system user that exists only for one test; deleted with its group at the end.
 private final class ThrowawayUser {
     let name: String
-    init() throws {
+    init() async throws {
         name = "h2kt" + String(UUID().uuidString.lowercased().prefix(8))
-        try sh(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+        try await sh(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
                 "--shell", "/usr/sbin/nologin", name])
     }
-    var uid: UInt32 { UInt32(((try? sh(["id", "-u", name]).out) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 }
+    var uid: UInt32 { UInt32(((try? shBlocking(["id", "-u", name]).out) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 }
     deinit {
-        _ = try? sh(["userdel", name], allowFailure: true)
-        _ = try? sh(["groupdel", name], allowFailure: true)
+        _ = try? shBlocking(["userdel", name], allowFailure: true)
+        _ = try? shBlocking(["groupdel", name], allowFailure: true)
     }
 }
 
@@ -34,26 +34,26 @@ private func owner(_ path: String) throws -> (user: String, mode: Int) {
 @Suite("systemd units, install, non-root conversion", .serialized)
 struct SystemdIntegrationTests {
     @Test(arguments: ["hyper2kvm.yaml.example", "vsphere.yaml.example", "aws.yaml.example"])
-    func exampleConfigurationsPassConfigCheck(file: String) throws {
-        let result = try sh([ProductBinary.path, "config", "check", repo("systemd/" + file)], allowFailure: true)
+    func exampleConfigurationsPassConfigCheck(file: String) async throws {
+        let result = try await sh([ProductBinary.path, "config", "check", repo("systemd/" + file)], allowFailure: true)
         #expect(result.status == 0, "\(file): \(result.err)")
         #expect(result.out.contains("command: daemon"))
     }
 
     @Test(.enabled(if: isRoot, "scripts/install needs root (creates users, chowns)"),
           .enabled(if: hasSystemdAnalyze, "systemd-analyze is missing (Debian package systemd)"))
-    func installedUnitsVerifyCleanAndScoreSafe() throws {
+    func installedUnitsVerifyCleanAndScoreSafe() async throws {
         let root = try Scratch("units")
-        try sh([repo("scripts/install"), "--binary", ProductBinary.path, "--destdir", root.url.path, "--no-user"])
+        try await sh([repo("scripts/install"), "--binary", ProductBinary.path, "--destdir", root.url.path, "--no-user"])
         // verify resolves dependencies such as sysinit.target inside --root.
         try FileManager.default.createDirectory(atPath: root.path("usr/lib/systemd"), withIntermediateDirectories: true)
-        try sh(["cp", "-a", "/usr/lib/systemd/system", root.path("usr/lib/systemd/")])
+        try await sh(["cp", "-a", "/usr/lib/systemd/system", root.path("usr/lib/systemd/")])
         let units = ["hyper2kvm.service", "hyper2kvm@vsphere.service", "hyper2kvm.target"]
-        let verify = try sh(["systemd-analyze", "verify", "--root=" + root.url.path] + units, allowFailure: true)
+        let verify = try await sh(["systemd-analyze", "verify", "--root=" + root.url.path] + units, allowFailure: true)
         #expect(verify.status == 0 && verify.err.isEmpty, "systemd-analyze verify: \(verify.err)")
 
         for unit in ["hyper2kvm.service", "hyper2kvm@vsphere.service"] {
-            let security = try sh(["systemd-analyze", "security", "--offline=yes", "--root=" + root.url.path, unit], allowFailure: true)
+            let security = try await sh(["systemd-analyze", "security", "--offline=yes", "--root=" + root.url.path, unit], allowFailure: true)
             let line = security.out.split(separator: "\n").first { $0.contains("Overall exposure level") } ?? ""
             let score = line.split(separator: ":").last?.split(separator: " ").first.flatMap { Double($0) }
             print("\(unit): \(line.trimmingCharacters(in: .whitespaces))")
@@ -62,12 +62,12 @@ struct SystemdIntegrationTests {
     }
 
     @Test(.enabled(if: isRoot, "scripts/install needs root (creates users, chowns)"))
-    func installCreatesTheTreeAndUninstallKeepsData() throws {
+    func installCreatesTheTreeAndUninstallKeepsData() async throws {
         let root = try Scratch("install")
-        let user = try ThrowawayUser()
+        let user = try await ThrowawayUser()
         let dest = root.url.path
         let install = [repo("scripts/install"), "--binary", ProductBinary.path, "--destdir", dest, "--user", user.name]
-        try sh(install)
+        try await sh(install)
 
         let expected: [(String, String, Int)] = [
             ("etc/hyper2kvm", "root", 0o750), ("etc/hyper2kvm/hyper2kvm.yaml", "root", 0o640),
@@ -91,33 +91,33 @@ struct SystemdIntegrationTests {
         // A second install keeps the operator's configuration and data.
         try "command: daemon\nverbose: 2\n".write(toFile: root.path("etc/hyper2kvm/hyper2kvm.yaml"), atomically: true, encoding: .utf8)
         try "job".write(toFile: root.path("var/lib/hyper2kvm/output/kept"), atomically: true, encoding: .utf8)
-        try sh(install)
+        try await sh(install)
         #expect(try String(contentsOfFile: root.path("etc/hyper2kvm/hyper2kvm.yaml"), encoding: .utf8).contains("verbose: 2"))
 
-        try sh([repo("scripts/uninstall"), "--destdir", dest])
+        try await sh([repo("scripts/uninstall"), "--destdir", dest])
         let fm = FileManager.default
         #expect(!fm.fileExists(atPath: root.path("usr/local/bin/hyper2kvm")))
         #expect(!fm.fileExists(atPath: root.path("etc/systemd/system/hyper2kvm.service")))
         #expect(fm.fileExists(atPath: root.path("var/lib/hyper2kvm/output/kept")))
         #expect(fm.fileExists(atPath: root.path("etc/hyper2kvm/hyper2kvm.yaml")))
 
-        try sh([repo("scripts/uninstall"), "--destdir", dest, "--purge"])
+        try await sh([repo("scripts/uninstall"), "--destdir", dest, "--purge"])
         #expect(!fm.fileExists(atPath: root.path("var/lib/hyper2kvm")))
         #expect(!fm.fileExists(atPath: root.path("etc/hyper2kvm")))
     }
 
     @Test(.enabled(if: isRoot, "creating and switching to an unprivileged user needs root"),
           .timeLimit(.minutes(20)))
-    func unprivilegedUserConvertsAndLaunchesLibguestfs() throws {
+    func unprivilegedUserConvertsAndLaunchesLibguestfs() async throws {
         let work = try Scratch("nonroot")
-        let user = try ThrowawayUser()
+        let user = try await ThrowawayUser()
         // /tmp/h2k-…: the user must traverse the scratch directory and own what it writes.
-        try sh(["chmod", "0755", work.url.path])
-        try TestDisks.makeRaw(at: work.path("disk.raw"))
-        try TestDisks.convert(raw: work.path("disk.raw"), to: work.path("disk.vmdk"), format: "vmdk", options: [])
+        try await sh(["chmod", "0755", work.url.path])
+        try await TestDisks.makeRaw(at: work.path("disk.raw"))
+        try await TestDisks.convert(raw: work.path("disk.raw"), to: work.path("disk.vmdk"), format: "vmdk", options: [])
         // As CacheDirectory= does for the unit: libguestfs ignores a cache directory that is missing.
         try FileManager.default.createDirectory(atPath: work.path("home/cache"), withIntermediateDirectories: true)
-        try sh(["chown", "-R", "\(user.name):\(user.name)", work.path("home"), work.path("disk.vmdk"), work.path("disk.raw")])
+        try await sh(["chown", "-R", "\(user.name):\(user.name)", work.path("home"), work.path("disk.vmdk"), work.path("disk.raw")])
 
         let environment = [
             "LIBGUESTFS_BACKEND": ProcessInfo.processInfo.environment["LIBGUESTFS_BACKEND"] ?? "direct",
@@ -126,7 +126,7 @@ struct SystemdIntegrationTests {
         ]
         let asUser = ["runuser", "-u", user.name, "--", "env"] + environment.map { "\($0.key)=\($0.value)" }
 
-        let convert = try sh(asUser + [ProductBinary.path, "convert", work.path("disk.vmdk"), "--output-dir", work.path("home/out"), "--no-fix"],
+        let convert = try await sh(asUser + [ProductBinary.path, "convert", work.path("disk.vmdk"), "--output-dir", work.path("home/out"), "--no-fix"],
                              allowFailure: true)
         #expect(convert.status == 0, "convert as \(user.name): \(convert.err)")
         let published = try FileManager.default.contentsOfDirectory(atPath: work.path("home/out")).filter { !$0.hasPrefix(".") }
@@ -141,7 +141,7 @@ struct SystemdIntegrationTests {
 
         // The fix stage's libguestfs appliance, launched by the same user: supermin builds
         // it into the user's LIBGUESTFS_CACHEDIR from the host kernel and modules.
-        let guestfish = try sh(asUser + ["guestfish", "--ro", "-a", work.path("disk.raw"), "run", ":", "list-filesystems"],
+        let guestfish = try await sh(asUser + ["guestfish", "--ro", "-a", work.path("disk.raw"), "run", ":", "list-filesystems"],
                                allowFailure: true)
         #expect(guestfish.status == 0, "guestfish as \(user.name): \(guestfish.err)")
         #expect(guestfish.out.contains("/dev/sda: ext4"), "\(guestfish.out)")

@@ -59,7 +59,7 @@ struct GuestFixRealGuestTests {
         print("qemu-img convert overlay -> qcow2: \(ContinuousClock.now - convertStart)")
 
         let bootStart = ContinuousClock.now
-        let boot = try await ExternalCommand(Self.bootTest, [output.path, "qcow2"], environment: ["BOOT_TEST_TIMEOUT": "300"]).run()
+        let boot = try await ExternalCommand(Self.bootTest, [output.path, "qcow2"], environment: ["BOOT_TEST_TIMEOUT": "600"]).run()
         print("boot test (fixed): status \(boot.status) in \(ContinuousClock.now - bootStart)\n\(boot.stdoutText)\(boot.stderrText)")
         #expect(boot.status == 0)
         // The virtio NIC came up under the old name with DHCP (ifupdown config unchanged but for the MAC).
