@@ -44,7 +44,7 @@ extension JobJournal {
             let completion = try applyTransition(
                 db, job: job, to: .stageCompleted, stage: stage, detail: detail, at: now)
             // Outputs of an earlier attempt of this stage are superseded by this one; keeping
-            // them would make the rerun after a failed verification hit UNIQUE (crashsafety.md §4.1).
+            // them would make the rerun after a failed verification hit UNIQUE (docs/crash-safety.md, row 5).
             try db.cachedStatement(sql: "DELETE FROM artifacts WHERE job_id = ? AND stage = ?")
                 .execute(arguments: [job, stage])
             let insert = try db.cachedStatement(sql: """

@@ -80,7 +80,7 @@ public final class JobJournal: JobJournaling {
     }
 
     /// Copies the WAL into the database file and truncates it. For idle moments: long
-    /// readers and a busy writer otherwise let the WAL grow (crashsafety.md §1.2).
+    /// readers and a busy writer otherwise let the WAL grow without bound.
     public func checkpoint() throws {
         guard isWritable else { throw JournalError.readOnly(path: path) }
         do {
@@ -116,7 +116,7 @@ public final class JobJournal: JobJournaling {
     private static func enforceDurability(_ pool: DatabasePool, path: String) throws {
         try pool.writeWithoutTransaction { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
-            // Bounds the -wal file left after a checkpoint (crashsafety.md §1.2).
+            // Bounds the -wal file left after a checkpoint: SQLite truncates it to this size, not to zero.
             try db.execute(sql: "PRAGMA journal_size_limit = 67108864")
             let synchronous = try Int.fetchOne(db, sql: "PRAGMA synchronous")
             guard synchronous == 2 || synchronous == 3 else {

@@ -43,7 +43,7 @@ struct StageCompletionTests {
                                     "SELECT count(*) FROM transitions WHERE to_state = 'stage-completed'") == ["0"])
     }
 
-    /// crashsafety.md §4.1: a completed stage whose output no longer verifies is rerun;
+    /// docs/crash-safety.md, row 5: a completed stage whose output no longer verifies is rerun;
     /// its new completion must replace the old rows instead of hitting UNIQUE.
     @Test func rerunOfACompletedStageReplacesItsArtifacts() throws {
         let directory = try TemporaryStateDirectory()

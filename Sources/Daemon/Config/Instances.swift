@@ -111,8 +111,22 @@ public enum JournalLockProbe {
         }
         let recordedPID = (try? String(contentsOfFile: lockPath, encoding: .utf8))
             .flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-        guard isFlockHeld(inode: UInt64(info.st_ino), table: table) else { return .stopped }
+        let inode = UInt64(info.st_ino)
+        guard isFlockHeld(inode: inode, table: table) || isFlockHeldOnRereading(inode: inode, locksTable: locksTable) else {
+            return .stopped
+        }
         return .running(pid: recordedPID)
+    }
+
+    /// /proc/locks comes a page per read(), and the kernel finds the next page by counting
+    /// entries: a lock released between two reads shifts the rest, so one entry is skipped.
+    /// On a host where qemu processes take and drop image locks all the time, a held lock
+    /// was missed that way (seen in CI). A skip can only hide an entry, never invent one,
+    /// so a few more reads settle it.
+    private static func isFlockHeldOnRereading(inode: UInt64, locksTable: String) -> Bool {
+        (0..<3).contains { _ in
+            (try? String(contentsOfFile: locksTable, encoding: .utf8)).map { isFlockHeld(inode: inode, table: $0) } ?? false
+        }
     }
 
     /// Matches on the inode alone: under overlayfs the lock is recorded against the

@@ -3,8 +3,8 @@ import Glibc
 import Stages
 
 /// File operations that survive power loss once they return: every new name is followed by
-/// an `fsync` of the directory holding it (upstream renamed and wrote with no fsync at all,
-/// upstream.md §9 item 17).
+/// an `fsync` of the directory holding it (the Python tool renamed and wrote with no fsync
+/// at all).
 enum DurableFiles {
     static func fsyncDirectory(_ path: String) throws(WatchIOError) {
         let descriptor = retryingInterrupted { open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }

@@ -34,7 +34,7 @@ public struct FileObservation: Sendable, Equatable {
 /// mtime have not changed, nor has a writer been seen, for `quietPeriod`. A file renamed into
 /// the directory (`.movedIn`) with no writer is stable at the first look: a rename is how a
 /// finished file arrives atomically. There is deliberately no timeout: a copy that takes hours
-/// stays pending for hours (upstream dropped copies slower than 30 s, upstream.md §1.1).
+/// stays pending for hours (the Python tool dropped copies slower than 30 s).
 ///
 /// Times are instants of a monotonic clock (`ContinuousClock` in the daemon), so a wall-clock
 /// step neither completes nor stalls a copy.

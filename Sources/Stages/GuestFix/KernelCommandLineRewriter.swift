@@ -5,8 +5,7 @@ import Foundation
 ///
 /// Every kind of non-stable name is rewritten whatever `fstab_mode` says: a `root=/dev/sda1`
 /// cannot boot once the disk is /dev/vda, and the last `root=` on the line wins, so a
-/// stale one left after a good one breaks the boot (virt-v2v leaves exactly that; see
-/// v2v.md §3.4).
+/// stale one left after a good one breaks the boot (virt-v2v leaves exactly that).
 public enum KernelCommandLineRewriter {
     /// Parameters whose value is a block device.
     static let deviceParameters = ["root", "resume"]

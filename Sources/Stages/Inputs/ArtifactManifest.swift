@@ -1,7 +1,7 @@
 import Foundation
 
 /// An Artifact Manifest v1.0, as hypersdk's export writes it (`artifact-manifest.json`) and
-/// as hyper2kvm's Python loader reads it (see `upstream.md` §3): the VM an export tool
+/// as hyper2kvm's Python loader reads it: the VM an export tool
 /// produced and the disk files it left on the host.
 ///
 /// The same model is decoded from JSON and from YAML (`ArtifactManifest.parse`). Decoding

@@ -1,5 +1,5 @@
 /// Turns the manifest's `boot_order_hint`s into `SourceDisk.bootOrderHint`s, avoiding
-/// upstream's defect (`upstream.md` §3.2, §9 item 10).
+/// the Python loader's defect (it booted the data disk).
 ///
 /// hypersdk writes `boot_order_hint` with Go's `omitempty`, so the value **0 is never
 /// written**: the boot disk of a typical export (`disk-0`, hint 0) arrives with no hint

@@ -9,7 +9,7 @@ import Synchronization
 /// path is never passed, because qemu would read `name:rest` as a protocol prefix.
 ///
 /// Choices made by measurement (2 cores, local ext4, 512 MiB half-random vmdk → qcow2;
-/// see also v2v.md §5.2): `-W` (out-of-order writes) and `-m 16` moved the wall time by
+/// the same half-random image `bench/convert` uses): `-W` (out-of-order writes) and `-m 16` moved the wall time by
 /// less than the run-to-run noise (0.40–0.83 s for the same command), with and without
 /// `-c`, so the defaults are kept: in-order writes give a sequentially laid out output.
 public struct QemuImg: Sendable {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Stages
 
 extension Tag {
     @Tag static var hostileCorpus: Self
@@ -93,7 +94,9 @@ struct HostileCorpusTests {
             for (hostileCase, run) in running where run.poll() {
                 let judge = HostileJudge(marker: host.marker, workingDirectory: host.workingDirectory,
                                          sourcePath: host.path(of: hostileCase))
-                verdicts.append(judge.judge(hostileCase, run: run))
+                // Judging decodes the outputs and scans them (seconds each): on a thread of its own.
+                let work = Unchecked((judge, hostileCase, run))
+                verdicts.append(try await BlockingWork.run("h2k-test-judge") { Unchecked(work.value.0.judge(work.value.1, run: work.value.2)) }.value)
             }
             running.removeAll { $0.1.finished != nil }
             try await Task.sleep(nanoseconds: 100_000_000)

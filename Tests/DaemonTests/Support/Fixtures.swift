@@ -27,6 +27,13 @@ func sh(_ arguments: [String], environment: [String: String] = [:], allowFailure
     try await BlockingWork.run("h2k-test-sh") { try shBlocking(arguments, environment: environment, allowFailure: allowFailure) }
 }
 
+/// Carries a value that is not Sendable to a `BlockingWork` thread and back. Only for test
+/// values that one task hands over and waits for, never touched by two threads at once.
+struct Unchecked<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
 /// `sh` for the few synchronous callers (test setup that cannot be async); never for a long tool.
 @discardableResult
 func shBlocking(_ arguments: [String], environment: [String: String] = [:], allowFailure: Bool = false) throws -> (status: Int32, out: String, err: String) {

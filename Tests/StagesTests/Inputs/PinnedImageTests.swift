@@ -69,12 +69,12 @@ struct PinnedImageTests {
                                               image.path, "1M"])
         try TestImageFactory.run("qemu-img", ["amend", "-f", "qcow2", "-o", "data_file=\(target)", image.path])
         try FileManager.default.removeItem(at: harmless)
-        let started = ContinuousClock.now
+        // Refused by our header check, not ended by the probe's wall clock (a FIFO would block
+        // qemu until then, and the message would say so).
         let error = try await probeAndConvert(image, format: "qcow2", secret: secret, in: dir.url)
         #expect(error?.code == .badInput)
         #expect(error?.file == image.path)
         #expect(error?.message.contains("external data file") == true, "\(String(describing: error))")
-        #expect(ContinuousClock.now - started < .seconds(30))
     }
 
     @Test("a qcow2 backing name that qemu would read as a protocol or a host path never reaches qemu",

@@ -219,9 +219,16 @@ struct SpaceBoundsTests {
                                         "sh", dir.url.path, ami.path])
         let started = ContinuousClock.now
         let reading = try await AMIReader.read(ami, scratchDirectory: dir.file("scratch"))
+        let readTime = ContinuousClock.now - started
         #expect(reading.description.disks.first?.locator.length == 1 << 20)
-        // Reading 2 GiB of zeros through gzip takes several seconds here; stopping at the end does not.
-        #expect(ContinuousClock.now - started < .seconds(5))
+        // Inflating the 2 GiB of zeros takes seconds; stopping at the archive's end does not. The
+        // yardstick is gzip inflating the same file in the same run, not a fixed time: on a
+        // loaded 2-core host a fixed 5 s bound failed at 5.3 s while the reader had still
+        // stopped in time. Measured here: 0.2 s against 7 s.
+        let inflating = ContinuousClock.now
+        try TestImageFactory.run("sh", ["-c", "gzip -dc -- \"$1\" > /dev/null", "sh", ami.path])
+        let inflateTime = ContinuousClock.now - inflating
+        #expect(readTime < inflateTime / 2, "reading took \(readTime), inflating everything \(inflateTime)")
         let tar = dir.file("scratch").appendingPathComponent(AMIReader.decompressedName)
         var info = stat()
         #expect(stat(tar.path, &info) == 0)

@@ -128,7 +128,9 @@ struct SparseDigestTests {
         let started = ContinuousClock.now
         _ = try SourceDigest.of(url)
         let elapsed = ContinuousClock.now - started
-        #expect(elapsed < .seconds(10), "took \(elapsed)")
+        // Reading 1 TiB densely takes about 50 minutes at this CPU's 360 MB/s; the three MiB of
+        // data take well under a second. The bound only has to tell the two apart, on a loaded host.
+        #expect(elapsed < .seconds(120), "took \(elapsed)")
     }
 
     @Test("cancelling stops the hash")

@@ -201,7 +201,7 @@ struct ArtifactManifestBootOrderTests {
         #expect(vm.bootDiskIndex == 0)
     }
 
-    /// upstream.md §3.2: Go's omitempty drops hint 0 from disk-0 while disk-1 carries 1.
+    /// hypersdk's builder output: Go's omitempty drops hint 0 from disk-0 while disk-1 carries 1.
     /// Python read the missing hint as 999 and booted disk-1 (the data disk). A missing hint
     /// among hinted disks is read as 0, so disk-0 boots.
     @Test("upstream example: omitted hint (Go's 0) beats hint 1, so disk-0 boots")

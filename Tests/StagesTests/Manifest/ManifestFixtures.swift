@@ -3,7 +3,7 @@ import Foundation
 
 /// Artifact Manifests for tests, as plain dictionaries written out as JSON or YAML.
 enum ManifestFixtures {
-    /// upstream.md §3.2 (hypersdk's builder output, Go `omitempty` applied: disk-0 carries no
+    /// The Artifact Manifest hypersdk's builder writes ( Go `omitempty` applied: disk-0 carries no
     /// `boot_order_hint`), with the disk paths and disk-0's checksum supplied by the test.
     static func upstreamExample(disk0: String, disk1: String, disk0Checksum: String?) -> [String: Any] {
         var first: [String: Any] = ["id": "disk-0", "source_format": "vmdk", "bytes": 107_374_182_400,
