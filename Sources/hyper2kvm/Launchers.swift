@@ -79,7 +79,36 @@ struct ConversionFailed: Error, CustomStringConvertible {
 
 enum DaemonLauncher {
     static func run(_ configuration: Configuration) async throws {
+        // Refused before the log file is opened: it may be one of the directories in question.
+        let problems = DirectoryAccessCheck.problems(configuration, unit: ProcessInfo.processInfo.environment["HYPER2KVM_UNIT"])
+        guard problems.isEmpty else {
+            throw StartRefused(reasons: problems)
+        }
         let logger = LogSetup.makeLogger(verbose: configuration.verbose, logFile: configuration.logFile)
         try await ConversionDaemon(configuration: configuration, logger: logger).run()
+    }
+}
+
+/// The daemon cannot run with this configuration here: the message says what to change, and
+/// the exit status (78, EX_CONFIG) is one the units do not restart on, so the operator reads
+/// one clear refusal instead of a crash loop.
+struct StartRefused: Error, CustomStringConvertible {
+    let reasons: [String]
+    var description: String { "refusing to start:\n" + reasons.map { "  " + $0 }.joined(separator: "\n") }
+
+    /// Runs `body`; a configuration that cannot work is printed and ends the process with 78.
+    static func exitingOnRefusal(_ body: () async throws -> Void) async throws {
+        do {
+            try await body()
+        } catch let error as StartRefused {
+            FileHandle.standardError.write(Data("hyper2kvm: \(error)\n".utf8))
+            throw ExitCode(DirectoryAccessCheck.exitStatus)
+        } catch let error as ConfigurationErrors {
+            FileHandle.standardError.write(Data("hyper2kvm: refusing to start: the configuration has errors:\n\(error)\n".utf8))
+            throw ExitCode(DirectoryAccessCheck.exitStatus)
+        } catch let error as InstanceError {
+            FileHandle.standardError.write(Data("hyper2kvm: refusing to start: \(error)\n".utf8))
+            throw ExitCode(DirectoryAccessCheck.exitStatus)
+        }
     }
 }
