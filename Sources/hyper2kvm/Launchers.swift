@@ -80,7 +80,8 @@ struct ConversionFailed: Error, CustomStringConvertible {
 enum DaemonLauncher {
     static func run(_ configuration: Configuration) async throws {
         // Refused before the log file is opened: it may be one of the directories in question.
-        let problems = DirectoryAccessCheck.problems(configuration, unit: ProcessInfo.processInfo.environment["HYPER2KVM_UNIT"])
+        let unit = ProcessInfo.processInfo.environment["HYPER2KVM_UNIT"]
+        let problems = DirectoryAccessCheck.problems(configuration, unit: unit) + [LoopbackCheck.problem(unit: unit)].compactMap { $0 }
         guard problems.isEmpty else {
             throw StartRefused(reasons: problems)
         }
