@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import Daemon
 
 /// The repository checkout these tests run from (examples/ and systemd/ live there).
 private let repository = URL(fileURLWithPath: #filePath)
@@ -20,7 +21,7 @@ private final class NotifiedDaemon {
     let messages: String
     let log: String
 
-    init(arguments: [String], scratch: Scratch, environment: [String: String]) throws {
+    init(arguments: [String], scratch: Scratch, environment: [String: String], launcher: [String] = []) throws {
         let socket = scratch.path("notify.sock")
         messages = scratch.path("notify.log")
         log = scratch.path("daemon.log")
@@ -38,8 +39,8 @@ private final class NotifiedDaemon {
         try listener.run()
         for _ in 0..<100 where !FileManager.default.fileExists(atPath: socket) { usleep(50_000) }
         _ = FileManager.default.createFile(atPath: log, contents: nil)
-        process.executableURL = URL(fileURLWithPath: ProductBinary.path)
-        process.arguments = arguments
+        process.executableURL = URL(fileURLWithPath: launcher.first ?? ProductBinary.path)
+        process.arguments = launcher.isEmpty ? arguments : Array(launcher.dropFirst()) + [ProductBinary.path] + arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment.merging(["NOTIFY_SOCKET": socket]) { _, new in new }) { _, new in new }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         process.standardOutput = handle
@@ -165,6 +166,23 @@ struct SeedExampleDaemonTests {
         #expect(daemon.output.contains("/etc/systemd/system/hyper2kvm@production.service.d/"), "\(daemon.output)")
         #expect(daemon.output.contains("ReadWritePaths=\(readOnly)/queue"), "\(daemon.output)")
         #expect(!FileManager.default.fileExists(atPath: scratch.path("state")), "nothing is created before the refusal")
+    }
+
+    @Test("PrivateNetwork=true where the loopback stays down: refused at start with exit 78, naming the loopback")
+    func unusableLoopbackIsRefused() async throws {
+        // A network namespace of its own with lo down: what PrivateNetwork=true gives where
+        // systemd cannot bring the loopback up.
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare") else { return }
+        let scratch = try Scratch("no-loopback")
+        let config = scratch.path("daemon.yaml")
+        try "command: daemon\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let daemon = try NotifiedDaemon(arguments: ["--config", config], scratch: scratch,
+                                        environment: ["HYPER2KVM_HOME": scratch.path("home"), "HYPER2KVM_UNIT": "hyper2kvm.service"],
+                                        launcher: ["/usr/bin/unshare", "--net", "--"])
+        #expect(await daemon.exited(within: 60) == 78, "\(daemon.output)")
+        #expect(daemon.output.contains("the loopback interface 127.0.0.1 is not usable here"), "\(daemon.output)")
+        #expect(daemon.output.contains("PrivateNetwork=true"), "\(daemon.output)")
+        #expect(LoopbackCheck.roundTrip() == nil, "this test process has a working loopback")
     }
 
     @Test("daemon --instance: the documents' file names, several files refused with exit 78; instances and status --instance agree")
