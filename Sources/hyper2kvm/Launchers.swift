@@ -85,6 +85,14 @@ enum DaemonLauncher {
         guard problems.isEmpty else {
             throw StartRefused(reasons: problems)
         }
+        // A lost journal (or one another daemon holds) is refused before READY=1 as well:
+        // restarting would not bring it back, so it must not become a restart loop.
+        do {
+            try FileManager.default.createDirectory(atPath: configuration.stateDir, withIntermediateDirectories: true)
+            try JournalContinuity.openForWriting(configuration).close()
+        } catch {
+            throw StartRefused(reasons: ["\(error)"])
+        }
         let logger = LogSetup.makeLogger(verbose: configuration.verbose, logFile: configuration.logFile)
         try await ConversionDaemon(configuration: configuration, logger: logger).run()
     }
