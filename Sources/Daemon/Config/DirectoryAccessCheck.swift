@@ -43,6 +43,10 @@ public enum DirectoryAccessCheck {
         }
         guard access(existing, W_OK | X_OK) != 0 else { return nil }
         if errno == EROFS { return readOnly(key: key, path: path, unit: unit) }
+        if let unit, ["/home", "/root", "/run/user"].contains(where: { path == $0 || path.hasPrefix($0 + "/") }) {
+            return readOnly(key: key, path: path, unit: unit)
+                + " The unit also hides home directories (ProtectHome=yes): add ProtectHome=no to the same drop-in."
+        }
         let reason = String(cString: strerror(errno))
         let user = userName(getuid())
         var owner = "?"
