@@ -31,7 +31,7 @@ struct RunConfigured: AsyncParsableCommand {
         case nil:
             throw ValidationError("\(configFiles.last ?? "config"): no 'command:' key; say what to run (daemon, convert, …)")
         case .daemon?:
-            try await DaemonLauncher.run(configuration)
+            try await StartRefused.exitingOnRefusal { try await DaemonLauncher.run(configuration) }
         case .some:
             guard let input = configuration.input else { throw ValidationError("no input given") }
             try await ConvertLauncher.run(source: input, configuration: configuration)
@@ -47,7 +47,8 @@ struct JournalLocation: ParsableArguments {
     @Option(name: .customLong("state-dir"), help: "The directory holding the journal.")
     var stateDir: String?
 
-    @Option(name: .customLong("instance"), help: "A daemon instance: NAME reads /etc/hyper2kvm/NAME.yaml (hyper2kvm: the default instance).")
+    @Option(name: .customLong("instance"),
+            help: "A daemon instance, as `hyper2kvm instances` lists them: NAME reads /etc/hyper2kvm/NAME.yaml, hyper2kvm-NAME.conf or NAME.conf (hyper2kvm: the default instance, hyper2kvm.conf or hyper2kvm.yaml).")
     var instance: String?
 
     func openJournal() throws -> JobJournal {
@@ -178,12 +179,32 @@ struct RunDaemon: AsyncParsableCommand {
     var configFiles: [String] = []
     @Option(name: .customLong("base-dir"), help: "Put queue, output, work and state under this directory.")
     var baseDir: String?
+    @Option(name: .customLong("instance"),
+            help: "Run instance NAME with its configuration file from /etc/hyper2kvm (what the units run; hyper2kvm: the default instance). Several candidate files are refused.")
+    var instance: String?
 
     func run() async throws {
-        let base = baseDir.map { Configuration(baseDirectory: URL(fileURLWithPath: $0).standardizedFileURL.path) } ?? Configuration()
-        var configuration = try ConfigurationLoader.load(files: configFiles, base: base)
-        configuration.command = .daemon
-        try await DaemonLauncher.run(configuration)
+        guard instance == nil || configFiles.isEmpty else {
+            throw ValidationError("give --instance or --config, not both")
+        }
+        try await StartRefused.exitingOnRefusal {
+            let environment = ProcessInfo.processInfo.environment
+            var base = baseDir.map { Configuration(baseDirectory: URL(fileURLWithPath: $0).standardizedFileURL.path) } ?? Configuration()
+            var configuration: Configuration
+            if let instance {
+                let daemon = try InstanceLayout.fromEnvironment().instance(named: instance)
+                // Under a unit HYPER2KVM_HOME is the instance's home already; by hand it is derived.
+                if baseDir == nil && environment["HYPER2KVM_HOME"] == nil { base = Configuration(baseDirectory: daemon.home) }
+                configuration = try daemon.configuration(base: base)
+                if configuration.sources.isEmpty {
+                    FileHandle.standardError.write(Data("hyper2kvm: no configuration file (looked for \(daemon.configCandidates.joined(separator: ", "))): running on the defaults (queue \(configuration.watchDir))\n".utf8))
+                }
+            } else {
+                configuration = try ConfigurationLoader.load(files: configFiles, base: base)
+            }
+            configuration.command = .daemon
+            try await DaemonLauncher.run(configuration)
+        }
     }
 }
 
@@ -234,7 +255,7 @@ struct ConfigGroup: AsyncParsableCommand {
 struct ListInstances: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "instances",
-        abstract: "List daemon instances (/etc/hyper2kvm/*.yaml): unit, state directory, whether a daemon holds it.")
+        abstract: "List daemon instances (/etc/hyper2kvm/*.yaml and *.conf): unit, configuration, state directory, whether a daemon holds it.")
     @Flag(help: "Machine-readable output.")
     var json = false
 

@@ -79,7 +79,45 @@ struct ConversionFailed: Error, CustomStringConvertible {
 
 enum DaemonLauncher {
     static func run(_ configuration: Configuration) async throws {
+        // Refused before the log file is opened: it may be one of the directories in question.
+        let unit = ProcessInfo.processInfo.environment["HYPER2KVM_UNIT"]
+        let problems = DirectoryAccessCheck.problems(configuration, unit: unit) + [LoopbackCheck.problem(unit: unit)].compactMap { $0 }
+        guard problems.isEmpty else {
+            throw StartRefused(reasons: problems)
+        }
+        // A lost journal (or one another daemon holds) is refused before READY=1 as well:
+        // restarting would not bring it back, so it must not become a restart loop.
+        do {
+            try FileManager.default.createDirectory(atPath: configuration.stateDir, withIntermediateDirectories: true)
+            try JournalContinuity.openForWriting(configuration).close()
+        } catch {
+            throw StartRefused(reasons: ["\(error)"])
+        }
         let logger = LogSetup.makeLogger(verbose: configuration.verbose, logFile: configuration.logFile)
         try await ConversionDaemon(configuration: configuration, logger: logger).run()
+    }
+}
+
+/// The daemon cannot run with this configuration here: the message says what to change, and
+/// the exit status (78, EX_CONFIG) is one the units do not restart on, so the operator reads
+/// one clear refusal instead of a crash loop.
+struct StartRefused: Error, CustomStringConvertible {
+    let reasons: [String]
+    var description: String { "refusing to start:\n" + reasons.map { "  " + $0 }.joined(separator: "\n") }
+
+    /// Runs `body`; a configuration that cannot work is printed and ends the process with 78.
+    static func exitingOnRefusal(_ body: () async throws -> Void) async throws {
+        do {
+            try await body()
+        } catch let error as StartRefused {
+            FileHandle.standardError.write(Data("hyper2kvm: \(error)\n".utf8))
+            throw ExitCode(DirectoryAccessCheck.exitStatus)
+        } catch let error as ConfigurationErrors {
+            FileHandle.standardError.write(Data("hyper2kvm: refusing to start: the configuration has errors:\n\(error)\n".utf8))
+            throw ExitCode(DirectoryAccessCheck.exitStatus)
+        } catch let error as InstanceError {
+            FileHandle.standardError.write(Data("hyper2kvm: refusing to start: \(error)\n".utf8))
+            throw ExitCode(DirectoryAccessCheck.exitStatus)
+        }
     }
 }

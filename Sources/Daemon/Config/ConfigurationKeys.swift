@@ -145,7 +145,7 @@ enum ConfigurationKeys {
               isActive: { $0.isFalseOrNull }) { value, _ throws(ConfigurationValue.Mismatch) in
             _ = try value.bool()
         },
-        .init("fstab_mode", type: "stabilize-all|bypath-only|noop", "how /etc/fstab device names are rewritten") { value, config throws(ConfigurationValue.Mismatch) in
+        .init("fstab_mode", type: "stabilize-all|minimal|bypath-only|noop", "how /etc/fstab device names are rewritten") { value, config throws(ConfigurationValue.Mismatch) in
             let raw = try value.oneOf(ConversionOptions.FstabMode.allCases.map(\.rawValue))
             config.conversion.fstabMode = ConversionOptions.FstabMode(rawValue: raw) ?? .stabilizeAll
         },

@@ -1,7 +1,7 @@
 import Foundation
 import Yams
 
-/// Reads one or more YAML (or JSON) files into a `Configuration`. Later files win.
+/// Reads one or more YAML (or JSON, or KEY=VALUE) files into a `Configuration`. Later files win.
 ///
 /// Nothing is silently dropped: an unknown key is an error naming the file, the key and
 /// the nearest valid key; a wrong type names the expected type; a key hyper2kvm knows
@@ -26,51 +26,95 @@ public enum ConfigurationLoader {
         return configuration
     }
 
-    /// Applies one document; returns every problem found in it.
+    /// One `key: value` of a document, with where it was written (the file, or `file:line`
+    /// for the KEY=VALUE form) and the key as the operator wrote it.
+    struct Entry {
+        let writtenKey: String
+        let lookupName: String
+        let value: Node
+        let location: String
+        /// KEY=VALUE files hold scalars only.
+        let isShellForm: Bool
+    }
+
+    /// Applies one document (YAML, or KEY=VALUE assignments); returns every problem found in it.
     static func apply(text: String, file: String, to configuration: inout Configuration) -> [ConfigurationError] {
+        let read = entries(text: text, file: file)
+        guard read.errors.isEmpty else { return read.errors }
+        return apply(read.entries, to: &configuration)
+    }
+
+    static func entries(text: String, file: String) -> (entries: [Entry], errors: [ConfigurationError]) {
+        if ShellAssignments.isShellForm(text) {
+            let parsed = ShellAssignments.parse(text)
+            guard parsed.errors.isEmpty else {
+                return ([], parsed.errors.map { ConfigurationError(file: "\(file):\($0.line)", $0.message) })
+            }
+            return (parsed.assignments.map { assignment in
+                // Unquoted values are typed as YAML would type them (1, true); quoted ones are strings.
+                let style: Node.Scalar.Style = assignment.quoted ? .doubleQuoted : .plain
+                return Entry(writtenKey: assignment.name, lookupName: assignment.name.lowercased(),
+                             value: .scalar(.init(assignment.value, .implicit, style)),
+                             location: "\(file):\(assignment.line)", isShellForm: true)
+            }, [])
+        }
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
         } catch {
-            return [ConfigurationError(file: file, "not valid YAML: \(error)")]
+            return ([], [ConfigurationError(file: file, "not valid YAML: \(error)")])
         }
-        guard let root else { return [] }  // an empty file configures nothing
+        guard let root else { return ([], []) }  // an empty file configures nothing
         guard let mapping = root.mapping else {
-            return [ConfigurationError(file: file, "the configuration must be a mapping of key: value")]
+            return ([], [ConfigurationError(file: file, "the configuration must be a mapping of key: value (or KEY=VALUE lines)")])
         }
-        var errors: [ConfigurationError] = []
-        var seen: Set<String> = []
+        var entries: [Entry] = []
         for (keyNode, valueNode) in mapping {
             guard let rawKey = keyNode.string else {
-                errors.append(ConfigurationError(file: file, "keys must be strings"))
-                continue
+                return ([], [ConfigurationError(file: file, "keys must be strings")])
             }
-            let name = rawKey.replacingOccurrences(of: "-", with: "_")
-            guard let key = ConfigurationKeys.lookup(name) else {
-                let hint = nearestKey(to: name).map { " (did you mean '\($0)'?)" } ?? ""
-                errors.append(ConfigurationError(file: file, key: rawKey, "unknown key\(hint)"))
+            entries.append(Entry(writtenKey: rawKey, lookupName: rawKey.replacingOccurrences(of: "-", with: "_"),
+                                 value: valueNode, location: file, isShellForm: false))
+        }
+        return (entries, [])
+    }
+
+    static func apply(_ entries: [Entry], to configuration: inout Configuration) -> [ConfigurationError] {
+        var errors: [ConfigurationError] = []
+        var seen: Set<String> = []
+        for entry in entries {
+            let rawKey = entry.writtenKey, valueNode = entry.value
+            func error(_ message: String) { errors.append(ConfigurationError(file: entry.location, key: rawKey, message)) }
+            guard let key = ConfigurationKeys.lookup(entry.lookupName) else {
+                let hint = nearestKey(to: entry.lookupName)
+                    .map { " (did you mean '\(entry.isShellForm ? $0.uppercased() : $0)'?)" } ?? ""
+                error("unknown key\(hint)")
                 continue
             }
             if !seen.insert(key.name).inserted {
-                errors.append(ConfigurationError(file: file, key: rawKey, "given more than once (as '\(key.name)' or an alias)"))
+                error("given more than once (as '\(key.name)' or an alias)")
                 continue
             }
             let value = ConfigurationValue(node: valueNode)
             switch key.status {
             case .replaced(let reason):
-                errors.append(ConfigurationError(file: file, key: rawKey, reason))
+                error(reason)
                 continue
             case .notImplemented(let what) where key.isActive(value):
-                errors.append(ConfigurationError(file: file, key: rawKey, "accepted but not implemented yet: \(what)"))
+                error("accepted but not implemented yet: \(what)")
                 continue
             default:
                 break
+            }
+            if entry.isShellForm && key.type == "mapping" {
+                error("is a mapping (\(key.summary)): write this configuration in YAML to set it")
+                continue
             }
             do throws(ConfigurationValue.Mismatch) {
                 try key.apply(value, &configuration)
             } catch {
                 let got = valueNode.scalar?.string ?? "a \(valueNode.kindName)"
-                errors.append(ConfigurationError(file: file, key: rawKey, "expected \(error.expected), got '\(got)'"))
+                errors.append(ConfigurationError(file: entry.location, key: rawKey, "expected \(error.expected), got '\(got)'"))
             }
         }
         return errors

@@ -49,7 +49,7 @@ public struct ConversionDaemon: Sendable {
         try await queue.recoverInterruptedJobs(crash: lastCrash)
         watcher.start()
         await queue.rescan(reason: "start")
-        notifier.send("READY=1\nSTATUS=\(await queue.statusLine())")
+        notifier.send("READY=1\n" + SystemdNotifier.status(watchDir: c.watchDir, await queue.statusLine()))
         logger.info("✅ Daemon ready")
 
         // Runs until a signal has been handled (or the queue directory vanished); the other
@@ -61,7 +61,7 @@ public struct ConversionDaemon: Sendable {
                 guard notifier.isActive, let interval = notifier.watchdogInterval else { return .watchdog }
                 while !Task.isCancelled {
                     let status = await queue.statusLine()
-                    notifier.send("WATCHDOG=1\nSTATUS=\(status)")
+                    notifier.send("WATCHDOG=1\n" + SystemdNotifier.status(watchDir: c.watchDir, status))
                     try? await Task.sleep(for: interval / 2)
                 }
                 return .watchdog

@@ -44,6 +44,14 @@ public struct SystemdNotifier: Sendable {
         return sent == payload.count
     }
 
+    /// The `STATUS=` assignment: `systemctl status` shows it and `systemctl show` prints it
+    /// as `StatusText=`, so `systemctl show hyper2kvm.service | grep WATCH_DIR` finds the
+    /// queue directory. Control characters would end the assignment early: they become '?'.
+    public static func status(watchDir: String, _ summary: String) -> String {
+        let directory = String(watchDir.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? "?" : Character($0) })
+        return "STATUS=WATCH_DIR=\(directory) · \(summary)"
+    }
+
     /// Sends `WATCHDOG=1` at half the interval systemd asked for, until cancelled.
     public func runWatchdog() async {
         guard isActive, let interval = watchdogInterval else { return }

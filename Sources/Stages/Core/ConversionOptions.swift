@@ -1,8 +1,14 @@
 /// The conversion settings a stage needs, as plain values (decoded from the configuration
 /// by the Daemon module; stages never read configuration themselves).
 public struct ConversionOptions: Sendable, Codable, Equatable {
+    /// How much of /etc/fstab and /etc/crypttab is rewritten (README: Guest fixes).
     public enum FstabMode: String, Sendable, Codable, CaseIterable {
+        /// Every bus-bound name, /dev/vdX included (its disk order may differ after conversion).
         case stabilizeAll = "stabilize-all"
+        /// Only names that cannot resolve on virtio: /dev/sdX, hdX, xvdX, nvme, cciss and
+        /// controller-bound by-path/by-id links; /dev/vdX already names a virtio disk.
+        case minimal
+        /// Only /dev/disk/by-path and controller-bound /dev/disk/by-id links.
         case bypathOnly = "bypath-only"
         case noop
     }

@@ -23,10 +23,11 @@ public enum BlockDeviceSpec: Equatable, Sendable {
     }
 
     /// Whether `fstab_mode` asks for this spec to be replaced by a stable identifier.
+    /// `minimal` also leaves /dev/vdX alone: see `DeviceReference.needsRewrite(in:)`.
     public func needsStabilising(in mode: ConversionOptions.FstabMode) -> Bool {
         switch (mode, self) {
         case (.noop, _): false
-        case (.stabilizeAll, .kernelName), (_, .byPath), (_, .byID): true
+        case (.stabilizeAll, .kernelName), (.minimal, .kernelName), (_, .byPath), (_, .byID): true
         default: false
         }
     }

@@ -12,10 +12,21 @@ public struct DeviceReference: Equatable, Sendable {
         self.kind = BlockDeviceSpec(spec)
         self.mountpoint = mountpoint
     }
+
+    /// Whether `mode` rewrites this reference. `minimal` rewrites only names the converted
+    /// VM's virtio hardware cannot resolve: a /dev/vdX name already is a virtio name (the
+    /// source ran on KVM), so it stays, where `stabilize-all` pins it to a UUID as well.
+    public func needsRewrite(in mode: ConversionOptions.FstabMode) -> Bool {
+        guard kind.needsStabilising(in: mode) else { return false }
+        return mode != .minimal || !spec.hasPrefix("/dev/vd")
+    }
 }
 
 /// Rewrites the device column of `/etc/fstab` or `/etc/crypttab` to stable identifiers
-/// (`UUID=`, else `PARTUUID=`, else `LABEL=`) according to `fstab_mode`.
+/// (`UUID=`, else `PARTUUID=`, else `LABEL=`) according to `fstab_mode`:
+/// `stabilize-all` every bus-bound name, `minimal` only those virtio cannot resolve,
+/// `bypath-only` only by-path/by-id links, `noop` nothing. `UUID=`, `LABEL=`, LVM and md
+/// names are stable already and never touched.
 ///
 /// Works on text, line by line: comments, blank lines, options, field spacing and the other
 /// columns stay byte-for-byte as they were; only the device field is replaced. A device the
@@ -53,7 +64,7 @@ public struct FstabRewriter: Sendable {
             let spec = String(line[fields[table.deviceColumn]])
             let mountpoint = table == .fstab && fields.count > 1 ? String(line[fields[1]]) : nil
             let reference = DeviceReference(spec: spec, mountpoint: mountpoint)
-            guard reference.kind.needsStabilising(in: mode) else { continue }
+            guard reference.needsRewrite(in: mode) else { continue }
             guard let stable = resolve(reference) else {
                 unresolved.append(spec)
                 continue

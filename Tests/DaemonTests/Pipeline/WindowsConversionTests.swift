@@ -41,7 +41,7 @@ import Testing
         let sourceSHA = try await TestDisks.sha256(source)
         try FileManager.default.moveItem(atPath: source, toPath: base + "/queue/win10.img")
 
-        let published = try await RealGuestTesting.awaitPublication(base: base, vm: "win10", queued: "win10.img", seconds: 900)
+        let published = try await RealGuestTesting.awaitPublication(base: base, vm: "win10", queued: "win10.img", seconds: 1800)
         let log = (try? String(contentsOfFile: base + "/daemon.log", encoding: .utf8)) ?? daemon.output
         #expect(FileManager.default.fileExists(atPath: published + "/win10.qcow2"), "log:\n\(log)")
         guard FileManager.default.fileExists(atPath: published + "/win10.qcow2") else { return }

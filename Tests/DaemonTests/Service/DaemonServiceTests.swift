@@ -460,7 +460,7 @@ extension DaemonServiceTests {
         listener.waitUntilExit()
         let messages = try String(contentsOfFile: received, encoding: .utf8)
         #expect(messages.contains("READY=1"))
-        #expect(messages.contains("STATUS=0 running, 0 queued"))
+        #expect(messages.contains("STATUS=WATCH_DIR=\(base)/queue · 0 running, 0 queued"))
         #expect(messages.contains("STOPPING=1"))
     }
 }

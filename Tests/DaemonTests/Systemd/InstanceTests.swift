@@ -7,13 +7,14 @@ struct InstanceLayoutTests {
     @Test func defaultAndNamedInstancesFollowTheUnits() throws {
         let layout = InstanceLayout(configDirectory: "/etc/hyper2kvm", dataDirectory: "/var/lib/hyper2kvm")
         let standard = try layout.instance(named: nil)
-        #expect(standard.configFile == "/etc/hyper2kvm/hyper2kvm.yaml")
+        #expect(standard.configCandidates == ["/etc/hyper2kvm/hyper2kvm.conf", "/etc/hyper2kvm/hyper2kvm.yaml"])
         #expect(standard.home == "/var/lib/hyper2kvm")
         #expect(standard.unitName == "hyper2kvm.service")
         #expect(try layout.instance(named: "hyper2kvm") == standard)
 
         let vsphere = try layout.instance(named: "vsphere")
-        #expect(vsphere.configFile == "/etc/hyper2kvm/vsphere.yaml")
+        #expect(vsphere.configCandidates == ["/etc/hyper2kvm/vsphere.yaml", "/etc/hyper2kvm/hyper2kvm-vsphere.conf",
+                                             "/etc/hyper2kvm/vsphere.conf"])
         #expect(vsphere.home == "/var/lib/hyper2kvm/vsphere")
         #expect(vsphere.unitName == "hyper2kvm@vsphere.service")
     }
@@ -37,6 +38,55 @@ struct InstanceLayoutTests {
         #expect(try layout.instance(named: "nothing").stateDirectory() == scratch.path("lib/nothing/state"))
         #expect(try layout.instance().stateDirectory() == scratch.path("lib/state"))
         #expect(try layout.configuredInstances().map(\.name) == ["hyper2kvm", "aws", "vsphere"])
+    }
+
+    @Test("every file name of the documents configures its instance; instances lists them by that name")
+    func configurationFileNamesOfTheDocuments() throws {
+        let scratch = try Scratch("instance-names")
+        let etc = scratch.path("etc")
+        let layout = InstanceLayout(configDirectory: etc, dataDirectory: scratch.path("lib"))
+        try FileManager.default.createDirectory(atPath: etc, withIntermediateDirectories: true)
+        for (file, text) in [("hyper2kvm.conf", "MAX_CONCURRENT=1\n"), ("hyper2kvm-vsphere.conf", "MAX_CONCURRENT=2\n"),
+                             ("aws.conf", "MAX_CONCURRENT=3\n"), ("production.yaml", "max_concurrent: 4\n"),
+                             ("hyper2kvm-vsphere.conf.example", ""), (".hidden.yaml", ""), ("README", "")] {
+            try text.write(toFile: etc + "/" + file, atomically: true, encoding: .utf8)
+        }
+        #expect(try layout.configuredInstances().map(\.name) == ["hyper2kvm", "aws", "production", "vsphere"])
+        #expect(try layout.instance().configFile() == etc + "/hyper2kvm.conf")
+        #expect(try layout.instance().configuration().maxConcurrent == 1)
+        #expect(try layout.instance(named: "vsphere").configuration().maxConcurrent == 2)
+        #expect(try layout.instance(named: "aws").configuration().maxConcurrent == 3)
+        #expect(try layout.instance(named: "production").configuration().maxConcurrent == 4)
+        #expect(try layout.instance(named: "production").configuration().watchDir == scratch.path("lib/production/queue"))
+    }
+
+    @Test("two configuration files for one instance: refused, both named, nothing merged")
+    func severalConfigurationFilesAreRefused() throws {
+        let scratch = try Scratch("instance-conflict")
+        let etc = scratch.path("etc")
+        let layout = InstanceLayout(configDirectory: etc, dataDirectory: scratch.path("lib"))
+        try FileManager.default.createDirectory(atPath: etc, withIntermediateDirectories: true)
+        for file in ["hyper2kvm.conf", "hyper2kvm.yaml", "vsphere.yaml", "hyper2kvm-vsphere.conf", "vsphere.conf"] {
+            try "command: daemon\n".write(toFile: etc + "/" + file, atomically: true, encoding: .utf8)
+        }
+        for (name, files) in [("hyper2kvm", ["hyper2kvm.conf", "hyper2kvm.yaml"]),
+                              ("vsphere", ["vsphere.yaml", "hyper2kvm-vsphere.conf", "vsphere.conf"])] {
+            let error = #expect(throws: InstanceError.self) { try layout.instance(named: name).configuration() }
+            for file in files {
+                #expect(error?.description.contains(etc + "/" + file) == true, "\(String(describing: error))")
+            }
+            let row = InstanceSummary.survey(try layout.instance(named: name))
+            #expect(row.state == "unknown" && row.problem?.contains("configuration files") == true, "\(row)")
+        }
+    }
+
+    @Test("a named instance without a file is refused; the default one runs on defaults")
+    func missingConfiguration() throws {
+        let scratch = try Scratch("instance-missing")
+        let layout = InstanceLayout(configDirectory: scratch.path("etc"), dataDirectory: scratch.path("lib"))
+        #expect(try layout.instance().configuration().watchDir == scratch.path("lib/queue"))
+        let error = #expect(throws: InstanceError.self) { try layout.instance(named: "typo").configuration() }
+        #expect(error?.description.contains("hyper2kvm-typo.conf") == true)
     }
 
     @Test func lockTableMatchesFlockEntriesByInode() {

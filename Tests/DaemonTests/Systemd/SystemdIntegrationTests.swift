@@ -33,7 +33,7 @@ private func owner(_ path: String) throws -> (user: String, mode: Int) {
 
 @Suite("systemd units, install, non-root conversion", .serialized)
 struct SystemdIntegrationTests {
-    @Test(arguments: ["hyper2kvm.yaml.example", "vsphere.yaml.example", "aws.yaml.example"])
+    @Test(arguments: ["hyper2kvm.conf.example", "hyper2kvm-vsphere.conf.example", "hyper2kvm-aws.conf.example"])
     func exampleConfigurationsPassConfigCheck(file: String) async throws {
         let result = try await sh([ProductBinary.path, "config", "check", repo("systemd/" + file)], allowFailure: true)
         #expect(result.status == 0, "\(file): \(result.err)")
@@ -70,7 +70,7 @@ struct SystemdIntegrationTests {
         try await sh(install)
 
         let expected: [(String, String, Int)] = [
-            ("etc/hyper2kvm", "root", 0o750), ("etc/hyper2kvm/hyper2kvm.yaml", "root", 0o640),
+            ("etc/hyper2kvm", "root", 0o750), ("etc/hyper2kvm/hyper2kvm.conf", "root", 0o640),
             ("var/lib/hyper2kvm", user.name, 0o755), ("var/lib/hyper2kvm/queue", user.name, 0o755),
             ("var/lib/hyper2kvm/output", user.name, 0o755), ("var/lib/hyper2kvm/state", user.name, 0o750),
             ("var/lib/hyper2kvm/work", user.name, 0o750), ("var/log/hyper2kvm", user.name, 0o750),
@@ -78,21 +78,32 @@ struct SystemdIntegrationTests {
             ("etc/systemd/system/hyper2kvm.service", "root", 0o644), ("etc/systemd/system/hyper2kvm@.service", "root", 0o644),
             ("etc/systemd/system/hyper2kvm.target", "root", 0o644),
             ("usr/local/share/doc/hyper2kvm/systemd/examples/tcg-only.conf", "root", 0o644),
+            ("usr/local/share/doc/hyper2kvm/systemd/examples/run-as-root.conf", "root", 0o644),
+            ("usr/local/share/doc/hyper2kvm/systemd/examples/private-network.conf", "root", 0o644),
+            ("usr/local/share/doc/hyper2kvm/systemd/examples/resources.conf", "root", 0o644),
+            ("usr/local/share/doc/hyper2kvm/systemd/hyper2kvm.conf.example", "root", 0o644),
+            ("usr/local/share/doc/hyper2kvm/systemd/hyper2kvm-vsphere.conf.example", "root", 0o644),
+            ("usr/local/share/doc/hyper2kvm/systemd/hyper2kvm-aws.conf.example", "root", 0o644),
+            ("usr/local/share/doc/hyper2kvm/examples/daemon-mode/quick-start.yaml", "root", 0o644),
         ]
         for (path, user, mode) in expected {
             let found = try owner(root.path(path))
             #expect(found.user == user && found.mode == mode, "\(path): \(found.user) \(String(found.mode, radix: 8))")
         }
-        let group = try FileManager.default.attributesOfItem(atPath: root.path("etc/hyper2kvm/hyper2kvm.yaml"))[.groupOwnerAccountName] as? String
+        let group = try FileManager.default.attributesOfItem(atPath: root.path("etc/hyper2kvm/hyper2kvm.conf"))[.groupOwnerAccountName] as? String
         #expect(group == user.name)
         let unit = try String(contentsOfFile: root.path("etc/systemd/system/hyper2kvm.service"), encoding: .utf8)
-        #expect(unit.contains("User=\(user.name)\n") && unit.contains("ExecStart=/usr/local/bin/hyper2kvm --config /etc/hyper2kvm/hyper2kvm.yaml"))
+        #expect(unit.contains("User=\(user.name)\n") && unit.contains("ExecStart=/usr/local/bin/hyper2kvm daemon --instance hyper2kvm\n"))
 
         // A second install keeps the operator's configuration and data.
-        try "command: daemon\nverbose: 2\n".write(toFile: root.path("etc/hyper2kvm/hyper2kvm.yaml"), atomically: true, encoding: .utf8)
+        try "VERBOSE=2\n".write(toFile: root.path("etc/hyper2kvm/hyper2kvm.conf"), atomically: true, encoding: .utf8)
         try "job".write(toFile: root.path("var/lib/hyper2kvm/output/kept"), atomically: true, encoding: .utf8)
         try await sh(install)
-        #expect(try String(contentsOfFile: root.path("etc/hyper2kvm/hyper2kvm.yaml"), encoding: .utf8).contains("verbose: 2"))
+        #expect(try String(contentsOfFile: root.path("etc/hyper2kvm/hyper2kvm.conf"), encoding: .utf8) == "VERBOSE=2\n")
+        // An operator's hyper2kvm.yaml counts as the default configuration: no second file is added.
+        try FileManager.default.moveItem(atPath: root.path("etc/hyper2kvm/hyper2kvm.conf"), toPath: root.path("etc/hyper2kvm/hyper2kvm.yaml"))
+        try await sh(install)
+        #expect(!FileManager.default.fileExists(atPath: root.path("etc/hyper2kvm/hyper2kvm.conf")))
 
         try await sh([repo("scripts/uninstall"), "--destdir", dest])
         let fm = FileManager.default
