@@ -75,7 +75,7 @@ actor DaemonQueue {
     private func wait(_ jobID: Int64, _ reason: WaitReason, _ until: @escaping @Sendable () async throws -> Void) {
         waiting[jobID] = (reason, Task {
             do { try await until() } catch { return }  // cancelled at shutdown: the next start resumes the job
-            await self.waitEnded(jobID, reason)
+            self.waitEnded(jobID, reason)
         })
     }
 
@@ -100,13 +100,13 @@ actor DaemonQueue {
             running[jobID] = Task { [runner, logger] in
                 do {
                     let run = try await runner.run(jobID: jobID)
-                    await self.finish(jobID, run)
+                    self.finish(jobID, run)
                 } catch is CancellationError {
                     logger.notice("job \(jobID) interrupted; it resumes at the next start")
-                    await self.finishInterrupted(jobID)
+                    self.finishInterrupted(jobID)
                 } catch {
                     logger.error("job \(jobID): \(error)")
-                    await self.finishFailed(jobID, error)
+                    self.finishFailed(jobID, error)
                 }
             }
         }
@@ -163,14 +163,29 @@ actor DaemonQueue {
         stopFlag.set()
         wakeStabilityChecks()
         for (_, wait) in waiting { wait.task.cancel() }
-        let deadline = ContinuousClock.now + grace
-        while !running.isEmpty && ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(200))
+        // Running stages get `grace` to finish; whichever comes first ends the wait (no polling).
+        let jobs = running
+        let finishedInTime = await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                try? await Task.sleep(for: grace)
+                return false
+            }
+            group.addTask {
+                for task in jobs.values { await task.value }
+                return true
+            }
+            let first = await group.next() ?? true
+            group.cancelAll()
+            if !first {
+                for (jobID, task) in jobs where running[jobID] != nil {
+                    logger.notice("interrupting job \(jobID)")
+                    task.cancel()
+                }
+            }
+            await group.waitForAll()
+            return first
         }
-        for (jobID, task) in running {
-            logger.notice("interrupting job \(jobID)")
-            task.cancel()
-        }
+        if finishedInTime { logger.info("every running job ended within the grace period") }
     }
 
     func waitForRunningJobs() async {
