@@ -57,14 +57,13 @@ extension DaemonQueue {
             if let next = evaluate() {
                 try? await Task.sleep(until: next, clock: .continuous)
             } else {
-                await withCheckedContinuation { idleWaiter = $0 }
+                await arrivals.wait()
             }
         }
     }
 
     func wakeStabilityChecks() {
-        idleWaiter?.resume()
-        idleWaiter = nil
+        arrivals.signal()
     }
 
     /// Returns when the next check is due, or nil when no file is waiting.
@@ -151,10 +150,10 @@ extension DaemonQueue {
                 return
             }
             // Only a file the size of an earlier conversion is hashed: most drops cost no extra read.
-            Task {
+            spawn { [self] in
                 // The same digest the convert stage records (`SourceDigest.identityKey`).
                 let digest = try? await SourceDigest.compute(source, label: "h2k-dup-sha256").identityKey
-                self.finishIntake(name, members: members, sha256: digest, candidates: sameSize)
+                await finishIntake(name, members: members, sha256: digest, candidates: sameSize)
             }
         } catch {
             taken.subtract(members)

@@ -17,19 +17,29 @@ actor DaemonQueue {
     var tracker: FileStabilityTracker<ContinuousClock.Instant>
     /// Jobs ready to run, first come first served.
     var pending: [Int64] = []
-    var running: [Int64: Task<Void, Never>] = [:]
+    var running: Set<Int64> = []
     /// Queue names that already belong to a job (or are waiting to), so no file is taken twice.
     var taken: Set<String> = []
-    var stopping = false
-    var idleWaiter: CheckedContinuation<Void, Never>?
+    /// Set once at shutdown: no new job and no new stage starts.
     let stopFlag = StopFlag()
-    /// Jobs waiting for a retry's delay or for space, with the wait.
-    var waiting: [Int64: (reason: WaitReason, task: Task<Void, Never>)] = [:]
+    var stopping: Bool { stopFlag.isSet }
+    /// Jobs waiting for a retry's delay or for space.
+    var waiting: [Int64: WaitReason] = [:]
+    /// Work the scheduler service runs as child tasks: job runs and duplicate checks
+    /// (`jobs`), and waits for a retry or for space (`waits`, cancelled at shutdown).
+    let jobs: AsyncStream<Work>
+    let waits: AsyncStream<Work>
+    private let jobsInput: AsyncStream<Work>.Continuation
+    private let waitsInput: AsyncStream<Work>.Continuation
+    /// Signalled when a file arrives (the stability checks wake) and when a job ends (a drain wakes).
+    let arrivals = Wakeup()
+    let jobEnded = Wakeup()
     /// Jobs that were inside a stage when the daemon crashed: each runs alone, so a second
     /// crash is blamed on the job that caused it and not on a neighbour.
     var crashSuspects: Set<Int64> = []
 
     enum WaitReason { case retry, space }
+    typealias Work = @Sendable () async -> Void
 
     init(configuration: Configuration, journal: JobJournal, logger: Logger) {
         self.configuration = configuration
@@ -39,6 +49,13 @@ actor DaemonQueue {
                                     fromQueue: true)
         sampler = FileStabilitySampler(directory: configuration.watchDir, clock: ContinuousClock(), logger: logger)
         tracker = FileStabilityTracker(quietPeriod: .milliseconds(Int64(configuration.fileStableSeconds * 1000)))
+        (jobs, jobsInput) = AsyncStream.makeStream()
+        (waits, waitsInput) = AsyncStream.makeStream()
+    }
+
+    /// Hands work to the scheduler service (dropped once shutdown began).
+    func spawn(_ work: @escaping Work) {
+        jobsInput.yield(work)
     }
 
     /// The job's lifecycle as the journal has it, knowing whether the daemon is stopping.
@@ -71,12 +88,15 @@ actor DaemonQueue {
         }
     }
 
-    /// Waits off the actor, then tells the job's lifecycle that its wait is over.
+    /// Waits off the actor (a child task of the scheduler service), then tells the job's
+    /// lifecycle that its wait is over. A wait cancelled at shutdown leaves the job as the
+    /// journal has it (`retrying`, `waiting-for-space`): the next start resumes it.
     private func wait(_ jobID: Int64, _ reason: WaitReason, _ until: @escaping @Sendable () async throws -> Void) {
-        waiting[jobID] = (reason, Task {
-            do { try await until() } catch { return }  // cancelled at shutdown: the next start resumes the job
-            self.waitEnded(jobID, reason)
-        })
+        waiting[jobID] = reason
+        waitsInput.yield { [self] in
+            do { try await until() } catch { return }
+            await waitEnded(jobID, reason)
+        }
     }
 
     private func waitEnded(_ jobID: Int64, _ reason: WaitReason) {
@@ -94,32 +114,40 @@ actor DaemonQueue {
 
     func schedule() {
         while !stopping, running.count < configuration.maxConcurrent, let next = pending.first {
-            if !running.isEmpty && (crashSuspects.contains(next) || running.keys.contains(where: crashSuspects.contains)) { break }
+            if !running.isEmpty && (crashSuspects.contains(next) || running.contains(where: crashSuspects.contains)) { break }
             let jobID = pending.removeFirst()
             logger.info("🔄 Processing: job \(jobID)")
-            running[jobID] = Task { [runner, logger] in
-                do {
-                    let run = try await runner.run(jobID: jobID)
-                    self.finish(jobID, run)
-                } catch is CancellationError {
-                    logger.notice("job \(jobID) interrupted; it resumes at the next start")
-                    self.finishInterrupted(jobID)
-                } catch {
-                    logger.error("job \(jobID): \(error)")
-                    self.finishFailed(jobID, error)
-                }
-            }
+            running.insert(jobID)
+            jobsInput.yield { [self] in await runJob(jobID) }
+        }
+    }
+
+    private func runJob(_ jobID: Int64) async {
+        do {
+            let run = try await runner.run(jobID: jobID)
+            finish(jobID, run)
+        } catch is CancellationError {
+            logger.notice("job \(jobID) interrupted; it resumes at the next start")
+            finishInterrupted(jobID)
+        } catch {
+            logger.error("job \(jobID): \(error)")
+            finishFailed(jobID, error)
         }
     }
 
     private func finishInterrupted(_ jobID: Int64) {
-        running[jobID] = nil
+        ended(jobID)
+    }
+
+    private func ended(_ jobID: Int64) {
+        running.remove(jobID)
+        crashSuspects.remove(jobID)
+        jobEnded.signal()
     }
 
     /// The run threw outside a stage: the job fails for good, as the lifecycle says.
     private func finishFailed(_ jobID: Int64, _ error: any Error) {
-        running[jobID] = nil
-        crashSuspects.remove(jobID)
+        ended(jobID)
         defer { schedule() }
         do {
             var lifecycle = try lifecycle(of: jobID)
@@ -130,15 +158,18 @@ actor DaemonQueue {
     }
 
     private func finish(_ jobID: Int64, _ run: JobRunner.Run) {
-        running[jobID] = nil
-        crashSuspects.remove(jobID)
+        ended(jobID)
         defer { schedule() }
         switch run.ending {
         case .published(let path):
-            logger.info("✅ Completed: job \(jobID) → \(path)")
+            // The power-loss harness reads "Completed: SOURCE → " as the acknowledgement.
+            let source = (try? journal.job(jobID))?.sourcePath ?? "job \(jobID)"
+            logger.info("✅ Completed: \(source) → \(path)")
         case .waitingForSpace(let stage, let message):
             logger.warning("job \(jobID) is waiting for space (\(stage)): \(message)")
-        case .failed, .retrying, .interrupted:
+        case .interrupted:
+            logger.notice("job \(jobID) interrupted; it resumes at the next start")
+        case .failed, .retrying:
             break
         }
         do {
@@ -150,45 +181,39 @@ actor DaemonQueue {
 
     /// One line for systemd's STATUS= and the log.
     func statusLine() -> String {
-        let space = waiting.values.filter { $0.reason == .space }.count
+        let space = waiting.values.filter { $0 == .space }.count
         return "\(running.count) running, \(pending.count) queued, \(tracker.trackedNames.count) arriving"
             + (space == 0 ? "" : ", \(space) waiting for space")
     }
 
     // MARK: - Stop
 
-    func shutdown(grace: Duration) async {
-        guard !stopping else { return }
-        stopping = true
+    /// The first step of a graceful shutdown, from any thread: no new job and no new stage
+    /// starts, waits end, the stability checks stop. Running stages go on (`drain`).
+    nonisolated func beginShutdown() {
         stopFlag.set()
-        wakeStabilityChecks()
-        for (_, wait) in waiting { wait.task.cancel() }
-        // Running stages get `grace` to finish; whichever comes first ends the wait (no polling).
-        let jobs = running
-        let finishedInTime = await withTaskGroup(of: Bool.self) { group in
+        jobsInput.finish()
+        waitsInput.finish()
+        arrivals.signal()
+    }
+
+    /// Gives running jobs `grace` to end; returns whether they all did.
+    func drain(within grace: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + grace
+        return await withTaskGroup(of: Bool.self) { group in
             group.addTask {
-                try? await Task.sleep(for: grace)
+                try? await Task.sleep(until: deadline, clock: .continuous)
                 return false
             }
-            group.addTask {
-                for task in jobs.values { await task.value }
+            group.addTask { [self] in
+                while await !running.isEmpty && !Task.isCancelled { await jobEnded.wait() }
                 return true
             }
             let first = await group.next() ?? true
             group.cancelAll()
-            if !first {
-                for (jobID, task) in jobs where running[jobID] != nil {
-                    logger.notice("interrupting job \(jobID)")
-                    task.cancel()
-                }
-            }
-            await group.waitForAll()
             return first
         }
-        if finishedInTime { logger.info("every running job ended within the grace period") }
     }
 
-    func waitForRunningJobs() async {
-        for task in running.values { await task.value }
-    }
+    var runningJobs: Set<Int64> { running }
 }
