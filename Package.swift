@@ -1,11 +1,12 @@
-// swift-tools-version:6.1
+// swift-tools-version:6.2
 import PackageDescription
 
 let strictConcurrency: [SwiftSetting] = [.swiftLanguageMode(.v6)]
 
 let package = Package(
     name: "hyper2kvm",
-    platforms: [.macOS(.v14)],
+    // 6.2: swift-service-lifecycle 2.13 declares it. macOS 15: `Synchronization` (Mutex, Atomic).
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "hyper2kvm", targets: ["hyper2kvm"]),
         // For the fuzz package under fuzz/ (a separate package, so its sanitizer build stays out of this one).
@@ -17,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // C libraries from Debian's -dev packages.
@@ -47,6 +49,7 @@ let package = Package(
                 "Journal", "Stages", "CCrashRecord",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictConcurrency),
         .executableTarget(

@@ -1,17 +1,13 @@
 import Daemon
 import Foundation
 
-/// The process starts synchronously so that our executors are in place before the first
-/// task exists (see `QuietExecutors` for why); the command then runs as a task while the
-/// main thread serves the main actor.
+/// The command runs on Swift concurrency's default executors. (An earlier custom executor
+/// on experimental SPI kept an idle daemon from waking at all; the runtime's own 1 Hz
+/// worker-pool monitor is accepted instead, and our code never polls: see
+/// `DaemonServiceTests.anIdleDaemonNeverWakes`.)
 @main
 enum Entry {
-    static func main() {
-        QuietExecutors.install()
-        Task.detached {
-            await Hyper2KVM.main()
-            exit(EXIT_SUCCESS)
-        }
-        QuietExecutors.runMainThread()
+    static func main() async {
+        await Hyper2KVM.main()
     }
 }

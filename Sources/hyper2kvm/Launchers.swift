@@ -20,7 +20,7 @@ enum ConvertLauncher {
         // reaches it: the signal cancels the conversion, which stops the tool's whole group
         // and leaves the job interrupted, to be resumed by the same command.
         let stopSignals = StopSignals { conversionTask.cancel() }
-        let outcome: JobRunner.Outcome
+        let outcome: OneShotConversion.Lifecycle.Ending
         do {
             outcome = try await conversionTask.value
         } catch is CancellationError where stopSignals.received {
@@ -35,8 +35,12 @@ enum ConvertLauncher {
             print("converted \(source) → \(path) in \(elapsed.formatted(.units(allowed: [.hours, .minutes, .seconds], width: .narrow)))")
         case .failed(let stage, let message, _):
             throw ConversionFailed(stage: stage, message: message)
-        case .waitingForSpace(let stage, let message, _):
+        case .waitingForSpace(let stage, let message):
             throw ConversionFailed(stage: stage, message: message)
+        case .retrying, .interrupted:
+            // The conversion waits out retries and stops only by cancellation (handled above).
+            FileHandle.standardError.write(Data("interrupted: run the same command again to resume\n".utf8))
+            throw ExitCode(130)
         }
     }
 }

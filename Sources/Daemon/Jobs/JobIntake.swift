@@ -21,45 +21,41 @@ public enum JobIntake {
         return identity
     }
 
-    /// Creates the job and takes it through discovered → stable → claimed.
+    /// Creates the job and takes it through discovered → stable → claimed, as its lifecycle says.
     public static func claimNewJob(source: URL, journal: JobJournal, vmName: String?, detail: String,
-                                   sourceSHA256: String? = nil) throws -> JobRecord {
-        let kind = try kind(of: source)
-        let job = try journal.createJob(
-            NewJob(sourcePath: source.path, sourceKind: kind.rawValue, identity: try identity(of: source),
-                   sourceSHA256: sourceSHA256, vmName: vmName),
-            detail: detail)
-        CrashPoints.hit("after-discovered")
-        try journal.transition(job: job.id, to: .stable, stage: nil, detail: "complete on arrival")
-        CrashPoints.hit("after-stable")
-        try journal.transition(job: job.id, to: .claimed, stage: nil, detail: "pid \(getpid())")
-        CrashPoints.hit("after-claim")
-        return try journal.job(job.id) ?? job
-    }
-
-    /// Takes a job that a crash left `discovered` or `stable` (the steps above are separate
-    /// commits) on to `claimed`, so the next run continues it instead of starting a second
-    /// job for the same file. Other states are left alone.
-    public static func completeClaim(_ job: JobRecord, journal: JobJournal, reason: String) throws {
-        switch job.state {
-        case .discovered:
-            try journal.transition(job: job.id, to: .stable, stage: nil, detail: "complete on arrival (\(reason))")
-            try journal.transition(job: job.id, to: .claimed, stage: nil, detail: "pid \(getpid()) (\(reason))")
-        case .stable:
-            try journal.transition(job: job.id, to: .claimed, stage: nil, detail: "pid \(getpid()) (\(reason))")
-        default:
-            return
-        }
+                                   sourceSHA256: String? = nil, policy: DaemonJobLifecycle.Policy) throws -> JobRecord {
+        let new = NewJob(sourcePath: source.path, sourceKind: try kind(of: source).rawValue, identity: try identity(of: source),
+                         sourceSHA256: sourceSHA256, vmName: vmName)
+        var lifecycle = DaemonJobLifecycle(policy: policy)
+        return try create(new, actions: lifecycle.handle(.claim(detail: detail, claimant: "pid \(getpid())"), now: .now),
+                          journal: journal, crashPoints: ["after-discovered", "after-stable", "after-claim"])
     }
 
     /// Journals a file whose content an earlier job already converted: discovered → duplicate.
-    public static func recordDuplicate(source: URL, of original: JobRecord, sha256: String, journal: JobJournal) throws -> JobRecord {
-        let job = try journal.createJob(
-            NewJob(sourcePath: source.path, sourceKind: try kind(of: source).rawValue, identity: try identity(of: source),
-                   sourceSHA256: sha256, vmName: nil),
-            detail: "found in the queue")
-        try journal.transition(job: job.id, to: .duplicate, stage: nil,
-                               detail: "same content (SHA-256 \(sha256)) as job \(original.id): \(original.outputPath ?? original.sourcePath)")
-        return try journal.job(job.id) ?? job
+    /// (The caller archives it with a note naming the original.)
+    public static func recordDuplicate(source: URL, of original: JobRecord, sha256: String, journal: JobJournal,
+                                       policy: DaemonJobLifecycle.Policy) throws -> JobRecord {
+        let new = NewJob(sourcePath: source.path, sourceKind: try kind(of: source).rawValue, identity: try identity(of: source),
+                         sourceSHA256: sha256, vmName: nil)
+        let detail = "same content (SHA-256 \(sha256)) as job \(original.id): \(original.outputPath ?? original.sourcePath)"
+        var lifecycle = DaemonJobLifecycle(policy: policy)
+        return try create(new, actions: lifecycle.handle(.duplicate(detail: detail), now: .now), journal: journal, crashPoints: [])
+    }
+
+    /// Carries out a new job's journal actions: the first creates the row, the others move it.
+    private static func create(_ new: NewJob, actions: [DaemonJobLifecycle.Action], journal: JobJournal,
+                               crashPoints: [String]) throws -> JobRecord {
+        var job: JobRecord?
+        var points = crashPoints[...]
+        for case .journal(let state, let stage, let detail) in actions {
+            if let created = job {
+                try journal.transition(job: created.id, to: state, stage: stage, detail: detail)
+            } else {
+                job = try journal.createJob(new, detail: detail)
+            }
+            if let point = points.popFirst() { CrashPoints.hit(point) }
+        }
+        guard let created = job else { throw StageError(.ioFailed, file: new.sourcePath, "the job could not be created") }
+        return try journal.job(created.id) ?? created
     }
 }

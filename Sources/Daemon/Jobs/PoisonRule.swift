@@ -5,8 +5,8 @@ import Journal
 /// as `poison`: a file that makes the daemon crash would otherwise be resumed at every start
 /// and kill it again, until systemd's start limit leaves the service down.
 ///
-/// Pure: the decision reads only the job's journal history, so it can move into a state
-/// machine unchanged.
+/// Pure: the decision reads only the job's journal history; `JobLifecycle` keeps the
+/// streak as it follows the journal and asks `isPoison` at a start after a crash.
 public enum PoisonRule {
     /// Crash interruptions in a row (no stage completing between them) that make a job poison.
     public static let crashesBeforePoison = 2
@@ -21,23 +21,29 @@ public enum PoisonRule {
     /// completed stage (the job made progress), a plain interruption (kill -9, a power cut,
     /// a stop) or an earlier failure (the file was dropped again) ends the count.
     public static func decide(history: [TransitionRecord]) -> Decision {
-        var crashes: [String] = []
-        for transition in history.reversed() {
-            switch transition.to {
-            case .stageCompleted, .failed:
-                return decision(crashes)
-            case .interrupted:
-                guard let detail = transition.detail, CrashNote.isCrash(detail) else { return decision(crashes) }
-                crashes.insert(detail, at: 0)
-            default:
-                continue
-            }
+        decision(history.reduce([]) { streak($0, after: $1.to, detail: $1.detail) })
+    }
+
+    /// The crash streak after one more transition: a crash interruption adds its note; a
+    /// completed stage, a plain interruption or a failure starts the count again.
+    static func streak(_ crashes: [String], after state: JobState, detail: String?) -> [String] {
+        switch state {
+        case .stageCompleted, .failed:
+            return []
+        case .interrupted:
+            guard let detail, CrashNote.isCrash(detail) else { return [] }
+            return crashes + [detail]
+        default:
+            return crashes
         }
-        return decision(crashes)
+    }
+
+    static func isPoison(_ crashes: [String]) -> Bool {
+        crashes.count >= crashesBeforePoison
     }
 
     private static func decision(_ crashes: [String]) -> Decision {
-        crashes.count >= crashesBeforePoison ? .poison(crashes: crashes) : .resume
+        isPoison(crashes) ? .poison(crashes: crashes) : .resume
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Journal
 import Logging
+import ServiceLifecycle
 import Stages
 
 /// `command: daemon`: watches the queue directory, takes each file once it is complete,
@@ -45,85 +46,32 @@ public struct ConversionDaemon: Sendable {
         logger.info("📤 Output: \(c.outputDir)")
         logger.info("⚙️  Workers: \(c.maxConcurrent) (journal in \(c.stateDir))")
         let notifier = SystemdNotifier()
-        let signals = ShutdownSignals()
         try await queue.recoverInterruptedJobs(crash: lastCrash)
+        // Watching starts before the scan, so a file dropped in between is not missed.
         watcher.start()
         await queue.rescan(reason: "start")
+
+        // Shut down in reverse order: the watcher first, the watchdog last (see DaemonServices).
+        let services: [any Service] = [
+            WatchdogService(notifier: notifier, queue: queue, watchDir: c.watchDir),
+            SchedulerService(queue: queue, grace: .seconds(c.shutdownGraceSeconds), logger: logger),
+            StabilityCheckService(queue: queue),
+            QueueWatchService(watcher: watcher, queue: queue, notifier: notifier, configuration: c, logger: logger),
+        ]
+        var group = ServiceGroupConfiguration(
+            services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // Below systemd's TimeoutStopSec= (90 s for the default 60 s grace): past it, everything
+        // still running is cancelled, and a cancelled stage is journaled interrupted.
+        group.maximumGracefulShutdownDuration = .seconds(c.shutdownGraceSeconds) + Self.shutdownMargin
         notifier.send("READY=1\n" + SystemdNotifier.status(watchDir: c.watchDir, await queue.statusLine()))
         logger.info("✅ Daemon ready")
-
-        // Runs until a signal has been handled (or the queue directory vanished); the other
-        // tasks end or are cancelled then.
-        enum Ended { case watcher, checks, watchdog, signal }
-        await withTaskGroup(of: Ended.self) { group in
-            group.addTask {
-                // The ping goes through the queue's actor, so a wedged daemon stops pinging.
-                guard notifier.isActive, let interval = notifier.watchdogInterval else { return .watchdog }
-                while !Task.isCancelled {
-                    let status = await queue.statusLine()
-                    notifier.send("WATCHDOG=1\n" + SystemdNotifier.status(watchDir: c.watchDir, status))
-                    try? await Task.sleep(for: interval / 2)
-                }
-                return .watchdog
-            }
-            group.addTask {
-                for await event in watcher.events {
-                    await queue.handle(event)
-                }
-                return .watcher
-            }
-            group.addTask {
-                await queue.runStabilityChecks()
-                return .checks
-            }
-            group.addTask {
-                let signal = await signals.next()
-                notifier.send("STOPPING=1")
-                logger.notice("🛑 Received \(signal), shutting down gracefully: no new jobs; running stages get \(Int(c.shutdownGraceSeconds)) s")
-                watcher.stop()
-                await queue.shutdown(grace: .seconds(c.shutdownGraceSeconds))
-                return .signal
-            }
-            while let ended = await group.next() {
-                if ended == .signal { break }
-                if ended == .watcher && !FileManager.default.fileExists(atPath: c.watchDir) {
-                    logger.critical("the queue directory \(c.watchDir) is gone; stopping")
-                    await queue.shutdown(grace: .seconds(c.shutdownGraceSeconds))
-                    break
-                }
-            }
-            group.cancelAll()
-        }
-        await queue.waitForRunningJobs()
+        try await ServiceGroup(configuration: group).run()
         try journal.recordDaemonStop(run: run)
         logger.notice("✅ Daemon shutdown complete")
     }
-}
 
-/// Delivers SIGTERM / SIGINT as async values instead of running code in a signal handler.
-/// `@unchecked`: the dispatch sources are only held to keep them alive; nothing touches
-/// them after `init`.
-final class ShutdownSignals: @unchecked Sendable {
-    private let stream: AsyncStream<String>
-    private let sources: [any DispatchSourceSignal]
-
-    init() {
-        var continuation: AsyncStream<String>.Continuation!
-        stream = AsyncStream { continuation = $0 }
-        let output = continuation!
-        var sources: [any DispatchSourceSignal] = []
-        for (number, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { output.yield(name) }
-            source.resume()
-            sources.append(source)
-        }
-        self.sources = sources
-    }
-
-    func next() async -> String {
-        for await name in stream { return name }
-        return "end of signals"
-    }
+    /// Time allowed past the grace period for interrupted stages to stop their tools and
+    /// journal the interruption.
+    static let shutdownMargin: Duration = .seconds(10)
 }

@@ -118,8 +118,10 @@ import Daemon
         })
     }
 
-    /// No polling: an idle daemon, before and after a conversion, does not wake at all.
-    /// (It used to wake once a second for libdispatch's worker-pool monitor.)
+    /// No polling by our code: an idle daemon, before and after a conversion, wakes only for
+    /// the runtime's own tick: libdispatch's worker-pool monitor, a 1 s timer on its manager
+    /// thread whose handler runs there too. A sleep or timer of ours would show as more
+    /// than that: a second thread (the worker that runs the woken task) or a faster rate.
     @Test func anIdleDaemonNeverWakes() async throws {
         let scratch = try Scratch("daemon-idle")
         let base = scratch.path("data")
@@ -127,16 +129,25 @@ import Daemon
         defer { _ = daemon.stop() }
         #expect(await waitFor(10) { daemon.output.contains("Daemon ready") })
         let pid = daemon.process.processIdentifier
+        let seconds = 4.0
 
-        func wakeups(over seconds: Double) async throws -> Int {
+        /// Wakeups per thread that woke at all.
+        func wakeups() async throws -> [String: Int] {
             try await Task.sleep(for: .seconds(2))  // lets start-up or finishing work settle
             let before = contextSwitches(of: pid)
             try await Task.sleep(for: .seconds(seconds))
             // A thread that ended in between (a finished hash or child-process waiter) is
             // not counted; one that started counts in full.
-            return contextSwitches(of: pid).reduce(0) { $0 + $1.value - (before[$1.key] ?? 0) }
+            return contextSwitches(of: pid).reduce(into: [:]) { woke, thread in
+                let count = thread.value - (before[thread.key] ?? 0)
+                if count > 0 { woke[thread.key] = count }
+            }
         }
-        #expect(try await wakeups(over: 4) == 0, "idle after start")
+        func isOnlyTheRuntimeTick(_ woke: [String: Int]) -> Bool {
+            woke.count <= 1 && woke.values.allSatisfy { Double($0) <= seconds + 1 }
+        }
+        let idle = try await wakeups()
+        #expect(isOnlyTheRuntimeTick(idle), "idle after start: \(idle)")
 
         let raw = scratch.path("base.raw")
         try await TestDisks.makeRaw(at: raw)
@@ -144,7 +155,8 @@ import Daemon
         try FileManager.default.moveItem(atPath: scratch.path("idle.vmdk"), toPath: base + "/queue/idle.vmdk")
         #expect(await waitFor(60) { exists(base + "/output/idle/idle.qcow2") && !exists(base + "/queue/idle.vmdk") },
                 "log:\n\(daemon.output)")
-        #expect(try await wakeups(over: 4) == 0, "idle after a conversion")
+        let afterWork = try await wakeups()
+        #expect(isOnlyTheRuntimeTick(afterWork), "idle after a conversion: \(afterWork)")
         #expect(daemon.stop() == 0)
     }
 
