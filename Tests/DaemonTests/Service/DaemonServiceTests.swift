@@ -432,7 +432,7 @@ extension DaemonServiceTests {
         #expect(history.contains { $0.to == .resumed })
     }
 
-    @Test func tellsSystemdWhenReadyAndWhenStopping() throws {
+    @Test func tellsSystemdWhenReadyAndWhenStopping() async throws {
         let scratch = try Scratch("daemon-notify")
         let base = scratch.path("data")
         let socket = scratch.path("notify.sock")
