@@ -77,10 +77,8 @@ public struct IsolatedGuestFixer: Sendable {
         // No backtrace from the Swift runtime: symbolicating one takes seconds, and the
         // first line ("Fatal error: …") is what the job's error quotes.
         let environment = ["SWIFT_BACKTRACE": "enable=no"].merging(extraEnvironment) { _, extra in extra }
-        // No limits: a fix takes as long as the guest's own tools (an initramfs rebuild under
-        // emulation takes minutes), and the appliance needs its 2 GiB of memory.
         let command = ExternalCommand(executable, Self.subcommand + ["--request", requestFile.path, "--answer", answerFile.path],
-                                      environment: environment)
+                                      limits: Self.limits, environment: environment)
         let result = try await command.run(about: about)
         // A stopped child ends by our SIGTERM: the cause is the cancellation, not a crash.
         try Task.checkCancellation()
@@ -108,6 +106,14 @@ public struct IsolatedGuestFixer: Sendable {
                              "the guest fixer exited with status \(code)" + Self.lastWords(of: result.stderrText))
         }
     }
+
+    /// A wall clock only: the appliance needs its 2 GiB of memory and the guest's own tools
+    /// their CPU. A fix runs the guest's initramfs and boot-loader tools in the appliance:
+    /// 1 to 5 min under emulation for a real Debian, the Windows fixes less; two hours means
+    /// the appliance or a guest tool hung, which no input we know of can cause on purpose.
+    static let limits = ExternalCommand.Limits(
+        wallClock: .init(.seconds(2 * 3600), blame: .toolFailed,
+                         because: "a guest fix takes minutes even under emulation, so the appliance or a guest tool hung"))
 
     /// `: <the line that says why>` from the child's stderr, or nothing: the Swift runtime's
     /// "Fatal error: …" line when there is one, else the last line (libguestfs and qemu say
@@ -177,8 +183,9 @@ enum OrphanWatch {
 
 /// Tests prove that a guest-fix child that crashes or stalls costs one stage attempt, not
 /// the daemon: `HYPER2KVM_GUESTFIX_HOOK_FOR_TESTS=<action>@<point>` makes the child, at the
-/// fixer's checkpoint `<point>` (`started`, before libguestfs; `launched`; `inspected`), SIGKILL itself (`kill`), abort
-/// (`abort`), or stall until it is stopped (`stall`, a guest tool that never ends). With
+/// fixer's checkpoint `<point>` (`started`, before libguestfs; `launched`; `inspected`),
+/// SIGKILL itself (`kill`), abort (`abort`), or stall until it is stopped (`stall`, a guest
+/// tool that never ends). With
 /// `HYPER2KVM_GUESTFIX_HOOK_ONCE=<file>` it fires only while that file does not exist, and
 /// creates it first, so the next attempt runs normally. Only the child reads these
 /// variables; nothing in a dropped file can set them.

@@ -31,7 +31,6 @@ import Journal
             fix_guest: true
             regen_initramfs: false
             update_grub: false
-            checksum: false
             verbose: 2
             \(extra)
             """.write(toFile: path, atomically: true, encoding: .utf8)
