@@ -40,6 +40,13 @@ public struct LinuxGuestFixer: Sendable {
                 let thread = Thread {
                     // Named from the thread itself: only then does the kernel (top -H, /proc) see it.
                     Thread.current.name = "h2k-guestfs"
+                    // Every signal unblocked: libguestfs forks the appliance's qemu and its
+                    // recovery process from this thread, and they inherit its mask, which is
+                    // the pool thread's that started it (SIGTERM blocked). Blocked, the process
+                    // group's SIGTERM that stops a fix (a shutdown) would not reach them.
+                    var none = sigset_t()
+                    sigemptyset(&none)
+                    pthread_sigmask(SIG_SETMASK, &none, nil)
                     continuation.resume(with: Result {
                         try settings.fixBlocking(drives: drives, options: options, identifier: identifier,
                                                  cancellation: cancellation)

@@ -108,7 +108,15 @@ import Journal
         let status = first.stop()
         #expect(stopSeconds < grace + 5, "took \(stopSeconds) s to stop; log:\n\(first.output)")
         #expect(status == 0, "log:\n\(first.output)")
-        #expect(Self.processes(mentioning: base + "/work/").isEmpty, "a fixer or its qemu outlived the daemon")
+        // The group got SIGTERM (then SIGKILL) before the daemon exited; dying takes qemu a moment.
+        let left = Self.processes(mentioning: base + "/work/")
+        var lingered = 0
+        while !Self.processes(mentioning: base + "/work/").isEmpty, lingered < 30 {
+            try await Task.sleep(for: .milliseconds(100))
+            lingered += 1
+        }
+        print("fixer processes at the daemon's exit: \(left); gone after \(Double(lingered) / 10) s")
+        #expect(Self.processes(mentioning: base + "/work/").isEmpty, "a fixer or its qemu outlived the daemon by 3 s")
         let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: base + "/state"))
         #expect(try journal.job(1)?.state == .interrupted, "log:\n\(first.output)")
 
