@@ -8,7 +8,7 @@ struct InternalGroup: AsyncParsableCommand {
         commandName: "internal",
         abstract: "Work the daemon runs in a child process of its own.",
         shouldDisplay: false,
-        subcommands: [ReadSource.self])
+        subcommands: [ReadSource.self, FixGuest.self])
 
     /// `IsolatedSourceReader`'s child: identifies or reads one source and prints the
     /// answer as JSON (exit status 0), or a stage error as JSON (exit status 2).
@@ -47,6 +47,26 @@ struct InternalGroup: AsyncParsableCommand {
                                                           manifestAllowedDirectories: manifestAllowedDirectories)
             FileHandle.standardOutput.write(answer.output)
             if answer.status != 0 { throw ExitCode(answer.status) }
+        }
+    }
+
+    /// `IsolatedGuestFixer`'s child: fixes the guest on the overlays the request names
+    /// (libguestfs runs in this process, never in the daemon) and writes the fix report,
+    /// or a stage error, as JSON to the answer file (exit status 0, or 2 for an error).
+    struct FixGuest: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "fix-guest",
+            abstract: "Fix the guest on the overlays --request names; write the report to --answer.",
+            shouldDisplay: false)
+
+        @Option(help: "The request: JSON with the disks (overlays) and the conversion options.")
+        var request: String
+        @Option(help: "Where to write the answer (JSON).")
+        var answer: String
+
+        func run() async throws {
+            let status = await IsolatedGuestFixer.serve(request: request, answer: answer)
+            if status != 0 { throw ExitCode(status) }
         }
     }
 }

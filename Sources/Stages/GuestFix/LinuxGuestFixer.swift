@@ -14,6 +14,9 @@ public struct LinuxGuestFixer: Sendable {
     /// default; virt-v2v uses 2× default and qemu reached 2.0 GB RSS in our run.
     public var applianceMemoryMiB: Int32
     public var applianceCPUs: Int32
+    /// Called on the fixing thread at named points (`started`, `launched`, `inspected`): the guest-fix
+    /// child's test hook crashes or stalls there (`GuestFixTestHook`); nil in production.
+    var checkpoint: (@Sendable (String) -> Void)?
 
     public init(applianceMemoryMiB: Int32 = 2048,
                 applianceCPUs: Int32 = Int32(min(4, max(1, ProcessInfo.processInfo.activeProcessorCount)))) {
@@ -25,7 +28,8 @@ public struct LinuxGuestFixer: Sendable {
     ///
     /// The libguestfs calls block for minutes, so they run on a dedicated thread, not on
     /// the cooperative pool. Cancellation is honoured between steps (a running guest tool
-    /// such as update-initramfs is not interrupted).
+    /// such as update-initramfs is not interrupted): the pipeline therefore runs this in a
+    /// child process (`IsolatedGuestFixer`), which a cancellation stops at once.
     public func fix(disks: [(path: URL, format: String)], options: ConversionOptions,
                     identifier: String) async throws -> GuestFixReport {
         let drives = disks.map { Drive(path: $0.path.path, format: $0.format) }
@@ -36,6 +40,13 @@ public struct LinuxGuestFixer: Sendable {
                 let thread = Thread {
                     // Named from the thread itself: only then does the kernel (top -H, /proc) see it.
                     Thread.current.name = "h2k-guestfs"
+                    // Every signal unblocked: libguestfs forks the appliance's qemu and its
+                    // recovery process from this thread, and they inherit its mask, which is
+                    // the pool thread's that started it (SIGTERM blocked). Blocked, the process
+                    // group's SIGTERM that stops a fix (a shutdown) would not reach them.
+                    var none = sigset_t()
+                    sigemptyset(&none)
+                    pthread_sigmask(SIG_SETMASK, &none, nil)
                     continuation.resume(with: Result {
                         try settings.fixBlocking(drives: drives, options: options, identifier: identifier,
                                                  cancellation: cancellation)
@@ -63,6 +74,7 @@ public struct LinuxGuestFixer: Sendable {
     private func fixBlocking(drives: [Drive], options: ConversionOptions, identifier: String,
                              cancellation: CancellationFlag) throws -> GuestFixReport {
         guard !drives.isEmpty else { throw StageError(.badInput, "fix-guest: no disks given") }
+        checkpoint?("started")
         let diskPaths = drives.map(\.path)
         var durations: [GuestFixReport.StepDuration] = []
         func timed<T>(_ step: String, _ body: () throws -> T) throws -> T {
@@ -82,6 +94,7 @@ public struct LinuxGuestFixer: Sendable {
             try guest.addDrive(drive.path, format: drive.format)
         }
         try timed("launch") { try guest.launch() }
+        checkpoint?("launched")
 
         var warnings: [String] = []
         /// Trims, unmounts and shuts the appliance down, for either kind of guest.
@@ -116,6 +129,7 @@ public struct LinuxGuestFixer: Sendable {
             inspection.installedKernels = try InitramfsRegenerator.installedKernels(guest)
             return inspection
         }
+        checkpoint?("inspected")
 
         if inspection.type == "windows" {
             // Same appliance, same report; the Windows fixer mounts what it needs itself.

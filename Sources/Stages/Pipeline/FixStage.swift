@@ -1,14 +1,20 @@
 import Foundation
 
 /// Guest OS fixes on a qcow2 overlay over each source disk (the source is never written):
-/// one libguestfs appliance inspects the guest and applies the Linux fixes; convert then
-/// copies overlay + source in a single pass.
+/// one libguestfs appliance inspects the guest and applies the Linux or Windows fixes;
+/// convert then copies overlay + source in a single pass.
+///
+/// The fix runs in a child process (`IsolatedGuestFixer`): a libguestfs crash fails this
+/// stage (retried by the policy), and a shutdown stops a running fix at once. A stage
+/// that was stopped or crashed leaves only `.partial` overlays, which the runner removes;
+/// the next attempt builds fresh overlays over the untouched sources and fixes from the start.
 public struct FixStage: PipelineStage {
     public let name = StageName.fix
-    let fixer: LinuxGuestFixer
+    let fixer: IsolatedGuestFixer?
     let qemuImg: QemuImg
 
-    public init(fixer: LinuxGuestFixer = LinuxGuestFixer(), qemuImg: QemuImg = QemuImg()) {
+    /// - Parameter fixer: the child to run; nil finds it when the stage runs (`IsolatedGuestFixer.locate`).
+    public init(fixer: IsolatedGuestFixer? = nil, qemuImg: QemuImg = QemuImg()) {
         self.fixer = fixer
         self.qemuImg = qemuImg
     }
@@ -23,6 +29,7 @@ public struct FixStage: PipelineStage {
     }
 
     public func run(in context: StageContext) async throws -> StageOutputs {
+        let fixer = try self.fixer ?? IsolatedGuestFixer.locate()
         let vm = try StageJSON.read(VMDescription.self, from: context.recordedOutput(StageFiles.vm))
         var options = context.options
         if context.kind == .manifest {
@@ -30,8 +37,8 @@ public struct FixStage: PipelineStage {
         }
         var files: [String: URL] = [:]
         var overlays: [(path: URL, format: String)] = []
-        // Pinned for the whole stage: each overlay names its source by our open descriptors,
-        // and libguestfs's qemu opens them through the overlay.
+        // Pinned for the whole stage: each overlay names its source by our open descriptors
+        // (`/proc/<our pid>/fd/<n>`), and the child's appliance qemu opens them through the overlay.
         var sources: [PinnedImage] = []
         for disk in vm.disks {
             let name = StageFiles.overlay(diskID: disk.id)
@@ -43,7 +50,9 @@ public struct FixStage: PipelineStage {
             overlays.append((overlay, "qcow2"))
             files[name] = overlay
         }
-        let report = try await fixer.fix(disks: overlays, options: options, identifier: "job-\(context.jobID)")
+        let report = try await fixer.fix(disks: overlays, options: options, identifier: "job-\(context.jobID)",
+                                         request: context.newOutput(named: "fix-request.json"),
+                                         answer: context.newOutput(named: "fix-answer.json"))
         withExtendedLifetime(sources) {}
         let reportFile = context.newOutput(named: StageFiles.fixReport)
         try StageJSON.write(report, to: reportFile)
