@@ -24,7 +24,9 @@ struct OVFInterpreter {
         notes += try OVFSectionPolicy.check(childrenOf: root, file: file)
         let files = try fileReferences()
         let diskSection = root.descendants("DiskSection").first
-        let diskEntries = diskSection?.all("Disk") ?? []
+        // By ovf:diskId, the first of each: looked up once per disk item, never searched.
+        let diskEntries = Dictionary((diskSection?.all("Disk") ?? []).compactMap { entry in entry.attributes["diskId"].map { ($0, entry) } },
+                                     uniquingKeysWith: { first, _ in first })
 
         let system = try virtualSystem(notes: &notes)
         notes += try OVFSectionPolicy.check(childrenOf: system, file: file)
@@ -134,7 +136,9 @@ struct OVFInterpreter {
     private func hardwareItems(_ hardware: OVFXMLNode?, configuration: String?) -> [HardwareItem] {
         guard let hardware else { return [] }
         var items: [HardwareItem] = []
-        var conditional: [String: Bool] = [:]  // InstanceID → whether the kept item is configuration-specific
+        // InstanceID → where the first item of that ID is kept, and whether it is configuration-specific
+        // (a dictionary, not a search: a hostile OVF may repeat one ID 100,000 times).
+        var kept: [String: (index: Int, specific: Bool)] = [:]
         for node in hardware.children {
             guard ["Item", "StorageItem", "EthernetPortItem"].contains(node.name),
                   let type = Int(node.childText("ResourceType") ?? "") else { continue }
@@ -147,13 +151,16 @@ struct OVFInterpreter {
             let instanceID = node.childText("InstanceID") ?? node.childText("InstanceId") ?? ""
             let item = HardwareItem(instanceID: instanceID, resourceType: type, node: node)
             let specific = listed != nil
-            if !instanceID.isEmpty, let kept = conditional[instanceID],
-               let index = items.firstIndex(where: { $0.instanceID == instanceID }) {
-                if specific && !kept { items[index] = item; conditional[instanceID] = true }
-                if specific == kept { items.append(item) }
+            if !instanceID.isEmpty, let earlier = kept[instanceID] {
+                if specific && !earlier.specific {
+                    items[earlier.index] = item
+                    kept[instanceID] = (earlier.index, true)
+                } else if specific == earlier.specific {
+                    items.append(item)  // two of a kind: both kept, in document order, as before
+                }
                 continue
             }
-            conditional[instanceID] = specific
+            if !instanceID.isEmpty { kept[instanceID] = (items.count, specific) }
             items.append(item)
         }
         return items
@@ -192,7 +199,7 @@ struct OVFInterpreter {
     }
 
     /// Disk items sorted by controller (in document order) then address on the controller.
-    private func orderedDisks(items: [HardwareItem], diskEntries: [OVFXMLNode],
+    private func orderedDisks(items: [HardwareItem], diskEntries: [String: OVFXMLNode],
                               files: [String: FileReference]) throws -> [OVFDescriptor.Disk] {
         let controllerTypes: Set<Int> = [ResourceType.ideController.rawValue, ResourceType.scsiController.rawValue,
                                          ResourceType.otherStorageController.rawValue, ResourceType.sataController.rawValue]
@@ -215,12 +222,12 @@ struct OVFInterpreter {
         return disks
     }
 
-    private func disk(forHostResource resource: String, diskEntries: [OVFXMLNode],
+    private func disk(forHostResource resource: String, diskEntries: [String: OVFXMLNode],
                       files: [String: FileReference]) throws -> OVFDescriptor.Disk {
         let path = resource.hasPrefix("ovf:") ? String(resource.dropFirst(4)) : resource
         if path.hasPrefix("/disk/") {
             let id = String(path.dropFirst("/disk/".count))
-            guard let entry = diskEntries.first(where: { $0.attributes["diskId"] == id }) else {
+            guard let entry = diskEntries[id] else {
                 throw StageError(.badInput, file: file, "OVF disk item refers to '\(resource)', which DiskSection does not define")
             }
             guard let fileRef = entry.attributes["fileRef"] else {

@@ -170,6 +170,26 @@ struct OVFDialectTests {
         #expect(Self.refusal(encrypted)?.message.contains("EncryptionSection") == true)
     }
 
+    @Test("tens of thousands of items repeating one InstanceID, and as many disk entries, are interpreted without a quadratic search")
+    func repeatedInstanceIDs() throws {
+        let count = 20_000
+        let items = String(repeating: "<Item ovf:configuration=\"big\"><rasd:InstanceID>1</rasd:InstanceID><rasd:ResourceType>3</rasd:ResourceType><rasd:VirtualQuantity>8</rasd:VirtualQuantity></Item>", count: count)
+        let entries = (0..<count).map { "<Disk ovf:diskId=\"d\($0)\" ovf:fileRef=\"file1\"/>" }.joined()
+        let text = Self.vsphere([
+            ("  <NetworkSection>", "  <DeploymentOptionSection><Info>o</Info><Configuration ovf:id=\"big\"><Label>b</Label></Configuration></DeploymentOptionSection>\n  <NetworkSection>"),
+            ("  </DiskSection>", entries + "\n  </DiskSection>"),
+            (Self.firmwareConfig, items),
+        ])
+        // The interpreter alone: decoding and XMLParser cost what they cost before (and are bounded by the element limit).
+        let root = try OVFXMLTree.parse(Data(text.utf8), file: "vm.ovf")
+        var ovf: OVFDescriptor?
+        let elapsed = try ContinuousClock().measure { ovf = try OVFInterpreter(root: root, file: "vm.ovf").descriptor() }
+        #expect(ovf?.disks.count == 2)
+        #expect(ovf?.vcpus == 8, "the profile's item replaces the unconditional one")
+        // Linear takes about a second in a debug build on a loaded 2-core machine; a search per item grows with the square.
+        #expect(elapsed < .seconds(20), "took \(elapsed)")
+    }
+
     // MARK: - VirtualSystemCollection
 
     @Test("a VirtualSystemCollection of one VM converts it; of two it is refused, naming both")
