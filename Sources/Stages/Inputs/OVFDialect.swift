@@ -13,7 +13,7 @@
 /// An envelope in no namespace is read as 1.x (hand-written descriptors omit it; a note says
 /// so). Any other namespace is refused, naming it: a later major version, or something
 /// else entirely, would be read wrongly in silence.
-public enum OVFDialect: String, Sendable, Equatable, Codable {
+public enum OVFDialect: String, Sendable, Equatable {
     case vmware09 = "OVF 0.9 (VMware)"
     case dmtf1 = "OVF 1.x"
     case dmtf2 = "OVF 2.x"
