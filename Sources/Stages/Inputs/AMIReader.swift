@@ -3,6 +3,18 @@ import Foundation
 /// Reads an AMI export: a tar (read in place) or a gzip-compressed tar (decompressed as a
 /// stream into the job's scratch directory, bounded by the free space and a size limit,
 /// then read in place), whose disk payload is the largest member that is a disk image.
+///
+/// What `.ami` means here (README, "Input formats"): AWS itself never writes a file called
+/// `.ami`. `aws ec2 export-image` writes one disk image object, `export-ami-<id>.vmdk`
+/// (streamOptimized), `.vhd` (dynamic) or `.raw`, converted under its own extension, and
+/// `aws ec2 create-instance-export-task` with `ContainerFormat=ova` writes an OVA. A `.ami` is
+/// what people and scripts make of such exports, and what the Python tool accepted: a tar or
+/// tar.gz holding the disk image (beside metadata such as a JSON description). So:
+/// - a tar or tar.gz: the largest disk member is the VM's disk; other disk members are named
+///   in the facts, not converted;
+/// - one that holds an `.ovf` (an instance export packed as OVA, then renamed) is read as that
+///   OVA, with the VM's settings from its descriptor;
+/// - a bare VMDK, VHD, VHDX or qcow2 named `.ami` is taken as that image (`InputProbe`).
 public enum AMIReader {
     /// Name of the decompressed archive inside the scratch directory.
     static let decompressedName = "ami-payload.tar"
@@ -34,17 +46,30 @@ public enum AMIReader {
         }
 
         let members = try TarArchiveReader(url: archive).members().filter { $0.kind == .regularFile && $0.size > 0 }
-        var best: (member: TarMember, format: String)?
+        if members.contains(where: { $0.name.lowercased().hasSuffix(".ovf") }) {
+            var reading = try OVAReader.read(archive)
+            reading.facts.insert("the AMI archive holds an OVF descriptor (an EC2 instance export packed as OVA): read as an OVA", at: 0)
+            reading.facts.insert(contentsOf: facts, at: 0)
+            return reading
+        }
+        var images: [(member: TarMember, format: String)] = []
         for member in members {
             let reader = try ByteRangeReader(path: archive.path, offset: member.dataOffset, length: member.size)
             guard let format = try payloadFormat(reader, name: member.name) else { continue }
-            if best.map({ member.size > $0.member.size }) ?? true { best = (member, format) }
+            images.append((member, format))
         }
-        guard let payload = best else {
+        // The largest; the first in the archive among equals.
+        guard let payload = images.enumerated().max(by: { ($0.element.member.size, $1.offset) < ($1.element.member.size, $0.offset) })?.element else {
             throw StageError(.badInput, file: path,
                              "AMI archive holds no disk image (no raw, qcow2, vmdk, vhd or vhdx member among \(members.count) files)")
         }
         facts.append("AMI disk payload: member \(payload.member.name) (\(payload.format), \(payload.member.size) bytes)")
+        let others = images.filter { $0.member.name != payload.member.name }
+        if !others.isEmpty {
+            facts.append("other disk images in the AMI archive, not converted (only the largest is the VM's disk): "
+                             + others.prefix(8).map { "\($0.member.name) (\($0.member.size) bytes)" }.joined(separator: ", ")
+                             + (others.count > 8 ? " and \(others.count - 8) more" : ""))
+        }
         let locator = DiskLocator(path: archive.path, format: payload.format,
                                   offset: payload.member.dataOffset, length: payload.member.size)
         let name = ami.deletingPathExtension().lastPathComponent

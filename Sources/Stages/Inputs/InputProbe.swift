@@ -100,7 +100,10 @@ public enum InputProbe {
         case "ovf":
             return try require(content, in: [.ovfXML], is: .ovf, file: path, expected: "an OVF descriptor")
         case "ami":
-            return try require(content, in: [.tar, .gzip], is: .ami, file: path, expected: "an AMI export (tar or tar.gz)")
+            // `aws ec2 export-image` writes a bare disk image; renamed `.ami`, it is that image.
+            if [.sparseVMDK, .vhd, .vhdx, .qcow2].contains(content), let kind = content.imageKind { return kind }
+            return try require(content, in: [.tar, .gzip], is: .ami, file: path,
+                               expected: "an AMI export (tar or tar.gz, or a VMDK, VHD, VHDX or qcow2 image)")
         case "json", "yaml", "yml":
             return try require(content, in: [.text], is: .manifest, file: path, expected: "a manifest (text)")
         case "raw", "img":

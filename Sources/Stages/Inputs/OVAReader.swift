@@ -53,12 +53,19 @@ public enum OVAReader {
         guard !ovf.disks.isEmpty else {
             throw StageError(.badInput, file: path, "the OVF in this OVA describes no disks")
         }
+        facts.append("descriptor \(ovfMember.name): \(ovf.dialect.rawValue)")
+        facts += ovf.notes
+        facts += OVFPackageFacts.certificates(members.filter { $0.name.lowercased().hasSuffix(".cert") }.map { ($0.name, $0.size) },
+                                              hasManifest: manifest != nil)
+        let packaged = Set([ovfMember.name] + manifests.map(\.name) + ovf.referencedFiles)
+        facts += OVFPackageFacts.unlisted(members.map(\.name).filter { !packaged.contains($0) && !$0.lowercased().hasSuffix(".cert") })
 
         var disks: [SourceDisk] = []
         for (index, disk) in ovf.disks.enumerated() {
             if disk.compression != nil || disk.href.lowercased().hasSuffix(".gz") {
                 throw StageError(.badInput, file: path, "disk '\(disk.href)' is gzip-compressed; compressed OVA disks are not supported yet")
             }
+            try OVFPackageFacts.refuseChunked(disk, file: path)
             guard let member = byName[disk.href] else {
                 throw StageError(.badInput, file: path, "the OVF references disk '\(disk.href)', which is not in the archive")
             }
@@ -73,7 +80,7 @@ public enum OVAReader {
             let format = try OVFDescriptor.diskFormat(of: reader, file: path, href: disk.href)
             let locator = DiskLocator(path: path, format: format, offset: member.dataOffset, length: member.size)
             disks.append(SourceDisk(id: OVFDescriptor.safeDiskID(disk.diskID, index: index), locator: locator,
-                                    virtualSize: disk.capacityBytes, bootOrderHint: index,
+                                    virtualSize: disk.capacityBytes, bootOrderHint: ovf.bootOrderHint(ofDiskAt: index),
                                     expectedSHA256: manifest?.sha256(of: disk.href)))
         }
         return SourceReading(description: ovf.vmDescription(disks: disks), facts: facts)

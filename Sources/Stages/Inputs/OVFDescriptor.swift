@@ -4,7 +4,9 @@ import FoundationXML
 #endif
 
 /// What an OVF descriptor says about its VM: name, CPUs, memory, firmware, disks in
-/// controller order, NICs. OVF 1.x and 2.x, as VMware and VirtualBox export them.
+/// controller order, NICs, and which disk boots. OVF 0.9 (VMware's pre-DMTF dialect), 1.x and
+/// 2.x, as VMware (with its vSphere extensions), VirtualBox and appliance vendors export them;
+/// see `OVFDialect` and `OVFSectionPolicy` for what is read and what is refused.
 public struct OVFDescriptor: Sendable, Equatable {
     /// One virtual disk and the file holding it.
     public struct Disk: Sendable, Equatable {
@@ -20,6 +22,10 @@ public struct OVFDescriptor: Sendable, Equatable {
         public var formatURI: String?
         /// `ovf:compression="gzip"` on the file reference.
         public var compression: String?
+        /// `ovf:chunkSize` on the file reference: the file is split into `href.000000000`… parts.
+        public var chunkSize: UInt64?
+        /// `InstanceID` of the hardware item holding the disk (what `vmw:BootOrderSection` names).
+        public var itemInstanceID: String?
     }
 
     public var name: String
@@ -33,6 +39,19 @@ public struct OVFDescriptor: Sendable, Equatable {
     public var osHint: String?
     /// Every file the References section lists (for manifest cross-checks).
     public var referencedFiles: [String]
+    /// Index in `disks` of the disk the source boots from (`vmw:BootOrderSection`; else 0).
+    public var bootDiskIndex: Int = 0
+    /// Which OVF the document is.
+    public var dialect: OVFDialect = .dmtf1
+    /// What was read, chosen or ignored on the way, worth journaling (unknown sections,
+    /// the deployment option chosen, secure boot, an NVRAM file, files that are not disks).
+    public var notes: [String] = []
+
+    /// The `SourceDisk.bootOrderHint` of `disks[index]`: the boot disk 0, the others after it
+    /// in controller order.
+    public func bootOrderHint(ofDiskAt index: Int) -> Int {
+        index == bootDiskIndex ? 0 : index + 1
+    }
 }
 
 extension OVFDescriptor {
@@ -88,16 +107,27 @@ extension OVFDescriptor {
 }
 
 /// A minimal element tree: local names (namespace prefixes dropped), attributes by local name.
+/// The prefix and the namespace declarations are kept so the dialect (which envelope
+/// namespace) and the names of unknown sections can be told.
 final class OVFXMLNode {
     let name: String
     let attributes: [String: String]
+    /// The element's prefix as written (`ovf` in `ovf:Envelope`), nil without one.
+    let prefix: String?
+    /// `xmlns` (key "") and `xmlns:p` (key "p") declarations on this element.
+    let namespaces: [String: String]
     var children: [OVFXMLNode] = []
     var text = ""
 
-    init(name: String, attributes: [String: String]) {
+    init(name: String, attributes: [String: String], prefix: String? = nil, namespaces: [String: String] = [:]) {
         self.name = name
         self.attributes = attributes
+        self.prefix = prefix
+        self.namespaces = namespaces
     }
+
+    /// The name as the document spells it (`vmw:BootOrderSection`), for messages.
+    var qualifiedName: String { prefix.map { "\($0):\(name)" } ?? name }
 
     func child(_ name: String) -> OVFXMLNode? { children.first { $0.name == name } }
     func all(_ name: String) -> [OVFXMLNode] { children.filter { $0.name == name } }
@@ -173,10 +203,22 @@ final class OVFXMLTree: NSObject, XMLParserDelegate {
             return
         }
         var attributes: [String: String] = [:]
-        for (key, value) in attributeDict where !key.hasPrefix("xmlns") {
-            attributes[OVFXMLNode.localName(key)] = value
+        var namespaces: [String: String] = [:]
+        for (key, value) in attributeDict {
+            if key == "xmlns" {
+                namespaces[""] = value
+            } else if key.hasPrefix("xmlns:") {
+                namespaces[String(key.dropFirst("xmlns:".count))] = value
+            } else {
+                attributes[OVFXMLNode.localName(key)] = value
+            }
         }
-        let node = OVFXMLNode(name: OVFXMLNode.localName(elementName), attributes: attributes)
+        let parts = elementName.split(separator: ":", maxSplits: 1)
+        let prefix = parts.count == 2 ? String(parts[0]) : nil
+        // OVF 0.9 writes every section as <Section xsi:type="ovf:DiskSection_Type"> and the VM
+        // as <Content xsi:type="ovf:VirtualSystem_Type">: named here as 1.x names them.
+        let name = OVFDialect.elementName(local: OVFXMLNode.localName(elementName), attributes: attributeDict)
+        let node = OVFXMLNode(name: name, attributes: attributes, prefix: prefix, namespaces: namespaces)
         if let parent = stack.last { parent.children.append(node) } else if root == nil { root = node }
         stack.append(node)
     }
@@ -228,226 +270,5 @@ final class OVFXMLTree: NSObject, XMLParserDelegate {
     private func refuseDeclaration(_ parser: XMLParser) {
         sawEntityDeclaration = true
         parser.abortParsing()
-    }
-}
-
-/// Turns the element tree into an `OVFDescriptor`.
-private struct OVFInterpreter {
-    let root: OVFXMLNode
-    let file: String
-
-    // CIM resource types (DMTF CIM_ResourceAllocationSettingData).
-    private enum ResourceType: Int {
-        case processor = 3, memory = 4, ideController = 5, scsiController = 6, ethernet = 10
-        case disk = 17, otherStorageController = 20
-        case sataController = 26  // not in DSP0243 1.x but used by some exporters
-    }
-
-    private struct HardwareItem {
-        var instanceID: String
-        var resourceType: Int
-        var node: OVFXMLNode
-        var parent: String? { node.childText("Parent") }
-        var address: Int { Int(node.childText("AddressOnParent") ?? "") ?? Int.max }
-    }
-
-    func descriptor() throws -> OVFDescriptor {
-        let files = try fileReferences()
-        let diskSection = root.descendants("DiskSection").first
-        let diskEntries = diskSection?.all("Disk") ?? []
-
-        let systems = root.descendants("VirtualSystem")
-        guard let system = systems.first else {
-            throw StageError(.badInput, file: file, "OVF descriptor has no VirtualSystem")
-        }
-        guard systems.count == 1 else {
-            throw StageError(.badInput, file: file, "OVF describes \(systems.count) virtual machines; only single-VM OVFs are supported")
-        }
-        let name = system.childText("Name").flatMap { $0.isEmpty ? nil : $0 } ?? system.attributes["id"] ?? ""
-        guard !name.isEmpty else {
-            throw StageError(.badInput, file: file, "OVF VirtualSystem has neither a Name nor an ovf:id")
-        }
-
-        let hardware = system.child("VirtualHardwareSection")
-        let items = hardwareItems(hardware)
-        let vcpus = items.first { $0.resourceType == ResourceType.processor.rawValue }
-            .flatMap { Int($0.node.childText("VirtualQuantity") ?? "") }
-        let memoryMiB = try items.first { $0.resourceType == ResourceType.memory.rawValue }.map(memoryMiB)
-
-        let disks = try orderedDisks(items: items, diskEntries: diskEntries, files: files)
-        let nics = networkInterfaces(items: items, system: system)
-        let os = system.child("OperatingSystemSection")
-        let osHint = os?.childText("Description").flatMap { $0.isEmpty ? nil : $0 } ?? os?.attributes["osType"]
-        return OVFDescriptor(name: name, vcpus: vcpus, memoryMiB: memoryMiB, firmware: firmware(system: system, hardware: hardware),
-                             disks: disks, nics: nics, osHint: osHint, referencedFiles: files.values.map(\.href).sorted())
-    }
-
-    private struct FileReference {
-        var href: String
-        var size: UInt64?
-        var compression: String?
-    }
-
-    private func fileReferences() throws -> [String: FileReference] {
-        var files: [String: FileReference] = [:]
-        for node in root.child("References")?.all("File") ?? [] {
-            guard let id = node.attributes["id"], let href = node.attributes["href"] else {
-                throw StageError(.badInput, file: file, "OVF References has a File without ovf:id or ovf:href")
-            }
-            guard PlainFileName.isPlain(href) else {
-                throw StageError(.badInput, file: file,
-                                 "OVF file reference '\(href)' is not a plain file name (paths, '..', URLs and absolute names are refused)")
-            }
-            files[id] = FileReference(href: href, size: node.attributes["size"].flatMap { UInt64($0) },
-                                      compression: node.attributes["compression"])
-        }
-        return files
-    }
-
-    /// `Item` (rasd, OVF 1.x and 2.x), `StorageItem` (sasd) and `EthernetPortItem` (epasd).
-    private func hardwareItems(_ hardware: OVFXMLNode?) -> [HardwareItem] {
-        guard let hardware else { return [] }
-        return hardware.children.compactMap { node in
-            guard ["Item", "StorageItem", "EthernetPortItem"].contains(node.name),
-                  let type = Int(node.childText("ResourceType") ?? "") else { return nil }
-            return HardwareItem(instanceID: node.childText("InstanceID") ?? "", resourceType: type, node: node)
-        }
-    }
-
-    private func memoryMiB(_ item: HardwareItem) throws -> Int {
-        guard let quantity = UInt64(item.node.childText("VirtualQuantity") ?? "") else {
-            throw StageError(.badInput, file: file, "OVF memory item has no numeric VirtualQuantity")
-        }
-        let units = item.node.childText("AllocationUnits") ?? "byte * 2^20"
-        guard let unitBytes = Self.bytes(perUnit: units) else {
-            throw StageError(.badInput, file: file, "OVF memory AllocationUnits '\(units)' not understood")
-        }
-        let (bytes, overflow) = quantity.multipliedReportingOverflow(by: unitBytes)
-        guard !overflow, bytes / (1 << 20) <= UInt64(Int32.max) else {
-            throw StageError(.badInput, file: file, "OVF memory size \(quantity) × '\(units)' is implausible")
-        }
-        return Int(bytes / (1 << 20))
-    }
-
-    /// "byte * 2^20", "byte*2^30", "MegaBytes", "GigaBytes", "KiloBytes", "byte".
-    static func bytes(perUnit units: String) -> UInt64? {
-        let compact = units.lowercased().filter { !$0.isWhitespace }
-        switch compact {
-        case "byte", "bytes": return 1
-        case "kilobytes", "kb", "kib": return 1 << 10
-        case "megabytes", "mb", "mib": return 1 << 20
-        case "gigabytes", "gb", "gib": return 1 << 30
-        case "terabytes", "tb", "tib": return 1 << 40
-        default: break
-        }
-        guard compact.hasPrefix("byte*2^"), let exponent = Int(compact.dropFirst("byte*2^".count)), (0...50).contains(exponent) else {
-            return nil
-        }
-        return 1 << UInt64(exponent)
-    }
-
-    /// Disk items sorted by controller (in document order) then address on the controller.
-    private func orderedDisks(items: [HardwareItem], diskEntries: [OVFXMLNode],
-                              files: [String: FileReference]) throws -> [OVFDescriptor.Disk] {
-        let controllerTypes: Set<Int> = [ResourceType.ideController.rawValue, ResourceType.scsiController.rawValue,
-                                         ResourceType.otherStorageController.rawValue, ResourceType.sataController.rawValue]
-        let controllerRank = Dictionary(items.filter { controllerTypes.contains($0.resourceType) }.enumerated()
-            .map { ($1.instanceID, $0) }, uniquingKeysWith: { first, _ in first })
-        let diskItems = items.enumerated().filter { $1.resourceType == ResourceType.disk.rawValue }
-        let sorted = diskItems.sorted { lhs, rhs in
-            let left = (lhs.element.parent.flatMap { controllerRank[$0] } ?? Int.max, lhs.element.address, lhs.offset)
-            let right = (rhs.element.parent.flatMap { controllerRank[$0] } ?? Int.max, rhs.element.address, rhs.offset)
-            return left < right
-        }
-        var disks: [OVFDescriptor.Disk] = []
-        for (_, item) in sorted {
-            guard let resource = item.node.all("HostResource").first?.text.trimmingCharacters(in: .whitespacesAndNewlines),
-                  !resource.isEmpty else { continue }  // an empty CD-ROM-like slot
-            disks.append(try disk(forHostResource: resource, diskEntries: diskEntries, files: files))
-        }
-        return disks
-    }
-
-    private func disk(forHostResource resource: String, diskEntries: [OVFXMLNode],
-                      files: [String: FileReference]) throws -> OVFDescriptor.Disk {
-        let path = resource.hasPrefix("ovf:") ? String(resource.dropFirst(4)) : resource
-        if path.hasPrefix("/disk/") {
-            let id = String(path.dropFirst("/disk/".count))
-            guard let entry = diskEntries.first(where: { $0.attributes["diskId"] == id }) else {
-                throw StageError(.badInput, file: file, "OVF disk item refers to '\(resource)', which DiskSection does not define")
-            }
-            guard let fileRef = entry.attributes["fileRef"] else {
-                throw StageError(.badInput, file: file,
-                                 "OVF disk '\(id)' has no ovf:fileRef (empty disks to be created are not supported)")
-            }
-            guard let reference = files[fileRef] else {
-                throw StageError(.badInput, file: file, "OVF disk '\(id)' refers to file id '\(fileRef)', which References does not list")
-            }
-            var capacity: UInt64?
-            if let value = entry.attributes["capacity"].flatMap({ UInt64($0) }) {
-                let unit = Self.bytes(perUnit: entry.attributes["capacityAllocationUnits"] ?? "byte") ?? 1
-                let (bytes, overflow) = value.multipliedReportingOverflow(by: unit)
-                capacity = overflow ? nil : bytes
-            }
-            return OVFDescriptor.Disk(diskID: id, href: reference.href, fileSize: reference.size, capacityBytes: capacity,
-                                      formatURI: entry.attributes["format"], compression: reference.compression)
-        }
-        if path.hasPrefix("/file/") {
-            let id = String(path.dropFirst("/file/".count))
-            guard let reference = files[id] else {
-                throw StageError(.badInput, file: file, "OVF disk item refers to '\(resource)', which References does not list")
-            }
-            return OVFDescriptor.Disk(diskID: id, href: reference.href, fileSize: reference.size, capacityBytes: nil,
-                                      formatURI: nil, compression: reference.compression)
-        }
-        throw StageError(.badInput, file: file, "OVF disk HostResource '\(resource)' is neither ovf:/disk/… nor ovf:/file/…")
-    }
-
-    private func networkInterfaces(items: [HardwareItem], system: OVFXMLNode) -> [NetworkInterface] {
-        var nics = items.filter { $0.resourceType == ResourceType.ethernet.rawValue }.map { item in
-            NetworkInterface(mac: item.node.childText("Address").flatMap(Self.normalisedMAC),
-                             network: item.node.childText("Connection").flatMap { $0.isEmpty ? nil : $0 })
-        }
-        // VirtualBox keeps MACs in its own section: <Adapter slot="0" enabled="true" MACAddress="080027AABBCC">.
-        let adapters = system.descendants("Adapter")
-            .filter { $0.attributes["enabled"] == "true" }
-            .compactMap { $0.attributes["MACAddress"].flatMap(Self.normalisedMAC) }
-        for index in nics.indices where nics[index].mac == nil && index < adapters.count {
-            nics[index].mac = adapters[index]
-        }
-        return nics
-    }
-
-    /// `00:50:56:AB:CD:EF`, `00-50-56-ab-cd-ef` or `005056ABCDEF` → `00:50:56:ab:cd:ef`.
-    static func normalisedMAC(_ text: String) -> String? {
-        let hex = text.lowercased().filter { $0.isHexDigit }
-        guard hex.count == 12, text.filter({ !$0.isHexDigit && $0 != ":" && $0 != "-" }).isEmpty else { return nil }
-        var pairs: [String] = []
-        var rest = Substring(hex)
-        while !rest.isEmpty {
-            pairs.append(String(rest.prefix(2)))
-            rest = rest.dropFirst(2)
-        }
-        return pairs.joined(separator: ":")
-    }
-
-    private func firmware(system: OVFXMLNode, hardware: OVFXMLNode?) -> Firmware {
-        // VMware: <vmw:Config ovf:required="false" vmw:key="firmware" vmw:value="efi"/>
-        if let config = hardware?.all("Config").first(where: { $0.attributes["key"] == "firmware" }),
-           let value = config.attributes["value"]?.lowercased() {
-            return value.hasPrefix("efi") ? .uefi : .bios
-        }
-        // VirtualBox: <vbox:Machine> … <Hardware><Firmware type="EFI"/>
-        if let type = system.descendants("Firmware").first?.attributes["type"]?.uppercased() {
-            return type.hasPrefix("EFI") ? .uefi : .bios
-        }
-        return .bios
-    }
-}
-
-extension OVFDescriptor {
-    /// Bytes per OVF allocation unit ("byte * 2^20", "MegaBytes"…), nil when not understood.
-    static func bytesPerUnit(_ units: String) -> UInt64? {
-        OVFInterpreter.bytes(perUnit: units)
     }
 }

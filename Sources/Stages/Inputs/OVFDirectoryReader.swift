@@ -32,11 +32,21 @@ public enum OVFDirectoryReader {
             facts.append("no \(manifestURL.lastPathComponent) beside the OVF: disk digests not verified")
         }
 
+        facts.append("descriptor \(ovfURL.lastPathComponent): \(ovf.dialect.rawValue)")
+        facts += ovf.notes
+        let certificateURL = ovfURL.deletingPathExtension().appendingPathExtension("cert")
+        if FileManager.default.fileExists(atPath: certificateURL.path) {
+            let certificate = try VMDKDescriptor.plainSibling(named: certificateURL.lastPathComponent, of: ovfURL, in: directory, role: "certificate")
+            facts += OVFPackageFacts.certificates([(certificate.lastPathComponent, try VMDKDescriptor.fileSize(certificate))],
+                                                  hasManifest: manifest != nil)
+        }
+
         var disks: [SourceDisk] = []
         for (index, disk) in ovf.disks.enumerated() {
             if disk.compression != nil || disk.href.lowercased().hasSuffix(".gz") {
                 throw StageError(.badInput, file: path, "disk '\(disk.href)' is gzip-compressed; compressed OVF disks are not supported yet")
             }
+            try OVFPackageFacts.refuseChunked(disk, file: path)
             let diskURL: URL
             do {
                 diskURL = try VMDKDescriptor.plainSibling(named: disk.href, of: ovfURL, in: directory, role: "disk")
@@ -52,7 +62,7 @@ public enum OVFDirectoryReader {
             let format = try OVFDescriptor.diskFormat(of: reader, file: path, href: disk.href)
             disks.append(SourceDisk(id: OVFDescriptor.safeDiskID(disk.diskID, index: index),
                                     locator: DiskLocator(path: diskURL.path, format: format),
-                                    virtualSize: disk.capacityBytes, bootOrderHint: index,
+                                    virtualSize: disk.capacityBytes, bootOrderHint: ovf.bootOrderHint(ofDiskAt: index),
                                     expectedSHA256: manifest?.sha256(of: disk.href)))
         }
         return SourceReading(description: ovf.vmDescription(disks: disks), facts: facts)

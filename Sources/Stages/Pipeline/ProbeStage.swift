@@ -49,12 +49,16 @@ public struct ExtractStage: PipelineStage {
 
     public func run(in context: StageContext) async throws -> StageOutputs {
         let reader = try self.reader ?? IsolatedSourceReader.locate()
-        let description = try await reader.read(source: context.source, kind: context.kind,
-                                                scratchDirectory: context.workDirectory,
-                                                manifestAllowedDirectories: context.options.manifestAllowedDirectories).description
+        let reading = try await reader.read(source: context.source, kind: context.kind,
+                                            scratchDirectory: context.workDirectory,
+                                            manifestAllowedDirectories: context.options.manifestAllowedDirectories)
+        let description = reading.description
         let vmFile = context.newOutput(named: StageFiles.vm)
         try StageJSON.write(description, to: vmFile)
+        // The reader's facts (manifest verified, OVF dialect, sections ignored, files not
+        // converted…) are journaled with the stage: nothing it passed over goes unsaid.
+        let facts = reading.facts.isEmpty ? "" : "; " + reading.facts.joined(separator: "; ")
         return StageOutputs(files: [StageFiles.vm: vmFile],
-                            detail: "\(description.name): \(description.disks.count) disk(s), firmware \(description.firmware.rawValue)")
+                            detail: "\(description.name): \(description.disks.count) disk(s), firmware \(description.firmware.rawValue)" + facts)
     }
 }
