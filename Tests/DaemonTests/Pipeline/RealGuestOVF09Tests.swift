@@ -13,31 +13,32 @@ import Testing
     }
     static let mac = "00:50:56:aa:bb:cc"
 
-    @Test func anOVF09ExportOfADebianGuestConvertsAndBootsOnVirtioKeepingMACAndBIOS() throws {
+    @Test func anOVF09ExportOfADebianGuestConvertsAndBootsOnVirtioKeepingMACAndBIOS() async throws {
         if !FileManager.default.fileExists(atPath: Self.cachedGuest) {
-            try sh([Self.repositoryRoot.appendingPathComponent("scripts/build-test-guest").path, "debian12"])
+            try await sh([Self.repositoryRoot.appendingPathComponent("scripts/build-test-guest").path, "debian12"])
         }
         let scratch = try Scratch("real-guest-ovf09")
         let work = scratch.path("ova")
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         let disk = "legacy-disk1.vmdk"
-        try sh(["qemu-img", "convert", "-f", "vmdk", "-O", "vmdk", "-o", "subformat=streamOptimized", Self.cachedGuest, work + "/" + disk])
-        let info = try JSONSerialization.jsonObject(with: Data(try sh(["qemu-img", "info", "--output=json", Self.cachedGuest]).out.utf8))
+        try await sh(["qemu-img", "convert", "-f", "vmdk", "-O", "vmdk", "-o", "subformat=streamOptimized", Self.cachedGuest, work + "/" + disk])
+        let info = try JSONSerialization.jsonObject(with: Data(try await sh(["qemu-img", "info", "--output=json", Self.cachedGuest]).out.utf8))
         let capacity = try #require((info as? [String: Any])?["virtual-size"] as? NSNumber).stringValue
         let size = try FileManager.default.attributesOfItem(atPath: work + "/" + disk)[.size] as? NSNumber ?? 0
         try Self.descriptor(disk: disk, size: size.int64Value, capacity: capacity)
             .write(toFile: work + "/legacy.ovf", atomically: true, encoding: .utf8)
-        let manifest = try ["legacy.ovf", disk].map { name in
-            "SHA1(\(name))= \(try sh(["sha1sum", work + "/" + name]).out.prefix { $0 != " " })"
-        }.joined(separator: "\n") + "\n"
+        var manifest = ""
+        for name in ["legacy.ovf", disk] {
+            manifest += "SHA1(\(name))= \(try await sh(["sha1sum", work + "/" + name]).out.prefix { $0 != " " })\n"
+        }
         try manifest.write(toFile: work + "/legacy.mf", atomically: true, encoding: .utf8)
         let ova = scratch.path("legacy.ova")
-        try sh(["tar", "-C", work, "--format=ustar", "-cf", ova, "legacy.ovf", "legacy.mf", disk])
+        try await sh(["tar", "-C", work, "--format=ustar", "-cf", ova, "legacy.ovf", "legacy.mf", disk])
         try FileManager.default.removeItem(atPath: work)
 
         let out = scratch.path("out")
         let state = scratch.path("state")
-        let run = try sh([ProductBinary.path, "convert", ova, "--output-dir", out, "--state-dir", state],
+        let run = try await sh([ProductBinary.path, "convert", ova, "--output-dir", out, "--state-dir", state],
                          environment: RealGuestTesting.libguestfsEnvironment, allowFailure: true)
         #expect(run.status == 0, "convert failed: \(run.err)")
         let directory = out + "/legacy"
@@ -49,11 +50,11 @@ import Testing
         #expect(xml.contains(Self.mac), "the OVF 0.9 MAC must reach domain.xml")
         #expect(!xml.contains("OVMF"), "the OVF 0.9 guest is BIOS: no UEFI loader")
         #expect(xml.contains("<memory unit='MiB'>1024</memory>"), "the OVF 0.9 memory (MegaBytes) must reach domain.xml")
-        let history = try sh([ProductBinary.path, "history", "1", "--state-dir", state], allowFailure: true)
+        let history = try await sh([ProductBinary.path, "history", "1", "--state-dir", state], allowFailure: true)
         #expect(history.out.contains("descriptor legacy.ovf: OVF 0.9 (VMware)"), "the dialect is journaled: \(history.out) \(history.err)")
         #expect(history.out.contains("manifest legacy.mf verified: 2 digests match"), "\(history.out)")
 
-        let boot = try sh([Self.repositoryRoot.appendingPathComponent("scripts/boot-test").path, qcow2],
+        let boot = try await sh([Self.repositoryRoot.appendingPathComponent("scripts/boot-test").path, qcow2],
                           environment: ["BOOT_TEST_TIMEOUT": "600"], allowFailure: true)
         #expect(boot.status == 0, "the converted guest did not boot on virtio: \(boot.out) \(boot.err)")
         #expect(boot.out.contains("HYPER2KVM-NET ens192="), "the NIC did not come up under its old name: \(boot.out)")
