@@ -13,6 +13,10 @@ public struct StageError: Error, CustomStringConvertible, Sendable, Equatable {
         case sourceChanged = "source-changed"
         /// The guest cannot be handled (no OS found, unsupported layout…).
         case unsupportedGuest = "unsupported-guest"
+        /// The target already holds something this job may not replace (a libvirt domain
+        /// of the same name that another job or a person defined). Only the operator can
+        /// settle it, so it is never retried.
+        case conflict = "conflict"
     }
 
     public var code: Code

@@ -93,12 +93,12 @@ public struct RegisterStage: PipelineStage {
         guard options.libvirtOverwrite else {
             throw virsh.failure("a domain named '\(foreign.name)' already exists (UUID \(foreign.uuid)) and was not defined "
                                 + "by this job; it is left untouched. Choose another vm_name, or set libvirt_overwrite: true "
-                                + "to replace its definition")
+                                + "to replace its definition", code: .conflict)
         }
         let state = try await virsh.state(ofDomain: foreign.name)
         guard state == "shut off" else {
             throw virsh.failure("a domain named '\(foreign.name)' (UUID \(foreign.uuid)) exists and is \(state); "
-                                + "libvirt_overwrite never replaces a domain that is not shut off")
+                                + "libvirt_overwrite never replaces a domain that is not shut off", code: .conflict)
         }
         try await virsh.undefine(foreign.name)
     }

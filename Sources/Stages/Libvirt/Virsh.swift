@@ -115,7 +115,7 @@ public struct Virsh: Sendable {
         return result.stdoutText
     }
 
-    func failure(_ message: String) -> StageError {
-        StageError(.toolFailed, file: subjectFile, "libvirt \(uri), domain '\(domainName)': \(message)")
+    func failure(_ message: String, code: StageError.Code = .toolFailed) -> StageError {
+        StageError(code, file: subjectFile, "libvirt \(uri), domain '\(domainName)': \(message)")
     }
 }

@@ -71,8 +71,10 @@ struct IsolatedGuestFixerTests {
         let outcome = await task.result
         let seconds = (ContinuousClock.now - cancelled).components.seconds
         #expect(throws: CancellationError.self) { try outcome.get() }
-        // SIGTERM to the group, then SIGKILL after ExternalCommand's 2 s grace.
-        #expect(seconds < 5, "took \(seconds) s to stop")
+        // SIGTERM to the group, then SIGKILL after ExternalCommand's 2 s grace: about 2 s here,
+        // but a loaded 2-core host once took 5. The stall itself never ends, so any bound far
+        // below the fixer's 2 h wall clock tells "stopped by the cancellation" apart.
+        #expect(seconds < 60, "took \(seconds) s to stop")
         #expect(Self.processes(mentioning: request.path).isEmpty, "the child outlived its cancellation")
     }
 
