@@ -26,23 +26,28 @@ public struct IsolatedSourceReader: Sendable {
     public static let executableVariable = "HYPER2KVM_EXECUTABLE"
     static let productName = "hyper2kvm"
 
-    /// Finds the executable: `HYPER2KVM_EXECUTABLE` when set; our own program when it is
+    /// Finds the executable (see `ownExecutable(for:environment:)`).
+    public static func locate(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> IsolatedSourceReader {
+        IsolatedSourceReader(executable: try ownExecutable(for: "reads sources", environment: environment))
+    }
+
+    /// The `hyper2kvm` executable that serves our hidden children (`internal read-source`,
+    /// `internal fix-guest`): `HYPER2KVM_EXECUTABLE` when set; our own program when it is
     /// `hyper2kvm` (the daemon and the CLI: found through /proc/self/exe, since argv[0] may
     /// be a relative or made-up name); otherwise a `hyper2kvm` beside our program, which is
     /// where the build puts it for a test bundle or a bench driver that hosts the stages.
-    public static func locate(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> IsolatedSourceReader {
-        if let path = environment[executableVariable], !path.isEmpty {
-            return IsolatedSourceReader(executable: path)
-        }
+    /// `purpose` completes "the executable that … in a child process" when none is found.
+    static func ownExecutable(for purpose: String, environment: [String: String]) throws -> String {
+        if let path = environment[executableVariable], !path.isEmpty { return path }
         let own = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         let candidates = own.lastPathComponent == productName
             ? [own] : [own.deletingLastPathComponent().appendingPathComponent(productName)]
         guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
             throw StageError(.toolFailed, file: own.path,
-                             "cannot find the \(productName) executable that reads sources in a child process "
+                             "cannot find the \(productName) executable that \(purpose) in a child process "
                                  + "(looked at \(candidates.map(\.path).joined(separator: ", "))); set \(executableVariable)")
         }
-        return IsolatedSourceReader(executable: found.path)
+        return found.path
     }
 
     /// `InputProbe.identify(source)`, in the child.

@@ -30,9 +30,9 @@ public struct IsolatedGuestFixer: Sendable {
     /// The arguments that select the hidden subcommand.
     public static let subcommand = ["internal", "fix-guest"]
 
-    /// The same executable as the source reader's child (see `IsolatedSourceReader.locate`).
+    /// The same executable as the source reader's child (see `IsolatedSourceReader.ownExecutable`).
     public static func locate(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> IsolatedGuestFixer {
-        IsolatedGuestFixer(executable: try IsolatedSourceReader.locate(environment: environment).executable)
+        IsolatedGuestFixer(executable: try IsolatedSourceReader.ownExecutable(for: "fixes guests", environment: environment))
     }
 
     /// What the parent sends: the disks in the VM's order (formats explicit) and the options.
