@@ -155,8 +155,16 @@ import Daemon
         try FileManager.default.moveItem(atPath: scratch.path("idle.vmdk"), toPath: base + "/queue/idle.vmdk")
         #expect(await waitFor(60) { exists(base + "/output/idle/idle.qcow2") && !exists(base + "/queue/idle.vmdk") },
                 "log:\n\(daemon.output)")
-        let afterWork = try await wakeups()
-        #expect(isOnlyTheRuntimeTick(afterWork), "idle after a conversion: \(afterWork)")
+        let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: base + "/state"))
+        #expect(await waitFor(60) { (try? journal.job(1))??.state == .archived }, "log:\n\(daemon.output)")
+        // A poller of ours wakes in every window; the tail of the finished job (its last
+        // journal commits, a reaped child's waiter) at most in the first, on a loaded host.
+        var afterWork: [[String: Int]] = []
+        for _ in 0..<3 {
+            afterWork.append(try await wakeups())
+            if isOnlyTheRuntimeTick(afterWork[afterWork.count - 1]) { break }
+        }
+        #expect(afterWork.contains(where: isOnlyTheRuntimeTick), "idle after a conversion, 3 windows: \(afterWork)")
         #expect(daemon.stop() == 0)
     }
 
