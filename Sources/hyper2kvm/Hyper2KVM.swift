@@ -237,7 +237,7 @@ struct History: AsyncParsableCommand {
 
 struct ConfigGroup: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "config", abstract: "Configuration tools.", subcommands: [Check.self])
+        commandName: "config", abstract: "Configuration tools.", subcommands: [Check.self, Keys.self])
 
     struct Check: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -248,6 +248,15 @@ struct ConfigGroup: AsyncParsableCommand {
         func run() async throws {
             let configuration = try ConfigurationLoader.load(files: files)
             print(EffectiveConfiguration.render(configuration))
+        }
+    }
+
+    struct Keys: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print every configuration key with its type, default and meaning (the README's table, in markdown).")
+
+        func run() async throws {
+            print(ConfigurationReference.markdown())
         }
     }
 }

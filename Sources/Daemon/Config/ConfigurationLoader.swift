@@ -107,7 +107,7 @@ public enum ConfigurationLoader {
                 break
             }
             if entry.isShellForm && key.type == "mapping" {
-                error("is a mapping (\(key.summary)): write this configuration in YAML to set it")
+                error("is a mapping (\(key.summary.dropLast(key.summary.hasSuffix(".") ? 1 : 0))): write this configuration in YAML to set it")
                 continue
             }
             do throws(ConfigurationValue.Mismatch) {

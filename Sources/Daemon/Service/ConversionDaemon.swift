@@ -53,7 +53,7 @@ public struct ConversionDaemon: Sendable {
 
         // Shut down in reverse order: the watcher first, the watchdog last (see DaemonServices).
         let services: [any Service] = [
-            WatchdogService(notifier: notifier, queue: queue, watchDir: c.watchDir),
+            WatchdogService(notifier: notifier, queue: queue, watchDir: c.watchDir, logger: logger),
             SchedulerService(queue: queue, grace: .seconds(c.shutdownGraceSeconds), logger: logger),
             StabilityCheckService(queue: queue),
             QueueWatchService(watcher: watcher, queue: queue, notifier: notifier, configuration: c, logger: logger),
@@ -64,8 +64,6 @@ public struct ConversionDaemon: Sendable {
         // Below systemd's TimeoutStopSec= (90 s for the default 60 s grace): past it, everything
         // still running is cancelled, and a cancelled stage is journaled interrupted.
         group.maximumGracefulShutdownDuration = .seconds(c.shutdownGraceSeconds) + Self.shutdownMargin
-        notifier.send("READY=1\n" + SystemdNotifier.status(watchDir: c.watchDir, await queue.statusLine()))
-        logger.info("✅ Daemon ready")
         try await ServiceGroup(configuration: group).run()
         try journal.recordDaemonStop(run: run)
         logger.notice("✅ Daemon shutdown complete")

@@ -78,15 +78,22 @@ struct SchedulerService: Service {
     }
 }
 
-/// Sends `WATCHDOG=1` with the queue's status line at half systemd's `WatchdogSec=`; the
-/// status comes through the queue's actor, so a wedged daemon stops pinging. Without a
-/// watchdog it only waits for the shutdown.
+/// Tells systemd the daemon is ready, then sends `WATCHDOG=1` with the queue's status line at
+/// half systemd's `WatchdogSec=`; the status comes through the queue's actor, so a wedged
+/// daemon stops pinging. Without a watchdog it only waits for the shutdown.
+///
+/// Readiness is announced here, not before the group runs: the group traps SIGTERM before it
+/// starts any service, and a SIGTERM sent on READY=1 (or on the "Daemon ready" line) before
+/// that trap killed the daemon by the default action instead of stopping it cleanly.
 struct WatchdogService: Service {
     let notifier: SystemdNotifier
     let queue: DaemonQueue
     let watchDir: String
+    let logger: Logger
 
     func run() async {
+        notifier.send("READY=1\n" + SystemdNotifier.status(watchDir: watchDir, await queue.statusLine()))
+        logger.info("✅ Daemon ready")
         guard notifier.isActive, let interval = notifier.watchdogInterval else {
             try? await gracefulShutdown()
             return
