@@ -7,6 +7,7 @@ import Synchronization
 /// Wiring only: the logic lives in the Daemon module.
 enum ConvertLauncher {
     static func run(source: String, configuration: Configuration) async throws {
+        if let problem = GuestConverterCheck.problem(configuration) { throw StartRefused(reasons: [problem]) }
         let logger = LogSetup.makeLogger(verbose: configuration.verbose, logFile: configuration.logFile)
         let bar = ProgressLine(isTerminal: isatty(STDERR_FILENO) == 1)
         let conversion = OneShotConversion(configuration: configuration, logger: logger)
@@ -85,7 +86,8 @@ enum DaemonLauncher {
     static func run(_ configuration: Configuration) async throws {
         // Refused before the log file is opened: it may be one of the directories in question.
         let unit = ProcessInfo.processInfo.environment["HYPER2KVM_UNIT"]
-        let problems = DirectoryAccessCheck.problems(configuration, unit: unit) + [LoopbackCheck.problem(unit: unit)].compactMap { $0 }
+        let problems = DirectoryAccessCheck.problems(configuration, unit: unit)
+            + [LoopbackCheck.problem(unit: unit), GuestConverterCheck.problem(configuration)].compactMap { $0 }
         guard problems.isEmpty else {
             throw StartRefused(reasons: problems)
         }

@@ -8,6 +8,7 @@ arrives, reads its CPU, context switches and memory from /proc, and reads the jo
 import atexit
 import datetime
 import os
+import shutil
 import re
 import signal
 import sqlite3
@@ -35,15 +36,27 @@ def build_release(tag):
 
 def private_binary(path):
     cache = os.environ.get("HYPER2KVM_BENCH_CACHE", "/var/tmp/hyper2kvm-bench")
-    os.makedirs(os.path.join(cache, "bin"), exist_ok=True)
-    target = os.path.join(cache, "bin", f"hyper2kvm.{os.getpid()}")
-    with open(path, "rb") as src, open(target + ".tmp", "wb") as dst:
-        while chunk := src.read(1 << 20):
-            dst.write(chunk)
-    os.chmod(target + ".tmp", 0o755)
-    os.rename(target + ".tmp", target)
-    atexit.register(lambda: os.path.exists(target) and os.unlink(target))
-    return target
+    # The copy keeps the name `hyper2kvm`: the daemon runs its source reader and guest fixer
+    # as children of that name beside its own executable, and a renamed copy would not find them.
+    directory = os.path.join(cache, "bin", str(os.getpid()))
+    os.makedirs(directory, exist_ok=True)
+    copied = []
+    source_directory = os.path.dirname(os.path.abspath(path))
+    for name in sorted(os.listdir(source_directory)):
+        if name != os.path.basename(path) and not name.startswith("hyper2kvm-"):
+            continue
+        source = os.path.join(source_directory, name)
+        if not (os.path.isfile(source) and os.access(source, os.X_OK)):
+            continue
+        target = os.path.join(directory, "hyper2kvm" if name == os.path.basename(path) else name)
+        with open(source, "rb") as src, open(target + ".tmp", "wb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+        os.chmod(target + ".tmp", 0o755)
+        os.rename(target + ".tmp", target)
+        copied.append(target)
+    atexit.register(lambda: shutil.rmtree(directory, ignore_errors=True))
+    return os.path.join(directory, "hyper2kvm")
 
 
 # --- the daemon as a child ---------------------------------------------------------------

@@ -194,17 +194,29 @@ extension ConfigurationKeys {
         },
         .init("notifications", type: "mapping", default: "off", "webhook/e-mail notifications.", status: .notImplemented("notifications"),
               isActive: { value in value.node.mapping?["enabled"]?.bool == true }) { _, _ throws(ConfigurationValue.Mismatch) in },
-        .init("use_v2v", type: "bool", default: "false", "delegate conversion to virt-v2v.", status: .notImplemented("use_v2v: hyper2kvm converts itself and does not call virt-v2v"),
-              isActive: { !$0.isFalseOrNull }) { value, _ throws(ConfigurationValue.Mismatch) in _ = try value.bool() },
+        .init("use_v2v", type: "bool", default: "false", """
+                  virt-v2v converts the guest instead of hyper2kvm's own fixer: stage `v2v` runs \
+                  `virt-v2v-in-place` on a qcow2 overlay over each source disk (stage `fix` is skipped), and \
+                  hyper2kvm copies, describes, hashes and publishes as always. virt-v2v never opens the \
+                  dropped files itself, only our overlays over descriptors we opened and checked. Starting \
+                  is refused when virt-v2v-in-place, nbdkit or qemu-nbd is missing (Debian: \
+                  `apt-get install virt-v2v nbdkit libnbd-bin`). See "Two guest converters" below.
+                  """) { value, config throws(ConfigurationValue.Mismatch) in
+            config.conversion.useV2V = try value.bool()
+        },
         // Upstream's name for parallel disk copies; true turns parallel_processing on, false
         // leaves it as parallel_processing says (the seed's example sets both to true).
         .init("v2v_parallel", type: "bool", default: "false", """
                   upstream's name: `true` turns `parallel_processing` on (`false` leaves it as \
-                  `parallel_processing` says). hyper2kvm copies disks itself; virt-v2v is never called.
+                  `parallel_processing` says). The disks are copied by hyper2kvm with either converter: \
+                  virt-v2v 2.2 converts in place and has no parallel copies of its own.
                   """) { value, config throws(ConfigurationValue.Mismatch) in
             if try value.bool() { config.parallelProcessing = true }
         },
-        .init("v2v_concurrency", type: "int 1-64", default: "2", "disks of one job copied at once when `parallel_processing` is on.") { value, config throws(ConfigurationValue.Mismatch) in
+        .init("v2v_concurrency", type: "int 1-64", default: "2", """
+                  disks of one job copied at once when `parallel_processing` is on (by hyper2kvm, with \
+                  either converter).
+                  """) { value, config throws(ConfigurationValue.Mismatch) in
             config.parallelDiskCopies = try value.int(in: 1...64)
         },
         .init("win_virtio", type: "bool", default: "false", """

@@ -7,7 +7,7 @@ public enum EffectiveConfiguration {
             ("input", c.input ?? "(none)"),
             ("watch_dir", c.watchDir), ("output_dir", c.outputDir), ("workdir", c.workDir), ("state_dir", c.stateDir),
             ("out_format", o.outFormat), ("compress", "\(o.compress)"), ("compress_level", "\(o.compressLevel)"),
-            ("checksum", "\(o.checksum)"), ("fix_guest", "\(o.fixGuest)"), ("fstab_mode", o.fstabMode.rawValue),
+            ("checksum", "\(o.checksum)"), ("fix_guest", "\(o.fixGuest)"), ("use_v2v", "\(o.useV2V)"), ("fstab_mode", o.fstabMode.rawValue),
             ("regen_initramfs", "\(o.regenInitramfs)"), ("update_grub", "\(o.updateGrub)"),
             ("emit_domain_xml", "\(o.emitDomainXML)"), ("vm_name", o.vmName ?? "(from source)"),
             ("vm_memory", o.vmMemoryMiB.map(String.init) ?? "(from source)"),

@@ -26,6 +26,8 @@ public struct ConversionOptions: Sendable, Codable, Equatable {
     public var updateGrub: Bool = true
     public var removeVMwareTools: Bool = false
     public var fixGuest: Bool = true
+    /// `use_v2v`: virt-v2v converts the guest (stage `v2v`) instead of hyper2kvm's fixer (`fix`).
+    public var useV2V: Bool = false
     public var libvirtNetwork: String = "default"
     /// Define the published VM in libvirt (the `register` stage).
     public var libvirtIntegration: Bool = false

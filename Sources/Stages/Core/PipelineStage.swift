@@ -2,7 +2,7 @@ import Foundation
 
 /// The pipeline's stages, in the order they run.
 public enum StageName: String, Codable, Sendable, CaseIterable {
-    case probe, extract, fix, convert, emit, checksum, publish, register
+    case probe, extract, fix, v2v, convert, emit, checksum, publish, register
 }
 
 /// One step of a job. A stage reads its job's recorded inputs and writes new files only

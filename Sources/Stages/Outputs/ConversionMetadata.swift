@@ -76,18 +76,34 @@ public struct ConversionMetadata: Codable, Sendable, Equatable {
         public var version: String
         public var qemuImgVersion: String
         public var libguestfsVersion: String?
+        /// Who converted the guest for KVM (hyper2kvm's fixer, or virt-v2v with
+        /// `use_v2v: true`); nil when no guest conversion ran (`fix_guest: false`).
+        public var guestConverter: GuestConverter?
 
-        public init(name: String = "hyper2kvm", version: String, qemuImgVersion: String, libguestfsVersion: String? = nil) {
+        public init(name: String = "hyper2kvm", version: String, qemuImgVersion: String, libguestfsVersion: String? = nil,
+                    guestConverter: GuestConverter? = nil) {
             self.name = name
             self.version = version
             self.qemuImgVersion = qemuImgVersion
             self.libguestfsVersion = libguestfsVersion
+            self.guestConverter = guestConverter
         }
 
         enum CodingKeys: String, CodingKey {
             case name, version
             case qemuImgVersion = "qemu_img_version"
             case libguestfsVersion = "libguestfs_version"
+            case guestConverter = "guest_converter"
+        }
+    }
+
+    public struct GuestConverter: Codable, Sendable, Equatable {
+        public var name: String
+        public var version: String
+
+        public init(name: String, version: String) {
+            self.name = name
+            self.version = version
         }
     }
 

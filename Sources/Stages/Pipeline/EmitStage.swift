@@ -73,7 +73,7 @@ public struct EmitStage: PipelineStage {
         var metadata = ConversionMetadata(
             createdAt: Date(),
             tool: .init(version: toolVersion, qemuImgVersion: (try? await qemuImg.version()) ?? "unknown",
-                        libguestfsVersion: nil),
+                        libguestfsVersion: nil, guestConverter: guestConverter(in: context, fixed: fixReport != nil)),
             source: .init(path: context.source.path, kind: probe.kind, format: sourceFormat, size: probe.sizeBytes,
                           sha256: sourceDigest?.sha256,
                           identity: Self.identity(of: context.source), sparseSHA256: sourceDigest?.sparseSHA256),
@@ -87,6 +87,15 @@ public struct EmitStage: PipelineStage {
         metadata.fixWarnings = fixReport?.warnings
         metadata.fixSteps = fixReport?.durations
         return metadata
+    }
+
+    /// virt-v2v when stage `v2v` ran (its report names the version), hyper2kvm's own fixer
+    /// when `fix` did, nobody when the guest was copied as it was.
+    func guestConverter(in context: StageContext, fixed: Bool) -> ConversionMetadata.GuestConverter? {
+        if let report = context.recorded[V2VStage.reportFile].flatMap({ try? StageJSON.read(V2VReport.self, from: $0) }) {
+            return .init(name: report.tool, version: report.version)
+        }
+        return fixed ? .init(name: "hyper2kvm", version: toolVersion) : nil
     }
 }
 

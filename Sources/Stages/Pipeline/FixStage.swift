@@ -21,6 +21,7 @@ public struct FixStage: PipelineStage {
 
     public func skipReason(in context: StageContext) -> String? {
         if !context.options.fixGuest { return "fix_guest: false" }
+        if context.options.useV2V { return "use_v2v: true (virt-v2v converts the guest in stage v2v)" }
         if context.kind == .manifest, let manifest = try? ArtifactManifest.load(from: context.source),
            !manifest.restricting(context.options).fixGuest {
             return "the manifest sets pipeline.fix.enabled: false"

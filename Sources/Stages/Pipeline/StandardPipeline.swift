@@ -9,6 +9,7 @@ public enum StandardPipeline {
             ProbeStage(),
             ExtractStage(),
             FixStage(),
+            V2VStage(),
             ConvertStage(parallelDiskCopies: parallelDiskCopies),
             EmitStage(toolVersion: toolVersion),
             ChecksumStage(),

@@ -157,10 +157,10 @@ import Testing
     }
 
     @Test func keysAcceptedButNotImplementedFailWhenActive() throws {
-        let path = try file("prod.yaml", "command: daemon\nwin_virtio: true\nuse_v2v: true\nflatten: false\n")
+        let path = try file("prod.yaml", "command: daemon\nwin_virtio: true\ndry_run: true\nflatten: false\n")
         let text = errors([path]).map(\.description)
         #expect(!text.contains { $0.contains("win_virtio") })
-        #expect(text.contains { $0.contains("key 'use_v2v': accepted but not implemented yet") })
+        #expect(text.contains { $0.contains("key 'dry_run': accepted but not implemented yet") })
         #expect(text.contains { $0.contains("key 'flatten': accepted but not implemented yet") })
     }
 
