@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// The promise to operators, tested as an attacker would break it: files that used to kill
 /// the daemon (traps), wedge it (FIFOs, a silent listener) or leak a host file into an output

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// A real libvirtd for one test, reached at `qemu:///system`. When one already answers
 /// (a host where libvirt runs) it is used and left running; otherwise the test starts

@@ -1,6 +1,7 @@
 import Foundation
 import Journal
 import Testing
+import TestSupport
 
 /// `convert --libvirt` against a real libvirtd at qemu:///system (root only): the published
 /// VM is defined shut off with virtio disk and NIC where the options say, exactly once

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import Journal
 
 /// kill -9 at every named crash point of a one-shot conversion, then run the same command

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// Every input format through the real binary, journal and stages (guest fixes off):
 /// the published disk equals the source, SHA256SUMS verifies, domain.xml validates.

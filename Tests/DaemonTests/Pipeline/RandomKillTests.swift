@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import Journal
 
 /// kill -9 at random moments of a conversion, then rerun the same command until it

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// The product's promise, end to end: a real Debian 12 made like a VMware export (root on
 /// /dev/sda1, NIC ens192 pinned to a VMware MAC, no virtio in its initramfs), packed as an

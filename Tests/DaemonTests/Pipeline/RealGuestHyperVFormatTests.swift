@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import Stages
 
 /// The same real Debian 12 as RealGuestConversionTests (root /dev/sda1, ens192 pinned to a

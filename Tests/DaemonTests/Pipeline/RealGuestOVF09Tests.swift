@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// The real Debian 12 of RealGuestConversionTests, exported as ESX 3.x / Workstation 6 did it:
 /// an OVA whose descriptor is VMware OVF 0.9 (sections as `<Section xsi:type>`, the VM as

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// The source digest in metadata.json through the real binary: the sparse digest, as
 /// scripts/sparse-digest computes it, the same for a sparse file and its dense copy.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// A Windows guest through the daemon with the seed's "Production Configuration" as it is
 /// published (only the directories moved into the test's scratch space, and `virtio_win`

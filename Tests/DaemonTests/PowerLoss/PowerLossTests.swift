@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// Real power loss: the daemon runs inside a Debian guest under qemu (TCG) and the VM is
 /// killed with SIGKILL shortly after commits, so whatever the guest had not flushed to its

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// A parser trap costs one job, never the daemon: the probe runs in a child process.
 /// The reader's test trap (armed for one file name through the environment, which only

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Daemon
 
 /// The repository checkout these tests run from (examples/ and systemd/ live there).

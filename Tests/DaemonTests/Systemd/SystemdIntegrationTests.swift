@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// The repository checkout these tests run from (systemd/ and scripts/ live there).
 private let repository = URL(fileURLWithPath: #filePath)

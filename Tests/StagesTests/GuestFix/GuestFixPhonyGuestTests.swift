@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 import Testing
 @testable import Stages
@@ -72,7 +73,7 @@ struct GuestFixPhonyGuestTests {
     @Test("a disk without an operating system is a clear unsupported-guest error")
     func noOperatingSystem() async throws {
         GuestFixTestGuests.configureLibguestfsForTests()
-        let scratch = try GuestFixScratchDirectory()
+        let scratch = try Scratch()
         let blank = scratch.file("blank.qcow2")
         _ = try await GuestFixTestGuests.run("qemu-img", ["create", "-q", "-f", "qcow2", blank.path, "64M"])
         let error = await #expect(throws: StageError.self) {

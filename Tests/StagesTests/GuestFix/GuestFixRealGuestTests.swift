@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 import Testing
 @testable import Stages
@@ -15,7 +16,7 @@ struct GuestFixRealGuestTests {
     func fixedGuestBoots() async throws {
         GuestFixTestGuests.configureLibguestfsForTests()
         let source = try await GuestFixTestGuests.debian12()
-        let scratch = try GuestFixScratchDirectory()
+        let scratch = try Scratch()
         let sourceDigest = try FileDigest.sha256(of: source)
         let overlay = scratch.file("overlay.qcow2")
         try await GuestFixOverlay.create(over: source, sourceFormat: "vmdk", at: overlay)

@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 import Testing
 @testable import Stages
@@ -55,7 +56,7 @@ struct WindowsGuestFixTests {
     @Test("virtio drivers injected: Windows 10 BIOS from a directory, Server 2008 R2 UEFI from an ISO; hives change exactly as intended")
     func injection() async throws {
         let fixtures = try await WindowsTestGuests.ensure()
-        let scratch = try WindowsScratch()
+        let scratch = try Scratch()
         let biosSource = fixtures.appendingPathComponent("win10-bios.img")
         let uefiSource = fixtures.appendingPathComponent("win2k8r2-uefi.img")
         let digests = (try FileDigest.sha256(of: biosSource), try FileDigest.sha256(of: uefiSource))
@@ -186,7 +187,7 @@ struct WindowsGuestFixTests {
 @Suite("Windows guest fix errors")
 struct WindowsGuestFixErrorTests {
     func expectFailure(_ image: String, options: ConversionOptions, _ check: (StageError) -> Void) async throws {
-        let scratch = try WindowsScratch()
+        let scratch = try Scratch()
         let source = try await WindowsTestGuests.image(image)
         let digest = try FileDigest.sha256(of: source)
         let error = await #expect(throws: StageError.self) {
@@ -238,7 +239,7 @@ struct WindowsGuestFixErrorTests {
     @Test("win_virtio off: nothing injected, SATA with the reason, no registry change")
     func virtioOff() async throws {
         GuestFixTestGuests.configureLibguestfsForTests()
-        let scratch = try WindowsScratch()
+        let scratch = try Scratch()
         var options = ConversionOptions()
         options.winVirtio = false
         options.virtioWin = nil
