@@ -13,7 +13,7 @@ final class LibvirtDaemon {
     static let clientEnvironment = ["LIBVIRT_AUTOSTART": "0"]
     private let startedPID: Int32?
 
-    static var canRun: Bool { getuid() == 0 && FileManager.default.isExecutableFile(atPath: binary) }
+    static var canRun: Bool { HostCapabilities.isRoot && FileManager.default.isExecutableFile(atPath: binary) }
 
     init(scratch: Scratch) throws {
         if Self.answers() {

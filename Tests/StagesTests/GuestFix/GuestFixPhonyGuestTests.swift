@@ -6,7 +6,7 @@ import Testing
 /// Runs the fixer on the phony Debian (guestfish-made, seconds to build). It has no libc,
 /// so nothing that runs a guest binary (update-grub, update-initramfs) can be tested here;
 /// those are covered by the real Debian guest.
-@Suite("GuestFix on the phony guest", .serialized)
+@Suite("GuestFix on the phony guest", .serialized, .tags(.guest), .requiresLibguestfs)
 struct GuestFixPhonyGuestTests {
     @Test("fstab, grub defaults and network pinning are fixed on an overlay; backups kept; source unchanged")
     func fixPhonyGuest() async throws {

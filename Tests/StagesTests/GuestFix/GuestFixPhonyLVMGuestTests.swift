@@ -6,7 +6,7 @@ import Testing
 /// guest tool runs). On such a guest only the /boot partition is named by a bus-dependent
 /// kernel name; root and swap are named by LVM (stable on any hypervisor) and must stay as
 /// the installer wrote them, while the LVM devices file, which names the old disk, goes.
-@Suite("GuestFix on the phony LVM guest", .serialized)
+@Suite("GuestFix on the phony LVM guest", .serialized, .tags(.guest), .requiresLibguestfs)
 struct GuestFixPhonyLVMGuestTests {
     @Test("LVM root found; /dev/sda1 becomes UUID=, LVM names stay; system.devices removed; source unchanged")
     func fixPhonyLVMGuest() async throws {

@@ -6,7 +6,7 @@ import Testing
 /// The Windows path end to end on phony disks (scripts/build-phony-windows): the fixer runs
 /// on qcow2 overlays, then the hives and files are read back through a separate guestfish
 /// appliance and hivexregedit, independent of the code under test.
-@Suite("Windows guest fix on phony disks", .serialized)
+@Suite("Windows guest fix on phony disks", .serialized, .tags(.guest), .requiresLibguestfs)
 struct WindowsGuestFixTests {
     static let mouseClass = "ControlSet001\\Control\\Class\\{4D36E96F-E325-11CE-BFC1-08002BE10318}"
     static let vmwareServices = ["VMTools", "vmci", "vm3dmp", "vmmouse", "vmhgfs", "vmvss"]
@@ -184,7 +184,7 @@ struct WindowsGuestFixTests {
 
 /// Each way the Windows path must refuse, with a clear message and the source untouched.
 /// The cases run in parallel (one appliance each).
-@Suite("Windows guest fix errors")
+@Suite("Windows guest fix errors", .tags(.guest), .requiresLibguestfs)
 struct WindowsGuestFixErrorTests {
     func expectFailure(_ image: String, options: ConversionOptions, _ check: (StageError) -> Void) async throws {
         let scratch = try Scratch()
