@@ -75,7 +75,7 @@ struct GuestFixPhonyGuestTests {
         GuestFixTestGuests.configureLibguestfsForTests()
         let scratch = try Scratch()
         let blank = scratch.file("blank.qcow2")
-        _ = try await GuestFixTestGuests.run("qemu-img", ["create", "-q", "-f", "qcow2", blank.path, "64M"])
+        try await sh(["qemu-img", "create", "-q", "-f", "qcow2", blank.path, "64M"])
         let error = await #expect(throws: StageError.self) {
             _ = try await LinuxGuestFixer(applianceCPUs: 1).fix(disks: [(blank, "qcow2")], options: ConversionOptions(), identifier: "test-blank")
         }

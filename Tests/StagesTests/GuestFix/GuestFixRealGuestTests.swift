@@ -56,7 +56,7 @@ struct GuestFixRealGuestTests {
 
         let convertStart = ContinuousClock.now
         let output = scratch.file("debian12-fixed.qcow2")
-        _ = try await GuestFixTestGuests.run("qemu-img", ["convert", "-f", "qcow2", "-O", "qcow2", overlay.path, output.path])
+        try await sh(["qemu-img", "convert", "-f", "qcow2", "-O", "qcow2", overlay.path, output.path])
         print("qemu-img convert overlay -> qcow2: \(ContinuousClock.now - convertStart)")
 
         let bootStart = ContinuousClock.now

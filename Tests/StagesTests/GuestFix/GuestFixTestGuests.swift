@@ -31,10 +31,6 @@ enum GuestFixTestGuests {
         try await ExternalCommand(script, [name]).runChecked(about: url.path)
         return url
     }
-
-    static func run(_ executable: String, _ arguments: [String]) async throws -> ExternalCommand.Result {
-        try await ExternalCommand(executable, arguments).runChecked()
-    }
 }
 
 /// Reads files of a disk image through guestfish (a separate appliance, read-only), to
