@@ -183,7 +183,8 @@ struct SpaceBoundsTests {
         #expect(try #require(FileSystemSpace.of(small.path)).available >= freeBefore - (1 << 20))
     }
 
-    @Test("zeros decompress into holes: a 200 MiB bomb of zeros allocates almost nothing and reads back")
+    @Test("zeros decompress into holes: a 200 MiB bomb of zeros allocates almost nothing and reads back",
+          .tags(.slow), .notInQuickRun)
     func zerosBecomeHoles() async throws {
         let dir = try Scratch()
         let ami = try await bomb(in: dir, mebibytes: 200, generator: "cat /dev/zero")
@@ -209,7 +210,8 @@ struct SpaceBoundsTests {
         #expect(try await TestImageFactory.referenceDigest(of: reference) == TestImageFactory.referenceDigest(of: tar))
     }
 
-    @Test("gzip members after the tar's end are never decompressed: a small AMI followed by 2 GiB of zero members ends at once")
+    @Test("gzip members after the tar's end are never decompressed: a small AMI followed by 2 GiB of zero members ends at once",
+          .tags(.slow), .notInQuickRun)
     func trailingMembersAreNotRead() async throws {
         let dir = try Scratch()
         let disk = dir.file("disk.raw")

@@ -27,7 +27,7 @@ struct QemuImgTests {
     }
 
     @Test("every input format converts to qcow2 and compressed qcow2 with identical content",
-          arguments: QemuImgTests.variants, [false, true])
+          .tags(.slow), .notInQuickRun, arguments: QemuImgTests.variants, [false, true])
     func convertsEveryFormat(variant: TestImageFactory.ImageVariant, compress: Bool) async throws {
         let directory = try Scratch()
         let raw = try await sourceDisk(in: directory)
