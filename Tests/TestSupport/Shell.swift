@@ -32,6 +32,8 @@ public func shBlocking(_ arguments: [String], environment: [String: String] = [:
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
+    // Nothing a test runs reads the terminal; a tool that tries ends at once instead of waiting.
+    process.standardInput = FileHandle.nullDevice
     try process.run()
     // Read before waiting so a chatty tool cannot block on a full pipe.
     let outData = out.fileHandleForReading.readDataToEndOfFile()
