@@ -77,3 +77,10 @@ let package = Package(
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Journal", "Stages"], swiftSettings: strictConcurrency),
     ]
 )
+
+// What every test target shares (Tests/TestSupport): scratch directories, the shell runner,
+// the product binary, image factories, host conditions and tags. Added to each test target
+// here so that a new test target gets it too.
+package.targets.append(.target(name: "TestSupport", dependencies: ["Stages"], path: "Tests/TestSupport",
+                               swiftSettings: strictConcurrency))
+for target in package.targets where target.type == .test { target.dependencies.append("TestSupport") }

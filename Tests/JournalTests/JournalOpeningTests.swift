@@ -1,11 +1,12 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import Journal
 
 @Suite("Journal opening and durability")
 struct JournalOpeningTests {
     @Test func writerRunsWALWithSynchronousFull() throws {
-        let directory = try TemporaryStateDirectory()
+        let directory = try Scratch()
         let journal = try JobJournal.openForWriting(stateDirectory: directory.url)
         let settings = try journal.settings()
         #expect(settings.journalMode == "wal")
@@ -15,19 +16,19 @@ struct JournalOpeningTests {
         #expect(settings.busyTimeoutMilliseconds >= 1000)
     }
 
-    @Test func walModeIsVisibleToASeparateRawConnection() throws {
-        let directory = try TemporaryStateDirectory()
+    @Test func walModeIsVisibleToASeparateRawConnection() async throws {
+        let directory = try Scratch()
         let journal = try JobJournal.openForWriting(stateDirectory: directory.url)
         _ = try journal.createJob(Fixture.newJob())
         // Bytes 18 and 19 of the database header are 2 for a WAL database.
         let header = try Data(contentsOf: URL(fileURLWithPath: directory.databasePath)).prefix(20)
         #expect(Array(header.suffix(2)) == [2, 2])
-        let output = try SQLiteShell.run(directory.databasePath, "PRAGMA journal_mode; PRAGMA synchronous;")
+        let output = try await SQLiteShell.run(directory.databasePath, "PRAGMA journal_mode; PRAGMA synchronous;")
         #expect(output == ["wal", "2"])
     }
 
     @Test func checkpointTruncatesTheWAL() throws {
-        let directory = try TemporaryStateDirectory()
+        let directory = try Scratch()
         let journal = try JobJournal.openForWriting(stateDirectory: directory.url)
         for seed in 1...50 { _ = try journal.createJob(Fixture.newJob(UInt64(seed))) }
         try journal.checkpoint()
@@ -37,7 +38,7 @@ struct JournalOpeningTests {
     }
 
     @Test func createsStateDirectoryAndLockFile() throws {
-        let parent = try TemporaryStateDirectory()
+        let parent = try Scratch()
         let state = parent.url.appendingPathComponent("nested/state", isDirectory: true)
         let journal = try JobJournal.openForWriting(stateDirectory: state)
         #expect(FileManager.default.fileExists(atPath: journal.path))
@@ -46,14 +47,14 @@ struct JournalOpeningTests {
     }
 
     @Test func readerNeedsAnExistingJournal() throws {
-        let directory = try TemporaryStateDirectory()
+        let directory = try Scratch()
         #expect(throws: JournalError.notFound(path: directory.databasePath)) {
             try JobJournal.openForReading(stateDirectory: directory.url)
         }
     }
 
     @Test func readerCannotWrite() throws {
-        let directory = try TemporaryStateDirectory()
+        let directory = try Scratch()
         try JobJournal.openForWriting(stateDirectory: directory.url).close()
         let reader = try JobJournal.openForReading(stateDirectory: directory.url)
         #expect(!reader.isWritable)
@@ -63,7 +64,7 @@ struct JournalOpeningTests {
     }
 
     @Test func readerWorksAfterTheWriterClosed() throws {
-        let directory = try TemporaryStateDirectory()
+        let directory = try Scratch()
         let writer = try JobJournal.openForWriting(stateDirectory: directory.url)
         let job = try writer.createJob(Fixture.newJob())
         try writer.close()
@@ -76,8 +77,8 @@ struct JournalOpeningTests {
 struct DamagedJournalTests {
     /// Builds a journal large enough to span many pages, closes it (checkpointing the
     /// WAL into the main file), then overwrites bytes in the middle of the file.
-    private func damagedJournal() throws -> TemporaryStateDirectory {
-        let directory = try TemporaryStateDirectory()
+    private func damagedJournal() throws -> Scratch {
+        let directory = try Scratch()
         let journal = try JobJournal.openForWriting(stateDirectory: directory.url)
         for seed in 1...300 {
             var job = Fixture.newJob(UInt64(seed))
@@ -124,7 +125,7 @@ struct DamagedJournalTests {
     }
 
     @Test func notADatabaseIsReportedAsDamaged() throws {
-        let directory = try TemporaryStateDirectory()
+        let directory = try Scratch()
         try Data(repeating: 0x42, count: 8192).write(to: URL(fileURLWithPath: directory.databasePath))
         #expect {
             try JobJournal.openForWriting(stateDirectory: directory.url)
@@ -137,15 +138,7 @@ struct DamagedJournalTests {
 
 /// The sqlite3 command-line shell, as an independent connection to the journal file.
 enum SQLiteShell {
-    static func run(_ path: String, _ sql: String) throws -> [String] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
-        process.arguments = [path, sql]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
+    static func run(_ path: String, _ sql: String) async throws -> [String] {
+        try await sh(["sqlite3", path, sql]).out.split(separator: "\n").map(String.init)
     }
 }

@@ -1,22 +1,11 @@
 import Foundation
+import TestSupport
 @testable import Journal
 
-/// A fresh state directory per test, removed when the test is done with it.
-final class TemporaryStateDirectory {
-    let url: URL
-
-    init() throws {
-        url = FileManager.default.temporaryDirectory
-            .appendingPathComponent("journal-tests-\(UUID().uuidString)", isDirectory: true)
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    var databasePath: String { url.appendingPathComponent(JobJournal.databaseFileName).path }
-    var lockPath: String { url.appendingPathComponent(JobJournal.lockFileName).path }
-
-    deinit {
-        try? FileManager.default.removeItem(at: url)
-    }
+/// A test's state directory is a `Scratch`; these are the journal's files in it.
+extension Scratch {
+    var databasePath: String { path(JobJournal.databaseFileName) }
+    var lockPath: String { path(JobJournal.lockFileName) }
 }
 
 enum Fixture {

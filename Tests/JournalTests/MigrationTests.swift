@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import Journal
 
@@ -29,10 +30,10 @@ struct MigrationTests {
         #expect(versions.first == 1)
     }
 
-    @Test func migrationsApplyExactlyOnceAndAreRecorded() throws {
-        let directory = try TemporaryStateDirectory()
+    @Test func migrationsApplyExactlyOnceAndAreRecorded() async throws {
+        let directory = try Scratch()
         try JobJournal.openForWriting(stateDirectory: directory.url).close()
-        let first = try SQLiteShell.run(directory.databasePath, "SELECT version || '|' || name || '|' || applied_at FROM schema_migrations ORDER BY version")
+        let first = try await SQLiteShell.run(directory.databasePath, "SELECT version || '|' || name || '|' || applied_at FROM schema_migrations ORDER BY version")
         #expect(first.count == embeddedMigrations.count)
         #expect(first.first?.hasPrefix("1|initial|") == true)
 
@@ -40,15 +41,15 @@ struct MigrationTests {
         _ = try journal.createJob(Fixture.newJob())
         try journal.close()
         try JobJournal.openForWriting(stateDirectory: directory.url).close()
-        let second = try SQLiteShell.run(directory.databasePath, "SELECT version || '|' || name || '|' || applied_at FROM schema_migrations ORDER BY version")
+        let second = try await SQLiteShell.run(directory.databasePath, "SELECT version || '|' || name || '|' || applied_at FROM schema_migrations ORDER BY version")
         #expect(second == first, "a reopen re-applied or re-recorded a migration")
-        #expect(try SQLiteShell.run(directory.databasePath, "SELECT count(*) FROM jobs") == ["1"])
+        #expect(try await SQLiteShell.run(directory.databasePath, "SELECT count(*) FROM jobs") == ["1"])
     }
 
-    @Test func writerRefusesAJournalFromANewerBuild() throws {
-        let directory = try TemporaryStateDirectory()
+    @Test func writerRefusesAJournalFromANewerBuild() async throws {
+        let directory = try Scratch()
         try JobJournal.openForWriting(stateDirectory: directory.url).close()
-        _ = try SQLiteShell.run(directory.databasePath,
+        _ = try await SQLiteShell.run(directory.databasePath,
                                 "INSERT INTO schema_migrations VALUES (9999, 'from_the_future', '2030-01-01T00:00:00.000Z')")
         #expect {
             try JobJournal.openForWriting(stateDirectory: directory.url)
@@ -58,10 +59,10 @@ struct MigrationTests {
         }
     }
 
-    @Test func readerRefusesAnOutdatedSchema() throws {
-        let directory = try TemporaryStateDirectory()
+    @Test func readerRefusesAnOutdatedSchema() async throws {
+        let directory = try Scratch()
         try JobJournal.openForWriting(stateDirectory: directory.url).close()
-        _ = try SQLiteShell.run(directory.databasePath, "DELETE FROM schema_migrations")
+        _ = try await SQLiteShell.run(directory.databasePath, "DELETE FROM schema_migrations")
         #expect {
             try JobJournal.openForReading(stateDirectory: directory.url)
         } throws: { error in

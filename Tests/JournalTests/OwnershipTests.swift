@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import Journal
 #if canImport(Glibc)
@@ -8,7 +9,7 @@ import Glibc
 @Suite("One owner per journal")
 struct OwnershipTests {
     @Test func secondWriterInTheSameProcessIsRefusedWithOurPID() throws {
-        let directory = try TemporaryStateDirectory()
+        let directory = try Scratch()
         let first = try JobJournal.openForWriting(stateDirectory: directory.url)
         #expect(throws: JournalError.locked(path: directory.databasePath, holderPID: getpid())) {
             try JobJournal.openForWriting(stateDirectory: directory.url)
@@ -23,7 +24,7 @@ struct OwnershipTests {
     }
 
     @Test func lockIsReleasedWhenTheJournalIsDeallocated() throws {
-        let directory = try TemporaryStateDirectory()
+        let directory = try Scratch()
         do {
             let journal = try JobJournal.openForWriting(stateDirectory: directory.url)
             _ = try journal.allJobs()
@@ -35,7 +36,7 @@ struct OwnershipTests {
     /// closes them (O_CLOEXEC). A copy made with dup stands in for it: closing the journal
     /// must still free it for the next open.
     @Test func closeReleasesTheLockWhileACopyOfItsDescriptorLives() throws {
-        let directory = try TemporaryStateDirectory()
+        let directory = try Scratch()
         let journal = try JobJournal.openForWriting(stateDirectory: directory.url)
         let lockPath = directory.url.appendingPathComponent(JobJournal.lockFileName).resolvingSymlinksInPath().path
         let descriptors = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").compactMap(Int32.init)
@@ -51,7 +52,7 @@ struct OwnershipTests {
     }
 
     @Test func writerIsRefusedWhileAnotherProcessHoldsTheLock() throws {
-        let directory = try TemporaryStateDirectory()
+        let directory = try Scratch()
         let holder = Process()
         let holderInput = Pipe()
         holder.executableURL = URL(fileURLWithPath: "/bin/sh")
@@ -82,7 +83,7 @@ struct OwnershipTests {
     }
 
     @Test func readerWorksWhileTheWriterHoldsTheJournal() throws {
-        let directory = try TemporaryStateDirectory()
+        let directory = try Scratch()
         let writer = try JobJournal.openForWriting(stateDirectory: directory.url)
         let job = try writer.createJob(Fixture.newJob())
         let reader = try JobJournal.openForReading(stateDirectory: directory.url)

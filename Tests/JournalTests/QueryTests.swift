@@ -1,11 +1,12 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import Journal
 
 @Suite("Journal queries and records")
 struct QueryTests {
     @Test func historyIsInCommitOrder() throws {
-        let directory = try TemporaryStateDirectory()
+        let directory = try Scratch()
         let journal = try JobJournal.openForWriting(stateDirectory: directory.url)
         let job = try journal.createJob(Fixture.newJob(), detail: "seen in queue")
         let other = try journal.createJob(Fixture.newJob(2))
@@ -30,7 +31,7 @@ struct QueryTests {
     }
 
     @Test func recordsEncodeAsJSONWithStateNames() throws {
-        let directory = try TemporaryStateDirectory()
+        let directory = try Scratch()
         let journal = try JobJournal.openForWriting(stateDirectory: directory.url)
         let job = try StatePaths.makeJob(in: .claimed, journal: journal)
         try journal.transition(job: job.id, to: .stageStarted, stage: "convert")
@@ -43,7 +44,7 @@ struct QueryTests {
     }
 
     @Test func jobsAreFoundByStateIdentityAndChecksum() throws {
-        let directory = try TemporaryStateDirectory()
+        let directory = try Scratch()
         let journal = try JobJournal.openForWriting(stateDirectory: directory.url)
         var withHash = Fixture.newJob(1)
         withHash.sourceSHA256 = Fixture.sha256A
@@ -65,7 +66,7 @@ struct QueryTests {
     }
 
     @Test func updatesChangeOnlyTheGivenFields() throws {
-        let directory = try TemporaryStateDirectory()
+        let directory = try Scratch()
         let journal = try JobJournal.openForWriting(stateDirectory: directory.url)
         var newJob = Fixture.newJob()
         newJob.vmName = "web01"

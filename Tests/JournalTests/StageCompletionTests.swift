@@ -1,11 +1,12 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import Journal
 
 @Suite("Stage completion and artifacts")
 struct StageCompletionTests {
     @Test func completionAndArtifactsCommitTogether() throws {
-        let directory = try TemporaryStateDirectory()
+        let directory = try Scratch()
         let journal = try JobJournal.openForWriting(stateDirectory: directory.url)
         let job = try StatePaths.makeJob(in: .claimed, journal: journal)
         try journal.transition(job: job.id, to: .stageStarted, stage: "convert")
@@ -22,8 +23,8 @@ struct StageCompletionTests {
 
     /// The second artifact violates UNIQUE(job, stage, name) after the transition row and
     /// the first artifact were inserted: the whole transaction must roll back.
-    @Test func failureInTheMiddleLeavesNeitherTransitionNorArtifacts() throws {
-        let directory = try TemporaryStateDirectory()
+    @Test func failureInTheMiddleLeavesNeitherTransitionNorArtifacts() async throws {
+        let directory = try Scratch()
         let journal = try JobJournal.openForWriting(stateDirectory: directory.url)
         let job = try StatePaths.makeJob(in: .claimed, journal: journal)
         try journal.transition(job: job.id, to: .stageStarted, stage: "convert")
@@ -38,15 +39,15 @@ struct StageCompletionTests {
         #expect(try journal.artifacts(job: job.id).isEmpty)
         #expect(try journal.job(job.id)?.state == .stageStarted)
         // An independent connection sees nothing either.
-        #expect(try SQLiteShell.run(directory.databasePath, "SELECT count(*) FROM artifacts") == ["0"])
-        #expect(try SQLiteShell.run(directory.databasePath,
+        #expect(try await SQLiteShell.run(directory.databasePath, "SELECT count(*) FROM artifacts") == ["0"])
+        #expect(try await SQLiteShell.run(directory.databasePath,
                                     "SELECT count(*) FROM transitions WHERE to_state = 'stage-completed'") == ["0"])
     }
 
     /// docs/crash-safety.md, row 5: a completed stage whose output no longer verifies is rerun;
     /// its new completion must replace the old rows instead of hitting UNIQUE.
     @Test func rerunOfACompletedStageReplacesItsArtifacts() throws {
-        let directory = try TemporaryStateDirectory()
+        let directory = try Scratch()
         let journal = try JobJournal.openForWriting(stateDirectory: directory.url)
         let job = try StatePaths.makeJob(in: .claimed, journal: journal)
         try journal.transition(job: job.id, to: .stageStarted, stage: "convert")
@@ -66,7 +67,7 @@ struct StageCompletionTests {
     }
 
     @Test func artifactsOfOtherStagesAreKept() throws {
-        let directory = try TemporaryStateDirectory()
+        let directory = try Scratch()
         let journal = try JobJournal.openForWriting(stateDirectory: directory.url)
         let job = try StatePaths.makeJob(in: .claimed, journal: journal)
         try journal.transition(job: job.id, to: .stageStarted, stage: "extract")
@@ -77,7 +78,7 @@ struct StageCompletionTests {
     }
 
     @Test func invalidChecksumsAreRefusedBeforeWriting() throws {
-        let directory = try TemporaryStateDirectory()
+        let directory = try Scratch()
         let journal = try JobJournal.openForWriting(stateDirectory: directory.url)
         let job = try StatePaths.makeJob(in: .claimed, journal: journal)
         try journal.transition(job: job.id, to: .stageStarted, stage: "convert")
@@ -97,7 +98,7 @@ struct StageCompletionTests {
     }
 
     @Test func markVerifiedNeedsARecordedArtifact() throws {
-        let directory = try TemporaryStateDirectory()
+        let directory = try Scratch()
         let journal = try JobJournal.openForWriting(stateDirectory: directory.url)
         let job = try journal.createJob(Fixture.newJob())
         #expect(throws: JournalError.unknownArtifact(job: job.id, stage: "convert", name: "x")) {

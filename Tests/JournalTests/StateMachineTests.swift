@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import Journal
 
@@ -20,7 +21,7 @@ struct StateMachineTests {
     /// Every (from, to) pair of states, through the journal: legal moves are recorded,
     /// illegal ones throw `.illegalTransition` and leave the job and its history untouched.
     @Test func everyPairIsCheckedAgainstTheTable() throws {
-        let directory = try TemporaryStateDirectory()
+        let directory = try Scratch()
         let journal = try JobJournal.openForWriting(stateDirectory: directory.url)
         var checked = 0
         for (index, from) in JobState.allCases.enumerated() {
@@ -50,7 +51,7 @@ struct StateMachineTests {
     }
 
     @Test func stageCompletionMustNameTheStartedStage() throws {
-        let directory = try TemporaryStateDirectory()
+        let directory = try Scratch()
         let journal = try JobJournal.openForWriting(stateDirectory: directory.url)
         let job = try StatePaths.makeJob(in: .claimed, journal: journal)
         try journal.transition(job: job.id, to: .stageStarted, stage: "convert")
@@ -69,7 +70,7 @@ struct StateMachineTests {
     }
 
     @Test func stageStartNeedsAStage() throws {
-        let directory = try TemporaryStateDirectory()
+        let directory = try Scratch()
         let journal = try JobJournal.openForWriting(stateDirectory: directory.url)
         let job = try StatePaths.makeJob(in: .claimed, journal: journal)
         #expect(throws: JournalError.stageMismatch(job: job.id, to: .stageStarted, started: nil, given: nil)) {
@@ -78,7 +79,7 @@ struct StateMachineTests {
     }
 
     @Test func attemptCountsEarlierStartsOfTheSameStage() throws {
-        let directory = try TemporaryStateDirectory()
+        let directory = try Scratch()
         let journal = try JobJournal.openForWriting(stateDirectory: directory.url)
         let job = try StatePaths.makeJob(in: .claimed, journal: journal)
         #expect(try journal.transition(job: job.id, to: .stageStarted, stage: "probe").attempt == 1)
@@ -97,7 +98,7 @@ struct StateMachineTests {
     }
 
     @Test func unknownJobIsAnError() throws {
-        let directory = try TemporaryStateDirectory()
+        let directory = try Scratch()
         let journal = try JobJournal.openForWriting(stateDirectory: directory.url)
         #expect(throws: JournalError.unknownJob(42)) { try journal.transition(job: 42, to: .stable) }
         #expect(throws: JournalError.unknownJob(42)) { try journal.setProgress(job: 42, fraction: 0.5) }

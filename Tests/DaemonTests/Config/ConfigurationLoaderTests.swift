@@ -1,13 +1,14 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Daemon
 
 @Suite struct ConfigurationLoaderTests {
-    let directory: URL
+    let scratch: Scratch
+    var directory: URL { scratch.url }
 
     init() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("h2k-config-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        scratch = try Scratch("config")
     }
 
     func file(_ name: String, _ text: String) throws -> String {

@@ -1,14 +1,15 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Daemon
 
 /// The systemd guide's `KEY=VALUE` configuration files (`Set: MAX_CONCURRENT=1`).
 @Suite struct ShellFormConfigurationTests {
-    let directory: URL
+    let scratch: Scratch
+    var directory: URL { scratch.url }
 
     init() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("h2k-shellconf-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        scratch = try Scratch("shellconf")
     }
 
     func file(_ name: String, _ text: String) throws -> String {

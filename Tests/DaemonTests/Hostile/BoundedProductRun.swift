@@ -1,6 +1,7 @@
 import Foundation
 #if canImport(Glibc)
 import Glibc
+import TestSupport
 #endif
 
 /// One `hyper2kvm` process run as a user would, watched from outside: its exit (or the

@@ -1,6 +1,7 @@
 import Foundation
 #if canImport(Glibc)
 import Glibc
+import TestSupport
 #endif
 
 /// One file an attacker drops, as `scripts/hostile-corpus` lists it in `cases.json`.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import Stages
 
 extension Tag {
@@ -16,7 +17,7 @@ extension Tag {
 /// Knobs (environment): HYPER2KVM_HOSTILE_CASES=id-or-class,… (a subset),
 /// HYPER2KVM_HOSTILE_CASE_SECONDS (default 120), HYPER2KVM_HOSTILE_PARALLEL (default 3),
 /// HYPER2KVM_HOSTILE_REPORT=FILE (the results table is also written there).
-@Suite("HostileCorpus", .serialized, .tags(.hostileCorpus))
+@Suite("HostileCorpus", .serialized, .tags(.hostileCorpus, .slow), .notInQuickRun)
 struct HostileCorpusTests {
     static let environment = ProcessInfo.processInfo.environment
     static let caseSeconds = TimeInterval(environment["HYPER2KVM_HOSTILE_CASE_SECONDS"] ?? "") ?? 120

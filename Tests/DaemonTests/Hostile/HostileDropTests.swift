@@ -1,12 +1,13 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// The promise to operators, tested as an attacker would break it: files that used to kill
 /// the daemon (traps), wedge it (FIFOs, a silent listener) or leak a host file into an output
 /// are dropped into the queue together with two good guests. The daemon stays up, the good
 /// guests are converted and fixed, every hostile file lands in `.errors/` with a report that
 /// names it, and no byte of the planted host file appears in any output, decoded or not.
-@Suite(.serialized) struct HostileDropTests {
+@Suite(.serialized, .tags(.guest), .requiresLibguestfs) struct HostileDropTests {
     static var phonyGuest: String {
         (ProcessInfo.processInfo.environment["HYPER2KVM_TEST_CACHE"] ?? "/var/cache/hyper2kvm-test") + "/phony-debian.img"
     }

@@ -1,6 +1,7 @@
 import Foundation
 #if canImport(Glibc)
 import Glibc
+import TestSupport
 #endif
 
 /// What one run of a hostile case showed, and every rule it broke.
@@ -166,21 +167,10 @@ struct HostileJudge {
 
     static let wholeDecodeLimit: UInt64 = 64 << 30
 
-    /// A host tool under `timeout -s KILL 60`, in the run's working directory.
-    private func bounded(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
-        process.arguments = ["-s", "KILL", "60"] + arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: workingDirectory)
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+    /// A host tool under `timeout -s KILL 60`, in the run's working directory. Blocking:
+    /// `judge` runs on a thread of its own.
+    private func bounded(_ arguments: [String]) throws -> ShellResult {
+        try shBlocking(["timeout", "-s", "KILL", "60"] + arguments, in: URL(fileURLWithPath: workingDirectory), allowFailure: true)
     }
 
     /// The error line of a run's stderr (`Error: …`), or its last line: logs come first.

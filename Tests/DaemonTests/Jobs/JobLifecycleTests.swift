@@ -2,6 +2,7 @@ import Foundation
 import Journal
 import Stages
 import Testing
+import TestSupport
 @testable import Daemon
 
 /// `JobLifecycle` on its own: no disk, no processes, no sleeps. Fake stages

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import Journal
 @testable import Daemon
 
@@ -62,9 +63,7 @@ struct PoisonRuleTests {
     }
 
     @Test func aRecordOfAnotherRunIsIgnored() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("h2k-crash-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
+        let directory = try Scratch("crash")
         let file = CrashRecordFile(stateDirectory: directory.path)
         try "run=3 signal=4 time=1800000000\n".write(toFile: file.path, atomically: true, encoding: .utf8)
         #expect(file.read(previousRun: 3) == Self.crash)

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Daemon
 
 /// The libvirt keys: defaults, values, and the network/bridge exclusion in either order.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// A real libvirtd for one test, reached at `qemu:///system`. When one already answers
 /// (a host where libvirt runs) it is used and left running; otherwise the test starts
@@ -12,7 +13,7 @@ final class LibvirtDaemon {
     static let clientEnvironment = ["LIBVIRT_AUTOSTART": "0"]
     private let startedPID: Int32?
 
-    static var canRun: Bool { getuid() == 0 && FileManager.default.isExecutableFile(atPath: binary) }
+    static var canRun: Bool { HostCapabilities.isRoot && FileManager.default.isExecutableFile(atPath: binary) }
 
     init(scratch: Scratch) throws {
         if Self.answers() {

@@ -1,11 +1,12 @@
 import Foundation
 import Journal
 import Testing
+import TestSupport
 
 /// `convert --libvirt` against a real libvirtd at qemu:///system (root only): the published
 /// VM is defined shut off with virtio disk and NIC where the options say, exactly once
 /// whatever is rerun or killed, and a domain the job did not define is never replaced.
-@Suite(.serialized, .enabled(if: LibvirtDaemon.canRun, "needs root and /usr/sbin/libvirtd"))
+@Suite(.serialized, .enabled(if: LibvirtDaemon.canRun, "needs root and /usr/sbin/libvirtd"), .tags(.slow), .notInQuickRun)
 struct LibvirtRegistrationTests {
     let scratch: Scratch
     let daemon: LibvirtDaemon

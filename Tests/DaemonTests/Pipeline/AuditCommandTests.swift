@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// `verify`, `journal replay` and `journal export` on a real conversion.
 @Suite(.serialized) struct AuditCommandTests {

@@ -1,10 +1,11 @@
 import Foundation
 import Testing
+import TestSupport
 import Journal
 
 /// kill -9 at every named crash point of a one-shot conversion, then run the same command
 /// again: the job finishes, its outputs verify, and no stage is recorded complete twice.
-@Suite(.serialized) struct CrashResumeTests {
+@Suite(.serialized, .tags(.slow), .notInQuickRun) struct CrashResumeTests {
     static var pipelinePoints: [String] {
         guard let listed = try? shBlocking([ProductBinary.path, "crash-points"]).out else { return [] }
         // Archive points belong to the daemon; a one-shot conversion never passes them.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import Journal
 
 /// The guest fix runs in a child process (`hyper2kvm internal fix-guest`), so libguestfs
@@ -9,7 +10,7 @@ import Journal
 /// file the firing child creates, so only one attempt is hit and the next runs normally.
 /// The guest is the phony Debian (scripts/build-test-guest phony): a fix of it takes
 /// about a minute under TCG.
-@Suite(.serialized) struct GuestFixChildDaemonTests {
+@Suite(.serialized, .tags(.guest), .requiresLibguestfs) struct GuestFixChildDaemonTests {
     static var phonyGuest: String {
         (ProcessInfo.processInfo.environment["HYPER2KVM_TEST_CACHE"] ?? "/var/cache/hyper2kvm-test") + "/phony-debian.img"
     }
@@ -79,7 +80,7 @@ import Journal
         #expect(histories.flatMap { $0.filter { $0.to == .retrying } }.count == 1)
         #expect(try journal.allJobs().allSatisfy { $0.state == .archived || $0.state == .published }, "log:\n\(daemon.output)")
         // The crashed child's appliance died with its process group.
-        #expect(Self.processes(mentioning: base + "/work/").isEmpty, "a fixer or its qemu outlived the crash")
+        #expect(processes(mentioning: base + "/work/").isEmpty, "a fixer or its qemu outlived the crash")
         #expect(daemon.stop() == 0, "log:\n\(daemon.output)")
     }
 
@@ -101,7 +102,7 @@ import Journal
             waited += 0.2
         }
         #expect(FileManager.default.fileExists(atPath: fired), "the fix never reached its stall; log:\n\(first.output)")
-        #expect(!Self.processes(mentioning: base + "/work/").isEmpty, "no fixer runs")
+        #expect(!processes(mentioning: base + "/work/").isEmpty, "no fixer runs")
 
         let stopAsked = ContinuousClock.now
         first.process.terminate()
@@ -113,14 +114,14 @@ import Journal
         #expect(stopSeconds < grace + 5, "took \(stopSeconds) s to stop; log:\n\(first.output)")
         #expect(status == 0, "log:\n\(first.output)")
         // The group got SIGTERM (then SIGKILL) before the daemon exited; dying takes qemu a moment.
-        let left = Self.processes(mentioning: base + "/work/")
+        let left = processes(mentioning: base + "/work/")
         var lingered = 0
-        while !Self.processes(mentioning: base + "/work/").isEmpty, lingered < 30 {
+        while !processes(mentioning: base + "/work/").isEmpty, lingered < 30 {
             try await Task.sleep(for: .milliseconds(100))
             lingered += 1
         }
         print("fixer processes at the daemon's exit: \(left); gone after \(Double(lingered) / 10) s")
-        #expect(Self.processes(mentioning: base + "/work/").isEmpty, "a fixer or its qemu outlived the daemon by 3 s")
+        #expect(processes(mentioning: base + "/work/").isEmpty, "a fixer or its qemu outlived the daemon by 3 s")
         let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: base + "/state"))
         #expect(try journal.job(1)?.state == .interrupted, "log:\n\(first.output)")
 
@@ -133,16 +134,5 @@ import Journal
         #expect(history.filter { $0.to == .stageCompleted && $0.stage == "fix" }.count == 1)
         let metadata = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: published + "/metadata.json"))) as? [String: Any]
         #expect((metadata?["inspection"] as? [String: Any])?["hostname"] as? String == "phony-debian")
-    }
-
-    /// Pids whose command line contains `text` (the fixer child and its qemu name the job's files).
-    static func processes(mentioning text: String) -> [Int32] {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.compactMap { entry in
-            guard let pid = Int32(entry), pid != getpid(),
-                  let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return nil }
-            let line = String(decoding: data.map { $0 == 0 ? UInt8(ascii: " ") : $0 }, as: UTF8.self)
-            return line.contains(text) ? pid : nil
-        }
     }
 }

@@ -1,9 +1,10 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// Every input format through the real binary, journal and stages (guest fixes off):
 /// the published disk equals the source, SHA256SUMS verifies, domain.xml validates.
-@Suite(.serialized) struct PipelineEndToEndTests {
+@Suite(.serialized, .tags(.slow), .notInQuickRun) struct PipelineEndToEndTests {
     struct Published {
         let directory: String
         let disk: String

@@ -1,11 +1,12 @@
 import Foundation
 import Testing
+import TestSupport
 import Journal
 
 /// kill -9 at random moments of a conversion, then rerun the same command until it
 /// finishes: every trial ends with one intact published VM, no stage committed twice,
 /// and at most the interrupted stage redone.
-@Suite(.serialized) struct RandomKillTests {
+@Suite(.serialized, .tags(.slow), .notInQuickRun) struct RandomKillTests {
     static let trials = Int(ProcessInfo.processInfo.environment["HYPER2KVM_KILL_TRIALS"] ?? "") ?? 50
 
     @Test func randomKillsNeverLoseDuplicateOrCorruptAnything() async throws {

@@ -1,11 +1,12 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// The product's promise, end to end: a real Debian 12 made like a VMware export (root on
 /// /dev/sda1, NIC ens192 pinned to a VMware MAC, no virtio in its initramfs), packed as an
 /// OVA and dropped into the daemon, comes out as a qcow2 that boots under QEMU with virtio
 /// disk and NIC. (The bare-VMDK path is booted by StagesTests' GuestFixRealGuestTests.)
-@Suite(.serialized) struct RealGuestConversionTests {
+@Suite(.serialized, .tags(.guest, .boot), .requiresLibguestfs, .requiresBootTools) struct RealGuestConversionTests {
     static let repositoryRoot = RealGuestTesting.repositoryRoot
 
     static var cachedGuest: String {

@@ -1,9 +1,10 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// The source digest in metadata.json through the real binary: the sparse digest, as
 /// scripts/sparse-digest computes it, the same for a sparse file and its dense copy.
-@Suite(.serialized) struct SourceDigestEndToEndTests {
+@Suite(.serialized, .tags(.slow), .notInQuickRun) struct SourceDigestEndToEndTests {
     private static let script = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("scripts/sparse-digest").path

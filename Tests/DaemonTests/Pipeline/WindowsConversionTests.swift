@@ -1,10 +1,11 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// A Windows guest through the daemon with the seed's "Production Configuration" as it is
 /// published (only the directories moved into the test's scratch space, and `virtio_win`
 /// added): drivers injected, registry changed, and domain.xml set up for Windows.
-@Suite(.serialized) struct WindowsConversionTests {
+@Suite(.serialized, .tags(.guest), .requiresLibguestfs) struct WindowsConversionTests {
     static let repositoryRoot = RealGuestTesting.repositoryRoot
 
     static var phonyWindows: String {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// Real power loss: the daemon runs inside a Debian guest under qemu (TCG) and the VM is
 /// killed with SIGKILL shortly after commits, so whatever the guest had not flushed to its
@@ -7,7 +8,7 @@ import Testing
 /// drives it (many cuts there, and the negative control). CI runs one cut in a stage, one
 /// after both jobs are published, and the checks after each: two boots, 124–353 s measured
 /// on the 2-core build machine at load average 10–25 (most of it booting under TCG).
-@Suite(.serialized) struct PowerLossTests {
+@Suite(.serialized, .tags(.boot, .slow), .requiresBootTools) struct PowerLossTests {
     static let cuts = Int(ProcessInfo.processInfo.environment["HYPER2KVM_POWERLOSS_CUTS"] ?? "") ?? 1
 
     static var script: String {

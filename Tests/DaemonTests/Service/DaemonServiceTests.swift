@@ -1,10 +1,11 @@
 import Foundation
 import Testing
+import TestSupport
 import Journal
 import Daemon
 
 /// The daemon as operators run it: the real binary watching a real directory.
-@Suite(.serialized) struct DaemonServiceTests {
+@Suite(.serialized, .tags(.slow), .notInQuickRun) struct DaemonServiceTests {
     final class RunningDaemon {
         let process = Process()
         let log: URL
@@ -486,7 +487,7 @@ extension DaemonServiceTests {
 }
 
 extension DaemonServiceTests {
-    @Test(.enabled(if: getuid() == 0, "mounts a small tmpfs: needs root"))
+    @Test(.requiresRoot("mounts a small tmpfs: needs root"))
     func aFullDiskMakesTheJobWaitUntilItsEstimateFitsThenResume() async throws {
         let scratch = try Scratch("daemon-enospc")
         let base = scratch.path("data")
@@ -539,7 +540,7 @@ extension DaemonServiceTests {
         #expect(history.contains { $0.to == .waitingForSpace } && history.contains { $0.to == .resumed })
     }
 
-    @Test(.enabled(if: getuid() == 0, "mounts a small tmpfs: needs root"))
+    @Test(.requiresRoot("mounts a small tmpfs: needs root"))
     func aJobThatCanNeverFitFailsAtOnceInsteadOfWaiting() async throws {
         let scratch = try Scratch("daemon-never-fits")
         let base = scratch.path("data")

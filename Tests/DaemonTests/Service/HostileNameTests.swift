@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import Daemon
 
 /// Names are chosen by whoever drops a file: one with a newline cannot add a line to the

@@ -1,10 +1,11 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// A parser trap costs one job, never the daemon: the probe runs in a child process.
 /// The reader's test trap (armed for one file name through the environment, which only
 /// the child reader looks at) stands for a parser bug that a hostile file would hit.
-@Suite(.serialized) struct ReaderCrashDaemonTests {
+@Suite(.serialized, .tags(.slow), .notInQuickRun) struct ReaderCrashDaemonTests {
     @Test func aReaderThatTrapsFailsItsJobAndTheDaemonConvertsTheNextFile() async throws {
         let service = DaemonServiceTests()
         let scratch = try Scratch("daemon-reader-trap")

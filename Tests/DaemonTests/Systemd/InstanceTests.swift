@@ -1,6 +1,7 @@
 import Daemon
 import Foundation
 import Testing
+import TestSupport
 
 @Suite("Daemon instances: names, state directories, lock probe")
 struct InstanceLayoutTests {

@@ -1,10 +1,10 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Daemon
 
 /// The repository checkout these tests run from (examples/ and systemd/ live there).
-private let repository = URL(fileURLWithPath: #filePath)
-    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+private let repository = Repository.root
 
 /// Every daemon configuration of the daemon-mode guide, as shipped in examples/daemon-mode,
 /// and the systemd guide's KEY=VALUE examples.
@@ -79,7 +79,7 @@ private final class NotifiedDaemon {
     }
 }
 
-@Suite("The documents' configurations start a daemon", .serialized)
+@Suite("The documents' configurations start a daemon", .serialized, .tags(.slow), .notInQuickRun)
 struct SeedExampleDaemonTests {
     /// The example with every absolute directory it names moved under `root` (the log file's too),
     /// nothing else changed.
@@ -137,9 +137,9 @@ struct SeedExampleDaemonTests {
         }
     }
 
-    @Test("a directory the daemon may not write: refused at start with exit 78, naming it and the drop-in")
+    @Test("a directory the daemon may not write: refused at start with exit 78, naming it and the drop-in",
+          .requiresRoot("needs a read-only mount, as ProtectSystem=strict makes one"))
     func unwritableDirectoryIsRefusedWithItsDropIn() async throws {
-        guard getuid() == 0 else { return }  // needs a read-only mount, as ProtectSystem=strict makes one
         let scratch = try Scratch("readonly-dir")
         let readOnly = scratch.path("srv")
         try FileManager.default.createDirectory(atPath: readOnly, withIntermediateDirectories: true)
@@ -159,11 +159,12 @@ struct SeedExampleDaemonTests {
         #expect(!FileManager.default.fileExists(atPath: scratch.path("state")), "nothing is created before the refusal")
     }
 
-    @Test("PrivateNetwork=true where the loopback stays down: refused at start with exit 78, naming the loopback")
+    @Test("PrivateNetwork=true where the loopback stays down: refused at start with exit 78, naming the loopback",
+          .requiresRoot("unshare --net needs root"))
     func unusableLoopbackIsRefused() async throws {
         // A network namespace of its own with lo down: what PrivateNetwork=true gives where
         // systemd cannot bring the loopback up.
-        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare") else { return }
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare") else { return }
         let scratch = try Scratch("no-loopback")
         let config = scratch.path("daemon.yaml")
         try "command: daemon\n".write(toFile: config, atomically: true, encoding: .utf8)

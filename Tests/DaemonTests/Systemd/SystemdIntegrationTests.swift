@@ -1,13 +1,12 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// The repository checkout these tests run from (systemd/ and scripts/ live there).
-private let repository = URL(fileURLWithPath: #filePath)
-    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+private let repository = Repository.root
 
 private func repo(_ relative: String) -> String { repository.appendingPathComponent(relative).path }
 
-private let isRoot = getuid() == 0
 private let hasSystemdAnalyze = FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze")
 
 /// A system user that exists only for one test; deleted with its group at the end.
@@ -31,7 +30,7 @@ private func owner(_ path: String) throws -> (user: String, mode: Int) {
     return ((attributes[.ownerAccountName] as? String) ?? "?", mode)
 }
 
-@Suite("systemd units, install, non-root conversion", .serialized)
+@Suite("systemd units, install, non-root conversion", .serialized, .tags(.slow), .notInQuickRun)
 struct SystemdIntegrationTests {
     @Test(arguments: ["hyper2kvm.conf.example", "hyper2kvm-vsphere.conf.example", "hyper2kvm-aws.conf.example"])
     func exampleConfigurationsPassConfigCheck(file: String) async throws {
@@ -40,7 +39,7 @@ struct SystemdIntegrationTests {
         #expect(result.out.contains("command: daemon"))
     }
 
-    @Test(.enabled(if: isRoot, "scripts/install needs root (creates users, chowns)"),
+    @Test(.requiresRoot("scripts/install needs root (creates users, chowns)"),
           .enabled(if: hasSystemdAnalyze, "systemd-analyze is missing (Debian package systemd)"))
     func installedUnitsVerifyCleanAndScoreSafe() async throws {
         let root = try Scratch("units")
@@ -61,7 +60,7 @@ struct SystemdIntegrationTests {
         }
     }
 
-    @Test(.enabled(if: isRoot, "scripts/install needs root (creates users, chowns)"))
+    @Test(.requiresRoot("scripts/install needs root (creates users, chowns)"))
     func installCreatesTheTreeAndUninstallKeepsData() async throws {
         let root = try Scratch("install")
         let user = try await ThrowawayUser()
@@ -117,7 +116,7 @@ struct SystemdIntegrationTests {
         #expect(!fm.fileExists(atPath: root.path("etc/hyper2kvm")))
     }
 
-    @Test(.enabled(if: isRoot, "creating and switching to an unprivileged user needs root"),
+    @Test(.requiresRoot("creating and switching to an unprivileged user needs root"),
           .timeLimit(.minutes(20)))
     func unprivilegedUserConvertsAndLaunchesLibguestfs() async throws {
         let work = try Scratch("nonroot")

@@ -1,11 +1,12 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Daemon
 
 @Suite("ErrorReportWriter")
 struct ErrorReportWriterTests {
     @Test func writesUpstreamFieldsAndOurs() throws {
-        let queue = try WatchTestDirectory()
+        let queue = try Scratch()
         defer { queue.remove() }
         let source = try queue.write("bad.vmdk", String(repeating: "z", count: 2 * 1_048_576))
         let report = ErrorReport.make(
@@ -13,7 +14,7 @@ struct ErrorReportWriterTests {
             history: ["discovered", "stable", "claimed", "probe started (attempt 2)", "probe failed"],
             version: "0.1.0", now: Date(timeIntervalSince1970: 1_767_225_600))
         let path = try ErrorReportWriter(watchDirectory: queue.path).write(report, name: "bad.vmdk")
-        #expect(path == queue.file(".errors/bad.vmdk.error.json"))
+        #expect(path == queue.path(".errors/bad.vmdk.error.json"))
 
         let json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
         #expect(Set(json.keys) == ["filename", "filepath", "file_size_mb", "timestamp", "error", "phase",
@@ -35,13 +36,13 @@ struct ErrorReportWriterTests {
         #expect(system["disk_space_free_gb"] is Double)
         #expect(system["python_version"] == nil)
         // Nothing left behind but the report itself.
-        #expect(try FileManager.default.contentsOfDirectory(atPath: queue.file(".errors")) == ["bad.vmdk.error.json"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: queue.path(".errors")) == ["bad.vmdk.error.json"])
     }
 
     @Test func absentValuesAreNullLikeUpstream() throws {
-        let queue = try WatchTestDirectory()
+        let queue = try Scratch()
         defer { queue.remove() }
-        let report = ErrorReport.make(sourcePath: queue.file("gone.ova"), error: "boom", stage: nil,
+        let report = ErrorReport.make(sourcePath: queue.path("gone.ova"), error: "boom", stage: nil,
                                       jobID: nil, attempt: nil, version: "0.1.0")
         let writer = ErrorReportWriter(watchDirectory: queue.path)
         try writer.write(report, name: "gone.ova")
@@ -54,14 +55,14 @@ struct ErrorReportWriterTests {
     }
 
     @Test func reportBesideARenamedArchive() throws {
-        let queue = try WatchTestDirectory()
+        let queue = try Scratch()
         defer { queue.remove() }
-        try FileManager.default.createDirectory(atPath: queue.file(".errors"), withIntermediateDirectories: false)
-        let report = ErrorReport.make(sourcePath: queue.file("a.img"), error: "x", stage: "convert",
+        try FileManager.default.createDirectory(atPath: queue.path(".errors"), withIntermediateDirectories: false)
+        let report = ErrorReport.make(sourcePath: queue.path("a.img"), error: "x", stage: "convert",
                                       jobID: "1", attempt: 1, version: "0")
         let path = try ErrorReportWriter(watchDirectory: queue.path)
-            .write(report, forArchivedSource: queue.file(".errors/a_2.img"))
-        #expect(path == queue.file(".errors/a_2.img.error.json"))
+            .write(report, forArchivedSource: queue.path(".errors/a_2.img"))
+        #expect(path == queue.path(".errors/a_2.img.error.json"))
         #expect(queue.exists(".errors/a_2.img.error.json"))
     }
 
@@ -71,7 +72,7 @@ struct ErrorReportWriterTests {
     }
 
     @Test func aNameTooLongForItsCompanionStillGetsAUniqueTraceableReport() throws {
-        let queue = try WatchTestDirectory()
+        let queue = try Scratch()
         defer { queue.remove() }
         let first = Self.longName("a.vmdk"), second = Self.longName("b.vmdk")
         #expect(first.utf8.count == 255 && second.utf8.count == 255)
@@ -81,7 +82,7 @@ struct ErrorReportWriterTests {
         var paths: [String] = []
         for (name, archive) in [(first, archived), (second, archivedSecond)] {
             let source = try #require(archive.first?.path)
-            let report = ErrorReport.make(sourcePath: queue.file(name), error: "\(name): not a VMDK", stage: "probe",
+            let report = ErrorReport.make(sourcePath: queue.path(name), error: "\(name): not a VMDK", stage: "probe",
                                           jobID: "1", attempt: 1, version: "0")
             let path = try ErrorReportWriter(watchDirectory: queue.path).write(report, forArchivedSource: source)
             let reportName = (path as NSString).lastPathComponent
@@ -94,17 +95,17 @@ struct ErrorReportWriterTests {
         #expect(paths[0] != paths[1], "two names sharing a long prefix get two reports")
         #expect(ErrorReportWriter.reportName(for: first) == ErrorReportWriter.reportName(for: first))
         // Nothing else was left in .errors/ (no temporary named after the long name).
-        #expect(try FileManager.default.contentsOfDirectory(atPath: queue.file(".errors")).count == 4)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: queue.path(".errors")).count == 4)
         #expect(ErrorReportWriter.reportName(for: "short.vmdk") == "short.vmdk.error.json")
         let note = DurableFiles.companionName(of: first, suffix: ".duplicate.json")
         #expect(note.utf8.count <= 255 && note.hasSuffix(".duplicate.json") && note != DurableFiles.companionName(of: second, suffix: ".duplicate.json"))
     }
 
     @Test func aLongNameCollidingInErrorsIsStillArchived() throws {
-        let queue = try WatchTestDirectory()
+        let queue = try Scratch()
         defer { queue.remove() }
         let name = Self.longName(".vmdk")
-        try FileManager.default.createDirectory(atPath: queue.file(".errors"), withIntermediateDirectories: false)
+        try FileManager.default.createDirectory(atPath: queue.path(".errors"), withIntermediateDirectories: false)
         try queue.write(".errors/" + name, "earlier")
         try queue.write(name, "now")
         let archived = try SourceArchiver(watchDirectory: queue.path).archive([.init(name: name)], to: .errors)
@@ -114,10 +115,10 @@ struct ErrorReportWriterTests {
     }
 
     @Test func controlCharactersInNamesAreEscapedInTheReportFile() throws {
-        let queue = try WatchTestDirectory()
+        let queue = try Scratch()
         defer { queue.remove() }
         let name = "evil\n\u{1b}[31m\u{7f}\u{85}\u{202e}.vmdk"
-        let report = ErrorReport.make(sourcePath: queue.file(name), error: "\(name): bad", stage: nil,
+        let report = ErrorReport.make(sourcePath: queue.path(name), error: "\(name): bad", stage: nil,
                                       jobID: nil, attempt: nil, version: "0")
         let path = try ErrorReportWriter(watchDirectory: queue.path).write(report, name: name)
         let bytes = try Data(contentsOf: URL(fileURLWithPath: path))

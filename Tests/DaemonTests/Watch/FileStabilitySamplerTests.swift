@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import TestSupport
 @testable import Daemon
 
 @Suite("FileStabilitySampler", .serialized)
@@ -16,10 +17,10 @@ struct FileStabilitySamplerTests {
     }
 
     @Test func slowWriterIsNotStableUntilItFinishes() async throws {
-        let queue = try WatchTestDirectory()
+        let queue = try Scratch()
         defer { queue.remove() }
-        let path = queue.file("slow.vmdk")
-        let stop = queue.file(".stop-writer")
+        let path = queue.path("slow.vmdk")
+        let stop = queue.path(".stop-writer")
         // Appends one byte every 0.5 s, holding the file open, until the test says stop. The
         // quiet period is shorter than each pause, so only the open-writer check can hold it
         // back; and however slowly the machine samples, every look happens while it writes.
@@ -48,11 +49,11 @@ struct FileStabilitySamplerTests {
     }
 
     @Test func renamedInFileIsStableAtOnce() throws {
-        let queue = try WatchTestDirectory()
-        let staging = try WatchTestDirectory()
+        let queue = try Scratch()
+        let staging = try Scratch()
         defer { queue.remove(); staging.remove() }
         try staging.write("vm.ova", "complete")
-        #expect(rename(staging.file("vm.ova"), queue.file("vm.ova")) == 0)
+        #expect(rename(staging.path("vm.ova"), queue.path("vm.ova")) == 0)
         let sampler = FileStabilitySampler(directory: queue.path)
         var tracker = Tracker(quietPeriod: .seconds(5))
         tracker.noteArrival("vm.ova", .movedIn, at: .now)
@@ -60,7 +61,7 @@ struct FileStabilitySamplerTests {
     }
 
     @Test func fileStillOpenForWritingIsNotStableThoughItsSizeStopped() async throws {
-        let queue = try WatchTestDirectory()
+        let queue = try Scratch()
         defer { queue.remove() }
         let path = try queue.write("held.raw", "")
         let handle = try #require(FileHandle(forWritingAtPath: path))
@@ -84,7 +85,7 @@ struct FileStabilitySamplerTests {
     }
 
     @Test func readersAreNotWriters() async throws {
-        let queue = try WatchTestDirectory()
+        let queue = try Scratch()
         defer { queue.remove() }
         let path = try queue.write("read.img", "x")
         let reader = try shell(#"exec 3<"$1"; exec sleep 30"#, path)
@@ -95,9 +96,9 @@ struct FileStabilitySamplerTests {
     }
 
     @Test func symlinksAndMissingNamesAreNotTaken() throws {
-        let queue = try WatchTestDirectory()
+        let queue = try Scratch()
         defer { queue.remove() }
-        #expect(symlink("/etc/hostname", queue.file("link.img")) == 0)
+        #expect(symlink("/etc/hostname", queue.path("link.img")) == 0)
         let sampler = FileStabilitySampler(directory: queue.path)
         let samples = sampler.look(at: ["link.img", "absent.img"])
         #expect(samples["link.img"] == .notRegularFile(kind: "symbolic link"))
@@ -107,13 +108,13 @@ struct FileStabilitySamplerTests {
     }
 
     @Test func listingHasOnlyRegularFiles() throws {
-        let queue = try WatchTestDirectory()
+        let queue = try Scratch()
         defer { queue.remove() }
         try queue.write("b.vmdk")
         try queue.write("a.ova")
-        try FileManager.default.createDirectory(atPath: queue.file(".processed"), withIntermediateDirectories: false)
-        #expect(symlink("/etc/hostname", queue.file("c.img")) == 0)
-        #expect(mkfifo(queue.file("d.raw"), 0o600) == 0)
+        try FileManager.default.createDirectory(atPath: queue.path(".processed"), withIntermediateDirectories: false)
+        #expect(symlink("/etc/hostname", queue.path("c.img")) == 0)
+        #expect(mkfifo(queue.path("d.raw"), 0o600) == 0)
         #expect(try QueueDirectoryListing.regularFileNames(in: queue.path) == ["a.ova", "b.vmdk"])
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import TestSupport
 @testable import Daemon
 
 @Suite("InotifyWatcher", .serialized)
@@ -30,7 +31,7 @@ struct InotifyWatcherTests {
     }
 
     @Test func deliversCloseWriteForACopiedFile() async throws {
-        let queue = try WatchTestDirectory()
+        let queue = try Scratch()
         defer { queue.remove() }
         let watcher = try InotifyWatcher(directory: queue.path)
         watcher.start()
@@ -44,28 +45,28 @@ struct InotifyWatcherTests {
     }
 
     @Test func deliversMovedInForARenamedFile() async throws {
-        let queue = try WatchTestDirectory()
-        let staging = try WatchTestDirectory()
+        let queue = try Scratch()
+        let staging = try Scratch()
         defer { queue.remove(); staging.remove() }
         try staging.write("vm.ova")
         let watcher = try InotifyWatcher(directory: queue.path)
         watcher.start()
-        #expect(rename(staging.file("vm.ova"), queue.file("vm.ova")) == 0)
+        #expect(rename(staging.path("vm.ova"), queue.path("vm.ova")) == 0)
         let events = await collect(from: watcher) { $0.contains { $0.kind == .movedIn } }
         #expect(events == [WatchEvent(name: "vm.ova", kind: .movedIn)])
     }
 
     @Test func reportsDirectoriesDeletionsAndRenamesOut() async throws {
-        let queue = try WatchTestDirectory()
-        let elsewhere = try WatchTestDirectory()
+        let queue = try Scratch()
+        let elsewhere = try Scratch()
         defer { queue.remove(); elsewhere.remove() }
         let watcher = try InotifyWatcher(directory: queue.path)
         watcher.start()
-        try FileManager.default.createDirectory(atPath: queue.file(".processed"), withIntermediateDirectories: false)
+        try FileManager.default.createDirectory(atPath: queue.path(".processed"), withIntermediateDirectories: false)
         try queue.write("a.raw")
-        #expect(rename(queue.file("a.raw"), elsewhere.file("a.raw")) == 0)
+        #expect(rename(queue.path("a.raw"), elsewhere.path("a.raw")) == 0)
         try queue.write("b.raw")
-        #expect(unlink(queue.file("b.raw")) == 0)
+        #expect(unlink(queue.path("b.raw")) == 0)
         let events = await collect(from: watcher) { $0.contains { $0.kind == .deleted } }
         #expect(events.contains(WatchEvent(name: ".processed", kind: .created, isDirectory: true)))
         #expect(events.contains(WatchEvent(name: "a.raw", kind: .movedOut)))
@@ -73,9 +74,9 @@ struct InotifyWatcherTests {
     }
 
     @Test func ignoresNestedDirectoriesContents() async throws {
-        let queue = try WatchTestDirectory()
+        let queue = try Scratch()
         defer { queue.remove() }
-        try FileManager.default.createDirectory(atPath: queue.file("sub"), withIntermediateDirectories: false)
+        try FileManager.default.createDirectory(atPath: queue.path("sub"), withIntermediateDirectories: false)
         let watcher = try InotifyWatcher(directory: queue.path)
         watcher.start()
         try queue.write("sub/inner.vmdk")
@@ -86,7 +87,7 @@ struct InotifyWatcherTests {
     }
 
     @Test func stopFinishesTheStream() async throws {
-        let queue = try WatchTestDirectory()
+        let queue = try Scratch()
         defer { queue.remove() }
         let watcher = try InotifyWatcher(directory: queue.path)
         watcher.start()
@@ -102,7 +103,7 @@ struct InotifyWatcherTests {
     }
 
     @Test func deletingTheWatchedDirectoryEndsTheStream() async throws {
-        let queue = try WatchTestDirectory()
+        let queue = try Scratch()
         defer { queue.remove() }
         let watcher = try InotifyWatcher(directory: queue.path)
         watcher.start()
@@ -120,7 +121,7 @@ struct InotifyWatcherTests {
     }
 
     @Test func kernelQueueOverflowAsksForARescan() async throws {
-        let queue = try WatchTestDirectory()
+        let queue = try Scratch()
         defer { queue.remove() }
         let watcher = try InotifyWatcher(directory: queue.path)
         // Not reading yet: writes alternating between two files each queue an IN_MODIFY the
@@ -128,8 +129,8 @@ struct InotifyWatcherTests {
         // (max_queued_events, 16384 by default).
         let limit = Int((try? String(contentsOfFile: "/proc/sys/fs/inotify/max_queued_events", encoding: .utf8))?
             .trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 16_384
-        let first = open(queue.file("a.raw"), O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
-        let second = open(queue.file("b.raw"), O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
+        let first = open(queue.path("a.raw"), O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
+        let second = open(queue.path("b.raw"), O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
         defer { close(first); close(second) }
         var byte: UInt8 = 0
         var failedWrites = 0

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import TestSupport
 @testable import Daemon
 
 @Suite("SourceArchiver")
@@ -15,60 +16,60 @@ struct SourceArchiverTests {
     }
 
     @Test func movesToProcessedByDateAndIsIdempotent() throws {
-        let queue = try WatchTestDirectory()
+        let queue = try Scratch()
         defer { queue.remove() }
         try queue.write("vm.vmdk", "disk")
         let archiver = SourceArchiver(watchDirectory: queue.path, timeZone: utc)
-        let member = SourceArchiver.Member(name: "vm.vmdk", identity: identity(queue.file("vm.vmdk")))
+        let member = SourceArchiver.Member(name: "vm.vmdk", identity: identity(queue.path("vm.vmdk")))
         let first = try archiver.archive([member], to: .processed, at: day)
-        #expect(first == [.init(name: "vm.vmdk", path: queue.file(".processed/2026-01-01/vm.vmdk"), wasAlreadyArchived: false)])
+        #expect(first == [.init(name: "vm.vmdk", path: queue.path(".processed/2026-01-01/vm.vmdk"), wasAlreadyArchived: false)])
         #expect(!queue.exists("vm.vmdk"))
         let again = try archiver.archive([member], to: .processed, at: day)
-        #expect(again == [.init(name: "vm.vmdk", path: queue.file(".processed/2026-01-01/vm.vmdk"), wasAlreadyArchived: true)])
+        #expect(again == [.init(name: "vm.vmdk", path: queue.path(".processed/2026-01-01/vm.vmdk"), wasAlreadyArchived: true)])
         // After midnight the inode is still found in yesterday's folder.
         let nextDay = try archiver.archive([member], to: .processed, at: day.addingTimeInterval(86_400))
-        #expect(nextDay.first?.path == queue.file(".processed/2026-01-01/vm.vmdk"))
+        #expect(nextDay.first?.path == queue.path(".processed/2026-01-01/vm.vmdk"))
         #expect(nextDay.first?.wasAlreadyArchived == true)
     }
 
     @Test func neverOverwritesASingleFile() throws {
-        let queue = try WatchTestDirectory()
+        let queue = try Scratch()
         defer { queue.remove() }
         let archiver = SourceArchiver(watchDirectory: queue.path)
         for round in 1...3 {
             try queue.write("bad.img", "round \(round)")
             let result = try archiver.archive([.init(name: "bad.img")], to: .errors)
             let expectedName = round == 1 ? "bad.img" : "bad_\(round).img"
-            #expect(result.first?.path == queue.file(".errors/\(expectedName)"))
+            #expect(result.first?.path == queue.path(".errors/\(expectedName)"))
         }
-        #expect(try String(contentsOfFile: queue.file(".errors/bad.img"), encoding: .utf8) == "round 1")
-        #expect(try String(contentsOfFile: queue.file(".errors/bad_3.img"), encoding: .utf8) == "round 3")
+        #expect(try String(contentsOfFile: queue.path(".errors/bad.img"), encoding: .utf8) == "round 1")
+        #expect(try String(contentsOfFile: queue.path(".errors/bad_3.img"), encoding: .utf8) == "round 3")
     }
 
     @Test func multiFileJobMovesTogetherAndKeepsNamesOnCollision() throws {
-        let queue = try WatchTestDirectory()
+        let queue = try Scratch()
         defer { queue.remove() }
         let archiver = SourceArchiver(watchDirectory: queue.path, timeZone: utc)
         let names = ["app.ovf", "app-disk1.vmdk", "app-disk1-flat.vmdk"]
         for name in names { try queue.write(name, "first") }
         let first = try archiver.archive(names.map { .init(name: $0) }, to: .processed, at: day)
-        #expect(first.map(\.path) == names.map { queue.file(".processed/2026-01-01/\($0)") })
+        #expect(first.map(\.path) == names.map { queue.path(".processed/2026-01-01/\($0)") })
 
         for name in names { try queue.write(name, "second") }
         let second = try archiver.archive(names.map { .init(name: $0) }, to: .processed, at: day)
         // Same names inside a fresh folder, so the OVF still finds its disks.
-        #expect(second.map(\.path) == names.map { queue.file(".processed/2026-01-01/app.ovf_2/\($0)") })
-        #expect(try String(contentsOfFile: queue.file(".processed/2026-01-01/app.ovf"), encoding: .utf8) == "first")
+        #expect(second.map(\.path) == names.map { queue.path(".processed/2026-01-01/app.ovf_2/\($0)") })
+        #expect(try String(contentsOfFile: queue.path(".processed/2026-01-01/app.ovf"), encoding: .utf8) == "first")
         #expect(try FileManager.default.contentsOfDirectory(atPath: queue.path) == [".processed"])
     }
 
     @Test func resumesAHalfDoneArchive() throws {
-        let queue = try WatchTestDirectory()
+        let queue = try Scratch()
         defer { queue.remove() }
         let archiver = SourceArchiver(watchDirectory: queue.path, timeZone: utc)
         try queue.write("d.vmdk")
         try queue.write("d-flat.vmdk")
-        let members = ["d.vmdk", "d-flat.vmdk"].map { SourceArchiver.Member(name: $0, identity: identity(queue.file($0))) }
+        let members = ["d.vmdk", "d-flat.vmdk"].map { SourceArchiver.Member(name: $0, identity: identity(queue.path($0))) }
         // A crash after the first rename:
         _ = try archiver.archive([members[0]], to: .errors)
         let result = try archiver.archive(members, to: .errors)
@@ -77,24 +78,24 @@ struct SourceArchiverTests {
     }
 
     @Test func newFileUnderTheSameNameIsLeftAlone() throws {
-        let queue = try WatchTestDirectory()
+        let queue = try Scratch()
         defer { queue.remove() }
         let archiver = SourceArchiver(watchDirectory: queue.path)
         try queue.write("x.raw", "old")
-        let member = SourceArchiver.Member(name: "x.raw", identity: identity(queue.file("x.raw")))
+        let member = SourceArchiver.Member(name: "x.raw", identity: identity(queue.path("x.raw")))
         _ = try archiver.archive([member], to: .errors)
         try queue.write("x.raw", "new drop")
         let again = try archiver.archive([member], to: .errors)
         #expect(again.first?.wasAlreadyArchived == true)
-        #expect(try String(contentsOfFile: queue.file("x.raw"), encoding: .utf8) == "new drop")
+        #expect(try String(contentsOfFile: queue.path("x.raw"), encoding: .utf8) == "new drop")
     }
 
     @Test func missingEverywhereIsAClearError() throws {
-        let queue = try WatchTestDirectory()
+        let queue = try Scratch()
         defer { queue.remove() }
         let error = #expect(throws: SourceArchiveError.self) {
             try SourceArchiver(watchDirectory: queue.path).archive([.init(name: "nope.vmdk")], to: .errors)
         }
-        #expect(error?.description.hasPrefix(queue.file("nope.vmdk") + ": cannot archive") == true)
+        #expect(error?.description.hasPrefix(queue.path("nope.vmdk") + ": cannot archive") == true)
     }
 }

@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 import Testing
 @testable import Stages
@@ -5,7 +6,7 @@ import Testing
 /// Runs the fixer on the phony Debian (guestfish-made, seconds to build). It has no libc,
 /// so nothing that runs a guest binary (update-grub, update-initramfs) can be tested here;
 /// those are covered by the real Debian guest.
-@Suite("GuestFix on the phony guest", .serialized)
+@Suite("GuestFix on the phony guest", .serialized, .tags(.guest), .requiresLibguestfs)
 struct GuestFixPhonyGuestTests {
     @Test("fstab, grub defaults and network pinning are fixed on an overlay; backups kept; source unchanged")
     func fixPhonyGuest() async throws {
@@ -72,9 +73,9 @@ struct GuestFixPhonyGuestTests {
     @Test("a disk without an operating system is a clear unsupported-guest error")
     func noOperatingSystem() async throws {
         GuestFixTestGuests.configureLibguestfsForTests()
-        let scratch = try GuestFixScratchDirectory()
+        let scratch = try Scratch()
         let blank = scratch.file("blank.qcow2")
-        _ = try await GuestFixTestGuests.run("qemu-img", ["create", "-q", "-f", "qcow2", blank.path, "64M"])
+        try await sh(["qemu-img", "create", "-q", "-f", "qcow2", blank.path, "64M"])
         let error = await #expect(throws: StageError.self) {
             _ = try await LinuxGuestFixer(applianceCPUs: 1).fix(disks: [(blank, "qcow2")], options: ConversionOptions(), identifier: "test-blank")
         }

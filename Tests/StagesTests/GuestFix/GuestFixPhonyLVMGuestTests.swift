@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 import Testing
 @testable import Stages
@@ -6,7 +7,7 @@ import Testing
 /// guest tool runs). On such a guest only the /boot partition is named by a bus-dependent
 /// kernel name; root and swap are named by LVM (stable on any hypervisor) and must stay as
 /// the installer wrote them, while the LVM devices file, which names the old disk, goes.
-@Suite("GuestFix on the phony LVM guest", .serialized)
+@Suite("GuestFix on the phony LVM guest", .serialized, .tags(.guest), .requiresLibguestfs)
 struct GuestFixPhonyLVMGuestTests {
     @Test("LVM root found; /dev/sda1 becomes UUID=, LVM names stay; system.devices removed; source unchanged")
     func fixPhonyLVMGuest() async throws {
@@ -57,8 +58,8 @@ struct GuestFixPhonyLVMGuestTests {
 
         let bootUUIDValue = String(bootUUID.dropFirst("UUID=".count))
         // /boot (sda1) starts at sector 2048 of the raw source; blkid reads it there without an appliance.
-        let identity = try await GuestFixTestGuests.run("blkid", ["-p", "-o", "value", "-s", "UUID", "-O", "1048576", source.path])
-        #expect(identity.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines) == bootUUIDValue, "UUID= must be /boot's own")
+        let identity = try await sh(["blkid", "-p", "-o", "value", "-s", "UUID", "-O", "1048576", source.path])
+        #expect(identity.out.trimmingCharacters(in: .whitespacesAndNewlines) == bootUUIDValue, "UUID= must be /boot's own")
 
         let grubDefaults = contents["/etc/default/grub"] ?? ""
         #expect(grubDefaults.contains("GRUB_CMDLINE_LINUX=\"root=/dev/mapper/vg0-root rd.lvm.lv=vg0/root console=ttyS0\""))

@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 import Testing
 @testable import Stages
@@ -7,7 +8,7 @@ import Testing
 /// unfixed it does not boot on virtio-blk; fixed through an overlay (twice: the second
 /// fix must change nothing) and converted to qcow2 it boots to multi-user under QEMU TCG
 /// with virtio disk and NIC.
-@Suite("GuestFix on a real Debian 12 guest", .serialized)
+@Suite("GuestFix on a real Debian 12 guest", .serialized, .tags(.guest, .boot), .requiresLibguestfs, .requiresBootTools)
 struct GuestFixRealGuestTests {
     static var bootTest: String { GuestFixTestGuests.repositoryRoot.appendingPathComponent("scripts/boot-test").path }
 
@@ -15,7 +16,7 @@ struct GuestFixRealGuestTests {
     func fixedGuestBoots() async throws {
         GuestFixTestGuests.configureLibguestfsForTests()
         let source = try await GuestFixTestGuests.debian12()
-        let scratch = try GuestFixScratchDirectory()
+        let scratch = try Scratch()
         let sourceDigest = try FileDigest.sha256(of: source)
         let overlay = scratch.file("overlay.qcow2")
         try await GuestFixOverlay.create(over: source, sourceFormat: "vmdk", at: overlay)
@@ -55,7 +56,7 @@ struct GuestFixRealGuestTests {
 
         let convertStart = ContinuousClock.now
         let output = scratch.file("debian12-fixed.qcow2")
-        _ = try await GuestFixTestGuests.run("qemu-img", ["convert", "-f", "qcow2", "-O", "qcow2", overlay.path, output.path])
+        try await sh(["qemu-img", "convert", "-f", "qcow2", "-O", "qcow2", overlay.path, output.path])
         print("qemu-img convert overlay -> qcow2: \(ContinuousClock.now - convertStart)")
 
         let bootStart = ContinuousClock.now

@@ -1,11 +1,11 @@
+import TestSupport
 import Foundation
 import Testing
 @testable import Stages
 
 /// The test guests built by `scripts/build-test-guest`, cached outside the repository.
 enum GuestFixTestGuests {
-    static let repositoryRoot = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let repositoryRoot = Repository.root
 
     static var cacheDirectory: URL {
         URL(fileURLWithPath: ProcessInfo.processInfo.environment["HYPER2KVM_TEST_CACHE"] ?? "/var/cache/hyper2kvm-test")
@@ -22,12 +22,7 @@ enum GuestFixTestGuests {
     static func debian12() async throws -> URL { try await ensure("debian12", file: "debian12-vmware.vmdk") }
 
     /// libguestfs needs TCG on the build machines (KVM hangs there); tests set it, the product never does.
-    static func configureLibguestfsForTests() {
-        setenv("LIBGUESTFS_BACKEND", "direct", 0)
-        if ProcessInfo.processInfo.environment["HYPER2KVM_TEST_KVM"] != "1" {
-            setenv("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg", 0)
-        }
-    }
+    static func configureLibguestfsForTests() { RealGuestTesting.configureLibguestfsForTests() }
 
     private static func ensure(_ name: String, file: String) async throws -> URL {
         let url = cacheDirectory.appendingPathComponent(file)
@@ -36,26 +31,6 @@ enum GuestFixTestGuests {
         try await ExternalCommand(script, [name]).runChecked(about: url.path)
         return url
     }
-
-    static func run(_ executable: String, _ arguments: [String]) async throws -> ExternalCommand.Result {
-        try await ExternalCommand(executable, arguments).runChecked()
-    }
-}
-
-/// A temporary directory removed when the test is done with it.
-final class GuestFixScratchDirectory {
-    let url: URL
-
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("hyper2kvm-guestfix-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    deinit {
-        try? FileManager.default.removeItem(at: url)
-    }
-
-    func file(_ name: String) -> URL { url.appendingPathComponent(name) }
 }
 
 /// Reads files of a disk image through guestfish (a separate appliance, read-only), to
@@ -72,9 +47,9 @@ enum GuestfishReader {
         for file in files {
             script += "echo ==== \(file)\n-cat \(file)\n"
         }
-        let scriptFile = FileManager.default.temporaryDirectory.appendingPathComponent("guestfish-\(UUID().uuidString).txt")
+        let scratch = try Scratch("guestfish")
+        let scriptFile = scratch.file("script.txt")
         try script.write(to: scriptFile, atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(at: scriptFile) }
         let result = try await ExternalCommand("sh", ["-c", "guestfish --ro --format=\(format) -a '\(image.path)' \(mounts.map { "-m \($0)" }.joined(separator: " ")) -f '\(scriptFile.path)'"])
             .runChecked(about: image.path)
         var contents: [String: String] = [:]
@@ -94,7 +69,7 @@ enum GuestfishReader {
 /// A phony guest fixed on a qcow2 overlay, the way the fix stage does it, with what the
 /// tests check afterwards: the report, the overlay, and the source's digest before the fix.
 struct PhonyGuestFixRun {
-    let scratch: GuestFixScratchDirectory
+    let scratch: Scratch
     let overlay: URL
     let sourceDigest: String
     let report: GuestFixReport
@@ -103,7 +78,7 @@ struct PhonyGuestFixRun {
     /// libc, so guest tools cannot run), printing the steps and changes for the test log.
     static func fix(_ source: URL, identifier: String) async throws -> PhonyGuestFixRun {
         GuestFixTestGuests.configureLibguestfsForTests()
-        let scratch = try GuestFixScratchDirectory()
+        let scratch = try Scratch()
         let overlay = scratch.file("overlay.qcow2")
         let sourceDigest = try FileDigest.sha256(of: source)
         try await GuestFixOverlay.create(over: source, sourceFormat: "raw", at: overlay)

@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 import Testing
 @testable import Stages
@@ -16,7 +17,7 @@ struct IsolatedGuestFixerTests {
         return fixer
     }
 
-    private func fix(with fixer: IsolatedGuestFixer, in scratch: GuestFixScratchDirectory,
+    private func fix(with fixer: IsolatedGuestFixer, in scratch: Scratch,
                      disks: [(path: URL, format: String)]? = nil) async throws -> GuestFixReport {
         try await fixer.fix(disks: disks ?? [(scratch.file("overlay.qcow2"), "qcow2")], options: ConversionOptions(),
                             identifier: "test", request: scratch.file("request.json"), answer: scratch.file("answer.json"))
@@ -32,7 +33,7 @@ struct IsolatedGuestFixerTests {
 
     @Test(arguments: [("kill", "signal 9: Killed"), ("abort", "signal 6: Aborted")])
     func aChildThatDiesOfASignalFailsTheStageNamingIt(action: String, expected: String) async throws {
-        let scratch = try GuestFixScratchDirectory()
+        let scratch = try Scratch()
         let error = await #expect(throws: StageError.self) {
             try await fix(with: try fixer(hook: "\(action)@started"), in: scratch)
         }
@@ -46,7 +47,7 @@ struct IsolatedGuestFixerTests {
     }
 
     @Test func aStageErrorInTheChildComesBackAsThatError() async throws {
-        let scratch = try GuestFixScratchDirectory()
+        let scratch = try Scratch()
         let fixer = try IsolatedGuestFixer.locate()
         let error = await #expect(throws: StageError.self) { try await fix(with: fixer, in: scratch, disks: []) }
         #expect(error?.code == .badInput)
@@ -54,7 +55,7 @@ struct IsolatedGuestFixerTests {
     }
 
     @Test func aCancelledFixStopsTheChildAtOnce() async throws {
-        let scratch = try GuestFixScratchDirectory()
+        let scratch = try Scratch()
         let fired = scratch.file("stalled")
         let fixer = try fixer(hook: "stall@started", once: fired.path)
         let request = scratch.file("request.json")
@@ -65,7 +66,7 @@ struct IsolatedGuestFixerTests {
             waited += 1
         }
         #expect(FileManager.default.fileExists(atPath: fired.path), "the child never reached its stall")
-        #expect(!Self.processes(mentioning: request.path).isEmpty, "the stalled child is not running")
+        #expect(!processes(mentioning: request.path).isEmpty, "the stalled child is not running")
         let cancelled = ContinuousClock.now
         task.cancel()
         let outcome = await task.result
@@ -75,17 +76,6 @@ struct IsolatedGuestFixerTests {
         // but a loaded 2-core host once took 5. The stall itself never ends, so any bound far
         // below the fixer's 2 h wall clock tells "stopped by the cancellation" apart.
         #expect(seconds < 60, "took \(seconds) s to stop")
-        #expect(Self.processes(mentioning: request.path).isEmpty, "the child outlived its cancellation")
-    }
-
-    /// Pids whose command line contains `text`.
-    static func processes(mentioning text: String) -> [Int32] {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.compactMap { entry in
-            guard let pid = Int32(entry), pid != getpid(),
-                  let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return nil }
-            let line = String(decoding: data.map { $0 == 0 ? UInt8(ascii: " ") : $0 }, as: UTF8.self)
-            return line.contains(text) ? pid : nil
-        }
+        #expect(processes(mentioning: request.path).isEmpty, "the child outlived its cancellation")
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Stages
 
 /// The probe limits must hold back a hostile image, never a healthy qemu-img whose thread
@@ -7,8 +8,8 @@ import Testing
 /// request, which is what a slow disk under load does to `qemu-img check`.
 @Suite("ExternalCommand under probe limits")
 struct ExternalCommandLimitsTests {
-    private func benchImage() async throws -> TestDirectory {
-        let directory = try TestDirectory()
+    private func benchImage() async throws -> Scratch {
+        let directory = try Scratch()
         try await ExternalCommand("qemu-img", ["create", "-f", "raw", directory.file("bench.raw").path, "64M"]).runChecked()
         return directory
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Stages
 
 /// A tool's whole stdout reaches the caller, in order, however its exit races the pipe

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Stages
 
 /// A tool cannot wedge the daemon: a FIFO named as a backing file, or a tool that ignores
@@ -34,7 +35,7 @@ struct ExternalCommandTeardownTests {
 
     @Test("a tool that ignores SIGTERM is killed at its wall-clock limit, with its child: no orphan")
     func wallClockKillsTheWholeGroup() async throws {
-        let directory = try TestDirectory()
+        let directory = try Scratch()
         let pidFile = directory.file("grandchild.pid")
         // The shell ignores SIGTERM, and so does the sleep it starts (ignored signals are inherited).
         let command = ExternalCommand("sh", ["-c", "trap '' TERM; sleep 1000 & echo $! > \"$1\"; wait", "sh", pidFile.path],
@@ -50,7 +51,7 @@ struct ExternalCommandTeardownTests {
 
     @Test("cancelling the task stops the tool and what it started")
     func cancellationStopsTheWholeGroup() async throws {
-        let directory = try TestDirectory()
+        let directory = try Scratch()
         let pidFile = directory.file("grandchild.pid")
         let command = ExternalCommand("sh", ["-c", "sleep 1000 & echo $! > \"$1\"; wait", "sh", pidFile.path])
         let task = Task { try await command.run() }
@@ -68,7 +69,7 @@ struct ExternalCommandTeardownTests {
 
     @Test("a tool that leaves a child behind when it exits does not leave it running")
     func stragglersDieWithTheTool() async throws {
-        let directory = try TestDirectory()
+        let directory = try Scratch()
         let pidFile = directory.file("straggler.pid")
         // The child keeps no pipe of ours (its output goes to /dev/null), so the run ends with the shell.
         let result = try await ExternalCommand("sh", ["-c", "sleep 1000 >/dev/null 2>&1 & echo $! > \"$1\"", "sh", pidFile.path]).run()
@@ -80,7 +81,7 @@ struct ExternalCommandTeardownTests {
 
     @Test("a task cancelled before the tool starts never starts it")
     func cancellationBeforeStartIsHonoured() async throws {
-        let directory = try TestDirectory()
+        let directory = try Scratch()
         let marker = directory.file("started")
         let task = Task {
             withUnsafeCurrentTask { $0?.cancel() }
@@ -117,7 +118,7 @@ struct ExternalCommandTeardownTests {
     /// open forever, at no CPU cost, so only a wall clock ends it.
     @Test("qemu-img info on a qcow2 whose backing file is a FIFO ends at the limit with a clear error")
     func aFIFOBackingFileEndsAtTheLimit() async throws {
-        let directory = try TestDirectory()
+        let directory = try Scratch()
         let fifo = directory.file("fifo"), image = directory.file("x.qcow2")
         #expect(mkfifo(fifo.path, 0o600) == 0)
         // -u: qemu-img create would itself block opening the FIFO to check it.

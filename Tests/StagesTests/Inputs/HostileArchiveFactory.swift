@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 /// Crafts tar archives with hostile members through python3's tarfile module (GNU tar
 /// refuses to write some of them).
@@ -12,7 +13,7 @@ enum HostileArchiveFactory {
     }
 
     /// Writes `members` in order; `format` is USTAR, PAX or GNU.
-    static func write(_ members: [Member], to url: URL, format: String = "USTAR") throws {
+    static func write(_ members: [Member], to url: URL, format: String = "USTAR") async throws {
         var lines = ["import tarfile, io", "t = tarfile.open(\(pythonString(url.path)), 'w', format=tarfile.\(format)_FORMAT)"]
         for member in members {
             switch member {
@@ -30,7 +31,7 @@ enum HostileArchiveFactory {
             }
         }
         lines.append("t.close()")
-        try TestImageFactory.python(lines.joined(separator: "\n"))
+        try await TestImageFactory.python(lines.joined(separator: "\n"))
     }
 
     private static func pythonString(_ text: String) -> String {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Stages
 
 /// One hand-made header per overflow class fixed in the parsers of untrusted bytes. Before
@@ -25,7 +26,7 @@ struct HostileHeaderTests {
         return header
     }
 
-    static func reader(for data: Data, in dir: TestDirectory, name: String = "hostile.vmdk") throws -> ByteRangeReader {
+    static func reader(for data: Data, in dir: Scratch, name: String = "hostile.vmdk") throws -> ByteRangeReader {
         let url = dir.file(name)
         try data.write(to: url)
         return try ByteRangeReader(path: url.path)
@@ -33,7 +34,7 @@ struct HostileHeaderTests {
 
     @Test("sparse VMDK descriptorOffset × 512 overflowing is refused (trapped before)")
     func sparseDescriptorOffset() throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let reader = try Self.reader(for: Self.sparseHeader([28: 1 << 60, 36: 1]), in: dir)
         let layout = try SparseVMDKLayout(reading: reader)
         let error = #expect(throws: StageError.self) { _ = try layout.embeddedDescriptor(in: reader) }
@@ -44,7 +45,7 @@ struct HostileHeaderTests {
 
     @Test("sparse VMDK gdOffset × 512 overflowing is refused (trapped before)")
     func sparseGrainDirectoryOffset() throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let reader = try Self.reader(for: Self.sparseHeader([56: 1 << 60]), in: dir)
         let error = #expect(throws: StageError.self) { try SparseVMDKLayout(reading: reader).verifyComplete(in: reader) }
         #expect(error?.code == .badInput)
@@ -53,7 +54,7 @@ struct HostileHeaderTests {
 
     @Test("a sparse VMDK whose header and footer point the grain directory at the end is refused")
     func sparseGrainDirectoryAtEndTwice() throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         var file = Self.sparseHeader([56: .max])
         file.append(Data(count: 1024))
         file.append(Self.sparseHeader([56: .max]))
@@ -65,7 +66,7 @@ struct HostileHeaderTests {
 
     @Test("a sparse VMDK of capacity 0 with an embedded descriptor (qemu opens its extents) is refused")
     func sparseCapacityZeroDescriptor() throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         var file = Self.sparseHeader([12: 0, 28: 1, 36: 1])
         var text = Data("# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"/etc/hostname\" 0\n".utf8)
         text += Data(count: 512 - text.count)
@@ -80,7 +81,7 @@ struct HostileHeaderTests {
     @Test("flat extent offset + sectors, × 512, overflowing is refused (trapped before)",
           arguments: [(UInt64(1) << 62, UInt64(1) << 62), (UInt64(Int64.max), UInt64(Int64.max))])
     func flatExtentEnd(sectors: UInt64, offset: UInt64) throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         try Data(count: 4096).write(to: dir.file("x-flat.vmdk"))
         let text = "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\n"
             + "RW \(sectors) FLAT \"x-flat.vmdk\" \(offset)\n"
@@ -113,7 +114,7 @@ struct HostileHeaderTests {
         data + Data(count: (512 - data.count % 512) % 512)
     }
 
-    static func archive(pax records: String, in dir: TestDirectory) throws -> URL {
+    static func archive(pax records: String, in dir: Scratch) throws -> URL {
         let body = Data(records.utf8)
         var tar = tarHeader(name: "PaxHeaders/x", size: body.count, type: UInt8(ascii: "x"))
         tar += padded(body)
@@ -127,7 +128,7 @@ struct HostileHeaderTests {
     @Test("a pax record length near Int.max is refused (cursor + length trapped before)",
           arguments: ["6 a=b\n9223372036854775807 path=x\n", "6 a=b\n9223372036854775000 path=x\n", "-5 path=x\n"])
     func paxRecordLength(records: String) throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let url = try Self.archive(pax: records, in: dir)
         let error = #expect(throws: StageError.self) { _ = try TarArchiveReader(url: url).members() }
         #expect(error?.code == .badInput)
@@ -138,7 +139,7 @@ struct HostileHeaderTests {
     @Test("a pax size record that is not a byte count is refused, not ignored",
           arguments: ["20 size=-1234567890\n", "13 size=0x10\n", "32 size=99999999999999999999999\n"])
     func paxSizeRecord(records: String) throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let url = try Self.archive(pax: records, in: dir)
         let error = #expect(throws: StageError.self) { _ = try TarArchiveReader(url: url).members() }
         #expect(error?.message.contains("size record") == true, "\(String(describing: error))")
@@ -146,7 +147,7 @@ struct HostileHeaderTests {
 
     @Test("a well-formed pax path record is still honoured")
     func paxPath() throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let record = "path=long-name.ovf\n"
         let line = "\(record.utf8.count + 3) \(record)"
         let url = try Self.archive(pax: line, in: dir)
@@ -155,7 +156,7 @@ struct HostileHeaderTests {
 
     @Test("a pax size meant for the next member does not change how far the next extended header is skipped")
     func paxSizeDoesNotApplyToExtendedHeaders() throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let first = Data("12 size=600\n".utf8)
         let second = Data("19 path=a-long.ovf\n".utf8)
         var tar = Self.tarHeader(name: "PaxHeaders/1", size: first.count, type: UInt8(ascii: "x")) + Self.padded(first)

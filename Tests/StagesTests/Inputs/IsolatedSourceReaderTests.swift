@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Stages
 
 /// Probe and extract run our parsers of untrusted bytes in a child `hyper2kvm internal
@@ -23,10 +24,10 @@ struct IsolatedSourceReaderTests {
 
     @Test("a disk and an OVA read in the child equal the same read in this process")
     func childAnswersAsInProcess() async throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let scratch = try dir.subdirectory("scratch")
-        let image = try TestImageFactory.makeImage(.vmdkMonolithicSparse, named: "db-server", in: dir.url, sizeMiB: 16, randomMiB: 1)
-        let ova = try TestImageFactory.makeOVA(in: dir.url, manifest: "SHA256").url
+        let image = try await TestImageFactory.makeImage(.vmdkMonolithicSparse, named: "db-server", in: dir.url, sizeMiB: 16, randomMiB: 1)
+        let ova = try await TestImageFactory.makeOVA(in: dir.url, manifest: "SHA256").url
         let reader = try reader()
         for source in [image, ova] {
             let kind = try await reader.identify(source)
@@ -39,7 +40,7 @@ struct IsolatedSourceReaderTests {
 
     @Test("a stage error in the child is the same stage error here")
     func childStageErrorsArriveIntact() async throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let garbage = dir.file("garbage.vmdk")
         try TestImageFactory.writeRandom(at: garbage, bytes: 64 * 1024)
         let isolated = await #expect(throws: StageError.self) { try await reader().identify(garbage) }
@@ -50,8 +51,8 @@ struct IsolatedSourceReaderTests {
 
     @Test("a reader that traps is a bad-input failure of this source that quotes the trap")
     func aTrapIsOneFailedRead() async throws {
-        let dir = try TestDirectory()
-        let image = try TestImageFactory.makeImage(.vmdkMonolithicSparse, named: "boom", in: dir.url, sizeMiB: 16, randomMiB: 1)
+        let dir = try Scratch()
+        let image = try await TestImageFactory.makeImage(.vmdkMonolithicSparse, named: "boom", in: dir.url, sizeMiB: 16, randomMiB: 1)
         let error = await #expect(throws: StageError.self) { try await reader(trapOn: image.lastPathComponent).identify(image) }
         #expect(error?.code == .badInput)
         #expect(error?.file == image.path)
@@ -65,8 +66,8 @@ struct IsolatedSourceReaderTests {
 
     @Test("the probe stage reads through the child")
     func probeStageUsesTheChild() async throws {
-        let dir = try TestDirectory()
-        let image = try TestImageFactory.makeImage(.vmdkMonolithicSparse, named: "boom", in: dir.url, sizeMiB: 16, randomMiB: 1)
+        let dir = try Scratch()
+        let image = try await TestImageFactory.makeImage(.vmdkMonolithicSparse, named: "boom", in: dir.url, sizeMiB: 16, randomMiB: 1)
         let work = try dir.subdirectory("work")
         let context = StageContext(jobID: 1, source: image, kind: .vmdk, workDirectory: work, options: ConversionOptions(),
                                    recorded: [:], outputRoot: try dir.subdirectory("out"))

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Stages
 
 /// The OVF dialects and vSphere extensions, on descriptors shaped like the exports that carry
@@ -224,27 +225,24 @@ struct OVFDialectTests {
 
     @Test("an OVA's SHA512 manifest is verified, its .cert recorded, a member the OVF does not name noted")
     func certificateAndExtraMember() async throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let staging = try dir.subdirectory("staging")
         let raw = dir.file("disk.raw")
         let vmdk = staging.appendingPathComponent("web01-disk1.vmdk")
-        try await BlockingWork.run {
-            try TestImageFactory.makeRaw(at: raw, sizeMiB: 8, randomMiB: 1)
-            try TestImageFactory.convert(raw, to: .vmdkStreamOptimized, at: vmdk)
-        }
+        try await TestImageFactory.makeRaw(at: raw, sizeMiB: 8, randomMiB: 1)
+        try await TestImageFactory.convert(raw, to: .vmdkStreamOptimized, at: vmdk)
         let ovfText = OVFFixtures.vmware(disks: [.init(href: "web01-disk1.vmdk", size: try TestImageFactory.fileSize(vmdk), capacityMiB: 8)])
         try ovfText.write(to: staging.appendingPathComponent("web01.ovf"), atomically: true, encoding: .utf8)
         try "release notes\n".write(to: staging.appendingPathComponent("README.txt"), atomically: true, encoding: .utf8)
         let ova = dir.file("web01.ova")
-        try await BlockingWork.run {
-            let manifest = try ["web01.ovf", "web01-disk1.vmdk"].map { name in
-                "SHA512(\(name))= \(try TestImageFactory.referenceDigest("sha512sum", of: staging.appendingPathComponent(name)))\n"
-            }.joined()
-            try manifest.write(to: staging.appendingPathComponent("web01.mf"), atomically: true, encoding: .utf8)
-            try "SHA256(web01.mf)= 0123abcd\n-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-                .write(to: staging.appendingPathComponent("web01.cert"), atomically: true, encoding: .utf8)
-            try TestImageFactory.makeTar(at: ova, from: staging, members: ["web01.ovf", "web01.mf", "web01.cert", "web01-disk1.vmdk", "README.txt"])
+        var manifest = ""
+        for name in ["web01.ovf", "web01-disk1.vmdk"] {
+            manifest += "SHA512(\(name))= \(try await TestImageFactory.referenceDigest("sha512sum", of: staging.appendingPathComponent(name)))\n"
         }
+        try manifest.write(to: staging.appendingPathComponent("web01.mf"), atomically: true, encoding: .utf8)
+        try "SHA256(web01.mf)= 0123abcd\n-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+            .write(to: staging.appendingPathComponent("web01.cert"), atomically: true, encoding: .utf8)
+        try await TestImageFactory.makeTar(at: ova, from: staging, members: ["web01.ovf", "web01.mf", "web01.cert", "web01-disk1.vmdk", "README.txt"])
         let reading = try OVAReader.read(ova)
         #expect(reading.facts.contains("manifest web01.mf verified: 2 digests match"), "\(reading.facts)")
         #expect(reading.facts.contains { $0.hasPrefix("signing certificate web01.cert (") && $0.contains("signature not checked") })
@@ -254,7 +252,7 @@ struct OVFDialectTests {
 
     @Test("a disk split by ovftool --chunkSize is refused, saying so")
     func chunkedDisk() async throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let text = Self.vsphere([("ovf:href=\"web01-disk1.vmdk\" ovf:id=\"file1\"", "ovf:href=\"web01-disk1.vmdk\" ovf:id=\"file1\" ovf:chunkSize=\"2147483648\"")])
         let ovfURL = dir.file("web01.ovf")
         try text.write(to: ovfURL, atomically: true, encoding: .utf8)
@@ -264,15 +262,13 @@ struct OVFDialectTests {
 
     @Test("a BootOrderSection's disk boots first through the directory reader")
     func bootOrderThroughReader() async throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         var disks: [OVFFixtures.DiskFile] = []
         for index in 1...2 {
             let raw = dir.file("r\(index).raw")
             let vmdk = dir.file("web01-disk\(index).vmdk")
-            try await BlockingWork.run {
-                try TestImageFactory.makeRaw(at: raw, sizeMiB: 4, randomMiB: 1)
-                try TestImageFactory.convert(raw, to: .vmdkStreamOptimized, at: vmdk)
-            }
+            try await TestImageFactory.makeRaw(at: raw, sizeMiB: 4, randomMiB: 1)
+            try await TestImageFactory.convert(raw, to: .vmdkStreamOptimized, at: vmdk)
             disks.append(.init(href: vmdk.lastPathComponent, size: try TestImageFactory.fileSize(vmdk), capacityMiB: 4))
         }
         let text = OVFFixtures.vmware(disks: disks).replacingOccurrences(

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Stages
 
 /// The OVF DOCTYPE refusal holds in every encoding an XML parser would accept: the bytes are
@@ -63,13 +64,14 @@ struct OVFEncodingTests {
 
     /// A host file an external entity would read, holding a marker no parsed value may contain.
     final class PlantedFile: Sendable {
+        let scratch: Scratch
         let path: String
         let marker = "H2K-PLANTED-\(UUID().uuidString)"
         init() throws {
-            path = FileManager.default.temporaryDirectory.appendingPathComponent("h2k-planted-\(UUID().uuidString.prefix(8))").path
+            scratch = try Scratch("planted")
+            path = scratch.path("planted")
             try marker.write(toFile: path, atomically: true, encoding: .utf8)
         }
-        deinit { try? FileManager.default.removeItem(atPath: path) }
 
         var externalEntity: String {
             """

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Stages
 
 /// Descriptors that real products and tools wrote, from the test data of the Common OVF Tool
@@ -29,7 +30,7 @@ struct OVFRealWorldCorpusTests {
 
     /// `<stem>.ova` holding the descriptor first, its same-stem `.mf` if the package has one,
     /// then every file its References name that the package ships, in that order.
-    static func pack(_ descriptor: String, in dir: TestDirectory, replacing: [String: URL] = [:],
+    static func pack(_ descriptor: String, in dir: Scratch, replacing: [String: URL] = [:],
                      editing edit: (String) -> String = { $0 }) async throws -> URL {
         let source = try corpusFile(descriptor)
         let staging = try dir.subdirectory("staging-\(descriptor)")
@@ -49,7 +50,7 @@ struct OVFRealWorldCorpusTests {
         }
         let ova = dir.file(stem + ".ova")
         let ordered = members
-        try await BlockingWork.run { try TestImageFactory.makeTar(at: ova, from: staging, members: ordered) }
+        try await TestImageFactory.makeTar(at: ova, from: staging, members: ordered)
         return ova
     }
 
@@ -67,7 +68,7 @@ struct OVFRealWorldCorpusTests {
         return names
     }
 
-    static func read(_ ova: URL, in dir: TestDirectory) async throws -> SourceReading {
+    static func read(_ ova: URL, in dir: Scratch) async throws -> SourceReading {
         let kind = try InputProbe.identify(ova)
         #expect(kind == .ova)
         return try await SourceReader.read(source: ova, kind: kind, scratchDirectory: try dir.subdirectory("scratch"))
@@ -75,18 +76,16 @@ struct OVFRealWorldCorpusTests {
 
     /// Converts the disk where the reader found it (pinned, as the product opens it) to qcow2
     /// with qemu-img and checks it holds what `original` holds.
-    static func expectConverts(_ locator: DiskLocator, sameAs original: URL, format: String = "vmdk", in dir: TestDirectory) async throws {
+    static func expectConverts(_ locator: DiskLocator, sameAs original: URL, format: String = "vmdk", in dir: Scratch) async throws {
         let output = dir.file("converted-\(UUID().uuidString.prefix(8)).qcow2")
-        try await BlockingWork.run {
-            let pinned = try PinnedImage.open(locator)
-            try TestImageFactory.run("qemu-img", ["convert", "-f", locator.format, "-O", "qcow2", pinned.spec, output.path])
-            withExtendedLifetime(pinned) {}
-            try TestImageFactory.run("qemu-img", ["compare", "-f", "qcow2", "-F", format, output.path, original.path])
-        }
+        let pinned = try PinnedImage.open(locator)
+        try await TestImageFactory.run("qemu-img", ["convert", "-f", locator.format, "-O", "qcow2", pinned.spec, output.path])
+        withExtendedLifetime(pinned) {}
+        try await TestImageFactory.run("qemu-img", ["compare", "-f", "qcow2", "-F", format, output.path, original.path])
     }
 
     static func expectRefused(_ descriptor: String, saying expected: String) async throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let ova = try await pack(descriptor, in: dir)
         let error = await #expect(throws: StageError.self) { _ = try await read(ova, in: dir) }
         #expect(error?.code == .badInput)
@@ -98,7 +97,7 @@ struct OVFRealWorldCorpusTests {
 
     @Test("VMware OVF 0.9 (Section/Content with xsi:type, rasd:InstanceId) converts")
     func vmwareOVF09() async throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let reading = try await Self.read(try await Self.pack("v0.9.ovf", in: dir), in: dir)
         let vm = reading.description
         #expect(vm.name == "v0.9")
@@ -118,13 +117,11 @@ struct OVFRealWorldCorpusTests {
 
     @Test("OVF 0.9 around a disk with content: the guest's bytes come through")
     func vmwareOVF09WithContent() async throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let raw = dir.file("guest.raw")
         let vmdk = dir.file("guest.vmdk")
-        try await BlockingWork.run {
-            try TestImageFactory.makeRaw(at: raw, sizeMiB: 16, randomMiB: 3)
-            try TestImageFactory.convert(raw, to: .vmdkStreamOptimized, at: vmdk)
-        }
+        try await TestImageFactory.makeRaw(at: raw, sizeMiB: 16, randomMiB: 3)
+        try await TestImageFactory.convert(raw, to: .vmdkStreamOptimized, at: vmdk)
         let size = try TestImageFactory.fileSize(vmdk)
         // Only the File's size changes: the descriptor now points at this disk.
         let ova = try await Self.pack("v0.9.ovf", in: dir, replacing: ["input.vmdk": vmdk]) {
@@ -138,7 +135,7 @@ struct OVFRealWorldCorpusTests {
 
     @Test("vSphere OVF 1.0 export (vmw:Config firmware=bios, four E1000 NICs) converts")
     func vSphereExport() async throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let reading = try await Self.read(try await Self.pack("vmware.ovf", in: dir), in: dir)
         let vm = reading.description
         #expect(vm.name == "vmw")
@@ -154,7 +151,7 @@ struct OVFRealWorldCorpusTests {
 
     @Test("deployment options: the default configuration's CPUs, memory and NICs; SHA1 manifest; ISO noted")
     func deploymentOptionsAndSHA1Manifest() async throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let reading = try await Self.read(try await Self.pack("input.ovf", in: dir), in: dir)
         let vm = reading.description
         #expect(vm.name == "test")
@@ -174,7 +171,7 @@ struct OVFRealWorldCorpusTests {
     @Test("Cisco CSR1000v appliances (2016 and 2017 descriptors) convert with their default profile",
           arguments: ["csr1000v.ovf", "csr1000v_2017.ovf"])
     func ciscoAppliance(descriptor: String) async throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let reading = try await Self.read(try await Self.pack(descriptor, in: dir), in: dir)
         let vm = reading.description
         #expect(vm.name == "com.cisco.csr1000v" || !vm.name.isEmpty)
@@ -189,7 +186,7 @@ struct OVFRealWorldCorpusTests {
 
     @Test("VirtualBox OVF 2.0 (StorageItem, EthernetPortItem, vbox:Machine) with its SHA256 manifest converts")
     func virtualBoxOVF20() async throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let reading = try await Self.read(try await Self.pack("ubuntu.2.0.ovf", in: dir), in: dir)
         let vm = reading.description
         #expect(vm.name == "ubuntu")

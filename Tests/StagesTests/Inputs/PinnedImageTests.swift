@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Stages
 
 /// Images that name other files: qemu must read only what we opened and validated. Each test
@@ -20,9 +21,9 @@ struct PinnedImageTests {
         }
 
         /// The decoded guest content of `image` (converted to raw by qemu-img) holds no marker byte run.
-        func expectAbsent(fromImage image: URL, format: String, in directory: URL) throws {
+        func expectAbsent(fromImage image: URL, format: String, in directory: URL) async throws {
             let raw = directory.appendingPathComponent("decoded-\(UUID().uuidString.prefix(6)).raw")
-            try TestImageFactory.run("qemu-img", ["convert", "-f", format, "-O", "raw", image.path, raw.path])
+            try await TestImageFactory.run("qemu-img", ["convert", "-f", format, "-O", "raw", image.path, raw.path])
             let bytes = try Data(contentsOf: raw)
             #expect(bytes.range(of: Data(marker.utf8)) == nil, "the planted host file leaked into \(image.lastPathComponent)")
             try? FileManager.default.removeItem(at: raw)
@@ -37,7 +38,7 @@ struct PinnedImageTests {
             let pinned = try PinnedImage.open(locator)
             let output = directory.appendingPathComponent("out-\(UUID().uuidString.prefix(6)).qcow2")
             try await QemuImg().convert(from: pinned, to: output, outputFormat: "qcow2")
-            try secret.expectAbsent(fromImage: output, format: "qcow2", in: directory)
+            try await secret.expectAbsent(fromImage: output, format: "qcow2", in: directory)
             return nil
         } catch let error as StageError {
             return error
@@ -47,7 +48,7 @@ struct PinnedImageTests {
     @Test("a qcow2 declaring an external data file is refused before qemu opens it: absolute, relative, sibling symlink, FIFO",
           arguments: ["absolute", "relative", "symlink", "fifo"])
     func dataFile(variant: String) async throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let secret = try Secret(in: try dir.subdirectory("host"))
         let queue = try dir.subdirectory("queue")
         let image = queue.appendingPathComponent("evil.qcow2")
@@ -64,10 +65,10 @@ struct PinnedImageTests {
         }
         // Made on a harmless file, then pointed at the target with -u semantics (amend does not open it).
         let harmless = queue.appendingPathComponent("harmless.raw")
-        try TestImageFactory.run("truncate", ["-s", "1M", harmless.path])
-        try TestImageFactory.run("qemu-img", ["create", "-q", "-f", "qcow2", "-o", "data_file=\(harmless.path),data_file_raw=on",
+        try await TestImageFactory.run("truncate", ["-s", "1M", harmless.path])
+        try await TestImageFactory.run("qemu-img", ["create", "-q", "-f", "qcow2", "-o", "data_file=\(harmless.path),data_file_raw=on",
                                               image.path, "1M"])
-        try TestImageFactory.run("qemu-img", ["amend", "-f", "qcow2", "-o", "data_file=\(target)", image.path])
+        try await TestImageFactory.run("qemu-img", ["amend", "-f", "qcow2", "-o", "data_file=\(target)", image.path])
         try FileManager.default.removeItem(at: harmless)
         // Refused by our header check, not ended by the probe's wall clock (a FIFO would block
         // qemu until then, and the message would say so).
@@ -80,16 +81,16 @@ struct PinnedImageTests {
     @Test("a qcow2 backing name that qemu would read as a protocol or a host path never reaches qemu",
           arguments: ["nbd:127.0.0.1:9", "json:{\"driver\":\"file\",\"filename\":\"SECRET\"}", "file:SECRET", "SECRET", "../host/secret.bin"])
     func backingNames(name: String) async throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let secret = try Secret(in: try dir.subdirectory("host"))
         let queue = try dir.subdirectory("queue")
         let backing = name.replacingOccurrences(of: "SECRET", with: secret.url.path)
         // A decoy beside the image under the same name, where that name is a plain file name.
         if !backing.contains("/") {
-            try TestImageFactory.run("truncate", ["-s", "1M", queue.appendingPathComponent(backing).path])
+            try await TestImageFactory.run("truncate", ["-s", "1M", queue.appendingPathComponent(backing).path])
         }
         let image = queue.appendingPathComponent("top.qcow2")
-        try TestImageFactory.run("qemu-img", ["create", "-q", "-f", "qcow2", "-u", "-b", backing, "-F", "raw", image.path, "1M"])
+        try await TestImageFactory.run("qemu-img", ["create", "-q", "-f", "qcow2", "-u", "-b", backing, "-F", "raw", image.path, "1M"])
         let error = try await probeAndConvert(image, format: "qcow2", secret: secret, in: dir.url)
         if let error {
             #expect(error.code == .badInput, "\(error)")
@@ -99,14 +100,14 @@ struct PinnedImageTests {
 
     @Test("a qcow2 chain of plain siblings is pinned link by link and converts to the same content")
     func validChain() async throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let secret = try Secret(in: dir.url)
         let raw = dir.file("content.raw")
-        try TestImageFactory.makeRaw(at: raw, sizeMiB: 8, randomMiB: 1)
+        try await TestImageFactory.makeRaw(at: raw, sizeMiB: 8, randomMiB: 1)
         let base = dir.file("base.qcow2")
-        try TestImageFactory.run("qemu-img", ["convert", "-q", "-f", "raw", "-O", "qcow2", raw.path, base.path])
+        try await TestImageFactory.run("qemu-img", ["convert", "-q", "-f", "raw", "-O", "qcow2", raw.path, base.path])
         let top = dir.file("top.qcow2")
-        try TestImageFactory.run("qemu-img", ["create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", top.path])
+        try await TestImageFactory.run("qemu-img", ["create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", top.path])
         let info = try await InputProbe.inspectImage(DiskLocator(path: top.path, format: "qcow2"))
         #expect(info.backingFile == "base.qcow2")
         let pinned = try PinnedImage.open(DiskLocator(path: top.path, format: "qcow2"))
@@ -114,8 +115,8 @@ struct PinnedImageTests {
         #expect(!pinned.spec.contains("base.qcow2"), "qemu must get descriptors, not the name")
         let output = dir.file("flat.qcow2")
         try await QemuImg().convert(from: pinned, to: output, outputFormat: "qcow2")
-        try TestImageFactory.run("qemu-img", ["compare", "-f", "raw", "-F", "qcow2", raw.path, output.path])
-        try secret.expectAbsent(fromImage: output, format: "qcow2", in: dir.url)
+        try await TestImageFactory.run("qemu-img", ["compare", "-f", "raw", "-F", "qcow2", raw.path, output.path])
+        try await secret.expectAbsent(fromImage: output, format: "qcow2", in: dir.url)
     }
 
     @Test("a VMDK descriptor reaches qemu only as our copy: split extent lines, absolute, relative and descriptor-number names",
@@ -128,10 +129,10 @@ struct PinnedImageTests {
             "\nRW 2048 FLAT \"flat.bin\" 0\nRW 512 FLAT \"SECRET\" 0",
           ])
     func descriptorExtents(extentLines: String) async throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let secret = try Secret(in: try dir.subdirectory("host"))
         let queue = try dir.subdirectory("queue")
-        try TestImageFactory.run("truncate", ["-s", "1M", queue.appendingPathComponent("flat.bin").path])
+        try await TestImageFactory.run("truncate", ["-s", "1M", queue.appendingPathComponent("flat.bin").path])
         let text = "# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\n"
             + extentLines.replacingOccurrences(of: "SECRET", with: secret.url.path) + "\n"
         let image = queue.appendingPathComponent("evil.vmdk")
@@ -142,13 +143,13 @@ struct PinnedImageTests {
 
     @Test("an extent swapped for a symlink to a host file after it was checked is not what qemu reads")
     func swappedAfterCheck() async throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let secret = try Secret(in: try dir.subdirectory("host"))
         let queue = try dir.subdirectory("queue")
         let raw = dir.file("content.raw")
-        try TestImageFactory.makeRaw(at: raw, sizeMiB: 1, randomMiB: 1)
+        try await TestImageFactory.makeRaw(at: raw, sizeMiB: 1, randomMiB: 1)
         let image = queue.appendingPathComponent("disk.vmdk")
-        try TestImageFactory.run("qemu-img", ["convert", "-q", "-f", "raw", "-O", "vmdk", "-o", "subformat=monolithicFlat",
+        try await TestImageFactory.run("qemu-img", ["convert", "-q", "-f", "raw", "-O", "vmdk", "-o", "subformat=monolithicFlat",
                                               raw.path, image.path])
         let pinned = try PinnedImage.open(DiskLocator(path: image.path, format: "vmdk"))
         _ = try await pinned.verifiedByQemu()
@@ -159,20 +160,20 @@ struct PinnedImageTests {
         let output = dir.file("out.qcow2")
         try await QemuImg().convert(from: pinned, to: output, outputFormat: "qcow2")
         withExtendedLifetime(pinned) {}
-        try TestImageFactory.run("qemu-img", ["compare", "-f", "raw", "-F", "qcow2", raw.path, output.path])
-        try secret.expectAbsent(fromImage: output, format: "qcow2", in: dir.url)
+        try await TestImageFactory.run("qemu-img", ["compare", "-f", "raw", "-F", "qcow2", raw.path, output.path])
+        try await secret.expectAbsent(fromImage: output, format: "qcow2", in: dir.url)
     }
 
     @Test("a disk replaced in the queue after the probe is refused by the later stages, which open it again")
     func replacedAfterProbe() async throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let disk = dir.file("disk.raw")
-        try TestImageFactory.makeRaw(at: disk, sizeMiB: 1, randomMiB: 1)
+        try await TestImageFactory.makeRaw(at: disk, sizeMiB: 1, randomMiB: 1)
         let info = try await InputProbe.inspectImage(DiskLocator(path: disk.path, format: "raw"))
         let identity = try #require(info.identity)
         _ = try PinnedImage.open(DiskLocator(path: disk.path, format: "raw"), expecting: identity)
         let other = dir.file("other.raw")
-        try TestImageFactory.makeRaw(at: other, sizeMiB: 1, randomMiB: 1)
+        try await TestImageFactory.makeRaw(at: other, sizeMiB: 1, randomMiB: 1)
         try FileManager.default.removeItem(at: disk)
         try FileManager.default.moveItem(at: other, to: disk)
         let error = #expect(throws: StageError.self) {
@@ -183,7 +184,7 @@ struct PinnedImageTests {
 
     @Test("a symlink or a FIFO given as the source itself is refused without blocking")
     func sourceNotRegular() async throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let secret = try Secret(in: dir.url)
         let link = dir.file("link.raw")
         try FileManager.default.createSymbolicLink(at: link, withDestinationURL: secret.url)

@@ -1,12 +1,13 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Stages
 
 @Suite("SourceReader", .serialized)
 struct SourceReaderTests {
     /// Runs `SourceReader` on `source` with a fresh scratch dir; checks the source's SHA-256
     /// is unchanged and that nothing appeared outside the scratch dir.
-    private func describe(_ source: URL, in dir: TestDirectory) async throws -> (SourceReading, URL) {
+    private func describe(_ source: URL, in dir: Scratch) async throws -> (SourceReading, URL) {
         let scratch = try dir.subdirectory("scratch")
         let before = try FileDigest.sha256(of: source)
         let listing = dir.listing()
@@ -20,8 +21,8 @@ struct SourceReaderTests {
 
     @Test("a bare disk becomes a one-disk VM named after the file", arguments: TestImageFactory.ImageVariant.allCases)
     func bareDisk(variant: TestImageFactory.ImageVariant) async throws {
-        let dir = try TestDirectory()
-        let image = try TestImageFactory.makeImage(variant, named: "db-server", in: dir.url, sizeMiB: 16, randomMiB: 1)
+        let dir = try Scratch()
+        let image = try await TestImageFactory.makeImage(variant, named: "db-server", in: dir.url, sizeMiB: 16, randomMiB: 1)
         let (reading, _) = try await describe(image, in: dir)
         let vm = reading.description
         #expect(vm.name == "db-server")
@@ -34,8 +35,8 @@ struct SourceReaderTests {
 
     @Test("VMware OVA: VM facts from the OVF, disks read in place, manifest verified", arguments: ["SHA256", "SHA1"])
     func vmwareOVA(algorithm: String) async throws {
-        let dir = try TestDirectory()
-        let ova = try TestImageFactory.makeOVA(in: dir.url, manifest: algorithm)
+        let dir = try Scratch()
+        let ova = try await TestImageFactory.makeOVA(in: dir.url, manifest: algorithm)
         let (reading, scratch) = try await describe(ova.url, in: dir)
         let vm = reading.description
         #expect(vm.name == "web01")
@@ -52,27 +53,27 @@ struct SourceReaderTests {
             #expect(disk.locator.offset != nil)
             #expect(disk.virtualSize == 16 << 20)
             #expect((disk.expectedSHA256 != nil) == (algorithm == "SHA256"))
-            try TestImageFactory.expectSameContent(disk.locator, as: raw)
+            try await TestImageFactory.expectSameContent(disk.locator, as: raw)
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.path).isEmpty)
     }
 
     @Test("VirtualBox OVA (OVF 2.0) without a manifest is read; the missing manifest is a fact")
     func virtualBoxOVA() async throws {
-        let dir = try TestDirectory()
-        let ova = try TestImageFactory.makeOVA(named: "vbox-debian", in: dir.url, style: .virtualBox, manifest: nil)
+        let dir = try Scratch()
+        let ova = try await TestImageFactory.makeOVA(named: "vbox-debian", in: dir.url, style: .virtualBox, manifest: nil)
         let (reading, _) = try await describe(ova.url, in: dir)
         #expect(reading.description.name == "vbox-debian")
         #expect(reading.description.vcpus == 4)
         #expect(reading.description.nics == [NetworkInterface(mac: "08:00:27:a1:b2:c3", network: "NAT")])
         #expect(reading.facts.contains { $0.contains("no .mf manifest") })
-        try TestImageFactory.expectSameContent(reading.description.disks[0].locator, as: ova.sourceRaws[0])
+        try await TestImageFactory.expectSameContent(reading.description.disks[0].locator, as: ova.sourceRaws[0])
     }
 
     @Test("an OVA whose .mf digest is wrong is refused, naming the member")
     func wrongDigest() async throws {
-        let dir = try TestDirectory()
-        let ova = try TestImageFactory.makeOVA(in: dir.url, diskCount: 1, tamper: true)
+        let dir = try Scratch()
+        let ova = try await TestImageFactory.makeOVA(in: dir.url, diskCount: 1, tamper: true)
         let error = await #expect(throws: StageError.self) { _ = try await describe(ova.url, in: dir) }
         #expect(error?.code == .badInput)
         #expect(error?.file?.hasPrefix(ova.url.path) == true)
@@ -83,7 +84,7 @@ struct SourceReaderTests {
         ("../evil", "'..'"), ("/etc/cron.d/evil", "absolute path"), ("symlink", "symbolic link"), ("hardlink", "hard link"),
     ])
     func hostileOVA(member: String, expected: String) async throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let ova = dir.file("evil.ova")
         let ovf = OVFFixtures.vmware(disks: [.init(href: "disk.vmdk")])
         let hostile: HostileArchiveFactory.Member = switch member {
@@ -91,7 +92,7 @@ struct SourceReaderTests {
         case "hardlink": .hardlink("disk.vmdk", target: "/etc/shadow")
         default: .file(member, "payload")
         }
-        try HostileArchiveFactory.write([.file("evil.ovf", ovf), hostile], to: ova)
+        try await HostileArchiveFactory.write([.file("evil.ovf", ovf), hostile], to: ova)
         let error = await #expect(throws: StageError.self) { _ = try await describe(ova, in: dir) }
         #expect(error?.file == ova.path)
         #expect(error?.message.contains(expected) == true, "\(String(describing: error))")
@@ -100,10 +101,10 @@ struct SourceReaderTests {
 
     @Test("OVAs whose OVF declares entities (XXE, expansion) are refused")
     func entityOVA() async throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         for (label, xml) in [("xxe", OVFFixtures.externalEntity), ("lol", OVFFixtures.entityExpansion)] {
             let ova = dir.file("\(label).ova")
-            try HostileArchiveFactory.write([.file("\(label).ovf", xml)], to: ova)
+            try await HostileArchiveFactory.write([.file("\(label).ovf", xml)], to: ova)
             let error = await #expect(throws: StageError.self) { _ = try await describe(ova, in: dir) }
             #expect(error?.file?.hasPrefix(ova.path) == true)
             #expect(error?.message.contains("DOCTYPE") == true)
@@ -116,9 +117,9 @@ struct SourceReaderTests {
 
     @Test("an OVF (in an OVA or a directory) referencing a missing disk is refused, naming the disk")
     func missingDisk() async throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let ova = dir.file("nodisk.ova")
-        try HostileArchiveFactory.write([.file("nodisk.ovf", OVFFixtures.vmware(disks: [.init(href: "gone.vmdk")]))], to: ova)
+        try await HostileArchiveFactory.write([.file("nodisk.ovf", OVFFixtures.vmware(disks: [.init(href: "gone.vmdk")]))], to: ova)
         let ovaError = await #expect(throws: StageError.self) { _ = try await describe(ova, in: dir) }
         #expect(ovaError?.file == ova.path)
         #expect(ovaError?.message.contains("'gone.vmdk'") == true)
@@ -134,13 +135,13 @@ struct SourceReaderTests {
 
     @Test("an OVF directory with a monolithicFlat disk and a manifest beside it")
     func ovfDirectory() async throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let vmDir = try dir.subdirectory("vm")
-        let disk = try TestImageFactory.makeImage(.vmdkMonolithicFlat, named: "app", in: vmDir, sizeMiB: 16, randomMiB: 1)
+        let disk = try await TestImageFactory.makeImage(.vmdkMonolithicFlat, named: "app", in: vmDir, sizeMiB: 16, randomMiB: 1)
         let ovf = vmDir.appendingPathComponent("app.ovf")
         try OVFFixtures.vmware(name: "app", disks: [.init(href: disk.lastPathComponent, capacityMiB: 16)])
             .write(to: ovf, atomically: true, encoding: .utf8)
-        try TestImageFactory.manifest(for: ["app.ovf", "app.vmdk", "app-flat.vmdk"], in: vmDir)
+        try await TestImageFactory.manifest(for: ["app.ovf", "app.vmdk", "app-flat.vmdk"], in: vmDir)
             .write(to: vmDir.appendingPathComponent("app.mf"), atomically: true, encoding: .utf8)
         let (reading, _) = try await describe(ovf, in: dir)
         #expect(reading.description.name == "app")
@@ -156,18 +157,18 @@ struct SourceReaderTests {
 
     @Test("AMI exports: a plain tar is read in place, a tgz is decompressed into scratch only", arguments: [false, true])
     func ami(gzip: Bool) async throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let staging = try dir.subdirectory("staging")
         let raw = staging.appendingPathComponent("image.raw")
-        try TestImageFactory.makeRaw(at: raw, sizeMiB: 16, randomMiB: 2)
+        try await TestImageFactory.makeRaw(at: raw, sizeMiB: 16, randomMiB: 2)
         try #"{"ImageId":"ami-0123456789abcdef0","Architecture":"x86_64"}"#
             .write(to: staging.appendingPathComponent("manifest.json"), atomically: true, encoding: .utf8)
-        try TestImageFactory.convert(raw, to: .vhd, at: staging.appendingPathComponent("small.vhd"))
+        try await TestImageFactory.convert(raw, to: .vhd, at: staging.appendingPathComponent("small.vhd"))
         // Replace the raw by a 1 MiB one so the VHD (about 2 MiB stored) is the largest image member.
         try FileManager.default.removeItem(at: raw)
-        try TestImageFactory.makeRaw(at: raw, sizeMiB: 1, randomMiB: 1)
+        try await TestImageFactory.makeRaw(at: raw, sizeMiB: 1, randomMiB: 1)
         let ami = dir.file("export.ami")
-        try TestImageFactory.makeTar(at: ami, from: staging, members: ["manifest.json", "image.raw", "small.vhd"], gzip: gzip)
+        try await TestImageFactory.makeTar(at: ami, from: staging, members: ["manifest.json", "image.raw", "small.vhd"], gzip: gzip)
         let (reading, scratch) = try await describe(ami, in: dir)
         let disk = try #require(reading.description.disks.first)
         #expect(reading.description.name == "export")
@@ -185,7 +186,7 @@ struct SourceReaderTests {
 
     @Test("manifests are not handled here")
     func manifestKind() async throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let file = dir.file("artifact-manifest.json")
         try "{}".write(to: file, atomically: true, encoding: .utf8)
         #expect(try InputProbe.identify(file) == .manifest)

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Stages
 
 @Suite("SparseDigest", .serialized)
@@ -22,28 +23,28 @@ struct SparseDigestTests {
 
     /// 8 MiB with a hole at the start, 64 KiB of data at 1 MiB + 100, one byte at 7 MiB, a
     /// hole to the end.
-    private func sparseFile(in dir: TestDirectory, named name: String = "sparse.raw") throws -> (URL, Data) {
+    private func sparseFile(in dir: Scratch, named name: String = "sparse.raw") async throws -> (URL, Data) {
         let url = dir.file(name)
-        try TestImageFactory.run("truncate", ["-s", "8M", url.path])
+        try await TestImageFactory.run("truncate", ["-s", "8M", url.path])
         let data = random(64 << 10)
         try write(data, to: url, at: (1 << 20) + 100)
         try write(Data([0x5a]), to: url, at: 7 << 20)
         return (url, data)
     }
 
-    private func scriptDigest(_ url: URL) throws -> String {
-        String(try TestImageFactory.run("python3", [Self.script.path, url.path]).prefix { $0 != " " })
+    private func scriptDigest(_ url: URL) async throws -> String {
+        String(try await TestImageFactory.run("python3", [Self.script.path, url.path]).prefix { $0 != " " })
     }
 
     @Test("the same content gives the same digest whatever the allocation: holes, written zeros, dense")
-    func allocationIndependent() throws {
-        let dir = try TestDirectory()
-        let (sparse, _) = try sparseFile(in: dir)
+    func allocationIndependent() async throws {
+        let dir = try Scratch()
+        let (sparse, _) = try await sparseFile(in: dir)
         let dense = dir.file("dense.raw")
-        try TestImageFactory.run("cp", ["--sparse=never", sparse.path, dense.path])
+        try await TestImageFactory.run("cp", ["--sparse=never", sparse.path, dense.path])
         // Zeros written over part of a hole: allocated, still zero.
         let mixed = dir.file("mixed.raw")
-        try TestImageFactory.run("cp", ["--sparse=always", sparse.path, mixed.path])
+        try await TestImageFactory.run("cp", ["--sparse=always", sparse.path, mixed.path])
         try write(Data(count: 3 << 20), to: mixed, at: 2 << 20)
 
         #expect(try SparseDigest.hasHoles(sparse))
@@ -51,20 +52,20 @@ struct SparseDigestTests {
         let expected = try SparseDigest.sha256(of: sparse)
         #expect(try SparseDigest.sha256(of: dense) == expected)
         #expect(try SparseDigest.sha256(of: mixed) == expected)
-        #expect(try scriptDigest(sparse) == expected)
+        #expect(try await scriptDigest(sparse) == expected)
     }
 
     @Test("one byte changed anywhere changes the digest: in a hole, in data, at the end; so does the size")
-    func sensitive() throws {
-        let dir = try TestDirectory()
-        let (original, _) = try sparseFile(in: dir)
+    func sensitive() async throws {
+        let dir = try Scratch()
+        let (original, _) = try await sparseFile(in: dir)
         let reference = try SparseDigest.sha256(of: original)
         let changes: [(String, UInt64, UInt8)] = [("hole", 4 << 20, 1), ("data", (1 << 20) + 4_000, 0), ("start", 0, 0x80),
                                                   ("last byte", (8 << 20) - 1, 7)]
         var seen: Set<String> = [reference]
         for (name, offset, byte) in changes {
             let copy = dir.file("changed-\(name.filter(\.isLetter)).raw")
-            try TestImageFactory.run("cp", ["--sparse=always", original.path, copy.path])
+            try await TestImageFactory.run("cp", ["--sparse=always", original.path, copy.path])
             // XOR so the byte surely differs from what was there.
             let handle = try FileHandle(forReadingFrom: copy)
             try handle.seek(toOffset: offset)
@@ -74,42 +75,42 @@ struct SparseDigestTests {
             let digest = try SparseDigest.sha256(of: copy)
             #expect(!seen.contains(digest), "change in \(name) not seen")
             seen.insert(digest)
-            #expect(try scriptDigest(copy) == digest)
+            #expect(try await scriptDigest(copy) == digest)
         }
         // A zero tail is content too.
         let longer = dir.file("longer.raw")
-        try TestImageFactory.run("cp", ["--sparse=always", original.path, longer.path])
-        try TestImageFactory.run("truncate", ["-s", "9M", longer.path])
+        try await TestImageFactory.run("cp", ["--sparse=always", original.path, longer.path])
+        try await TestImageFactory.run("truncate", ["-s", "9M", longer.path])
         #expect(try SparseDigest.sha256(of: longer) != reference)
     }
 
     @Test("the verification script agrees with the Swift digest", arguments: [0, 1, 4095, 4096, 4097, 300_000])
-    func scriptAgrees(size: Int) throws {
-        let dir = try TestDirectory()
+    func scriptAgrees(size: Int) async throws {
+        let dir = try Scratch()
         let dense = dir.file("random.bin")
         try TestImageFactory.writeRandom(at: dense, bytes: size)
-        #expect(try scriptDigest(dense) == SparseDigest.sha256(of: dense))
+        #expect(try await scriptDigest(dense) == SparseDigest.sha256(of: dense))
         // The same with a hole of 1 MiB in front and zeros at the end.
         let holed = dir.file("holed.bin")
-        try TestImageFactory.run("truncate", ["-s", "1M", holed.path])
+        try await TestImageFactory.run("truncate", ["-s", "1M", holed.path])
         try write(try Data(contentsOf: dense), to: holed, at: 1 << 20)
-        try TestImageFactory.run("truncate", ["-s", "\((1 << 20) + size + 5_000)", holed.path])
-        #expect(try scriptDigest(holed) == SparseDigest.sha256(of: holed))
+        try await TestImageFactory.run("truncate", ["-s", "\((1 << 20) + size + 5_000)", holed.path])
+        #expect(try await scriptDigest(holed) == SparseDigest.sha256(of: holed))
     }
 
     @Test("a source's digest is the sparse digest, dense or not; its journal key never looks like a plain SHA-256 of it")
-    func sourceDigest() throws {
-        let dir = try TestDirectory()
-        let (sparse, _) = try sparseFile(in: dir)
+    func sourceDigest() async throws {
+        let dir = try Scratch()
+        let (sparse, _) = try await sparseFile(in: dir)
         let dense = dir.file("dense.raw")
-        try TestImageFactory.run("cp", ["--sparse=never", sparse.path, dense.path])
+        try await TestImageFactory.run("cp", ["--sparse=never", sparse.path, dense.path])
         let ofSparse = try SourceDigest.of(sparse)
         #expect(try SourceDigest.of(dense) == ofSparse, "a copy is the same source")
         #expect(ofSparse.sparseSHA256 == (try SparseDigest.sha256(of: sparse)))
         let keyText = dir.file("key.txt")
         try Data(("sparse-sha256:" + ofSparse.sparseSHA256).utf8).write(to: keyText)
-        #expect(try ofSparse.identityKey == TestImageFactory.referenceDigest(of: keyText))
-        #expect(try ofSparse.identityKey != TestImageFactory.referenceDigest(of: dense))
+        #expect(try await ofSparse.identityKey == TestImageFactory.referenceDigest(of: keyText))
+        #expect(try await ofSparse.identityKey != TestImageFactory.referenceDigest(of: dense))
         // The stage file: the new key, and a plain SHA-256 recorded by an earlier version.
         #expect(SourceDigestFile(ofSparse).sha256 == nil && SourceDigestFile(ofSparse).sparseSHA256 == ofSparse.sparseSHA256)
         #expect(try SourceDigestFile(ofSparse).identityKey == ofSparse.identityKey)
@@ -117,12 +118,12 @@ struct SparseDigestTests {
     }
 
     @Test("a 1 TiB sparse file with data at three places hashes in the time of its data")
-    func terabyteSparse() throws {
-        let dir = try TestDirectory()
+    func terabyteSparse() async throws {
+        let dir = try Scratch()
         let url = dir.file("huge.raw")
-        try TestImageFactory.run("truncate", ["-s", "1T", url.path])
+        try await TestImageFactory.run("truncate", ["-s", "1T", url.path])
         for offset: UInt64 in [0, 300 << 30, (1 << 40) - (1 << 20)] {
-            try TestImageFactory.run("dd", ["if=/dev/urandom", "of=\(url.path)", "bs=1M", "count=1", "seek=\(offset >> 20)",
+            try await TestImageFactory.run("dd", ["if=/dev/urandom", "of=\(url.path)", "bs=1M", "count=1", "seek=\(offset >> 20)",
                                             "conv=notrunc", "status=none"])
         }
         let started = ContinuousClock.now
@@ -134,9 +135,9 @@ struct SparseDigestTests {
     }
 
     @Test("cancelling stops the hash")
-    func cancellation() throws {
-        let dir = try TestDirectory()
-        let (sparse, _) = try sparseFile(in: dir)
+    func cancellation() async throws {
+        let dir = try Scratch()
+        let (sparse, _) = try await sparseFile(in: dir)
         #expect(throws: CancellationError.self) { try SparseDigest.sha256(of: sparse, isCancelled: { true }) }
         let dense = dir.file("dense.bin")
         try TestImageFactory.writeRandom(at: dense, bytes: 1 << 20)
@@ -147,49 +148,49 @@ struct SparseDigestTests {
     /// the plain SHA-256 of 16 GiB of the same file, about a minute).
     @Test(.enabled(if: ProcessInfo.processInfo.environment["H2K_MEASURE_SPARSE"] != nil))
     func measure() async throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let url = dir.file("huge.raw")
-        try TestImageFactory.run("truncate", ["-s", "1T", url.path])
+        try await TestImageFactory.run("truncate", ["-s", "1T", url.path])
         // 1 GiB of random data in four pieces.
         for offset: UInt64 in [0, 300 << 30, 700 << 30, (1 << 40) - (256 << 20)] {
-            try TestImageFactory.run("dd", ["if=/dev/urandom", "of=\(url.path)", "bs=1M", "count=256", "seek=\(offset >> 20)",
+            try await TestImageFactory.run("dd", ["if=/dev/urandom", "of=\(url.path)", "bs=1M", "count=256", "seek=\(offset >> 20)",
                                             "conv=notrunc", "status=none"])
         }
-        try TestImageFactory.run("sync", [])
-        func timed<T>(_ label: String, _ work: () throws -> T) rethrows -> T {
+        try await TestImageFactory.run("sync", [])
+        func timed<T>(_ label: String, _ work: () async throws -> T) async rethrows -> T {
             let started = ContinuousClock.now
-            let value = try work()
+            let value = try await work()
             print("MEASURE \(label): \(ContinuousClock.now - started)")
             return value
         }
-        _ = try timed("sparse digest, 1 TiB with 1 GiB data") { try SparseDigest.sha256(of: url) }
+        _ = try await timed("sparse digest, 1 TiB with 1 GiB data") { try SparseDigest.sha256(of: url) }
         if ProcessInfo.processInfo.environment["H2K_MEASURE_SPARSE"] == "full" {
-            _ = try timed("plain SHA-256, first 16 GiB (then x64 for 1 TiB)") {
+            _ = try await timed("plain SHA-256, first 16 GiB (then x64 for 1 TiB)") {
                 try FileDigest.hash(.sha256, of: url, offset: 0, length: 16 << 30)
             }
         }
         let output = dir.file("huge.qcow2")
-        _ = try timed("qemu-img convert -O qcow2") {
-            try TestImageFactory.run("qemu-img", ["convert", "-f", "raw", "-O", "qcow2", url.path, output.path])
+        _ = try await timed("qemu-img convert -O qcow2") {
+            try await TestImageFactory.run("qemu-img", ["convert", "-f", "raw", "-O", "qcow2", url.path, output.path])
         }
         // A dense file: the sparse digest against plain SHA-256 (both read and hash every byte).
         let dense = dir.file("dense.bin")
-        try TestImageFactory.run("dd", ["if=/dev/urandom", "of=\(dense.path)", "bs=1M", "count=1024", "status=none"])
-        _ = try timed("dense 1 GiB, plain SHA-256 (warm)") { try FileDigest.sha256(of: dense) }
-        _ = try timed("dense 1 GiB, sparse digest (warm)") { try SparseDigest.sha256(of: dense) }
-        _ = try timed("dense 1 GiB, plain SHA-256 (warm, again)") { try FileDigest.sha256(of: dense) }
-        _ = try timed("dense 1 GiB, sparse digest (warm, again)") { try SparseDigest.sha256(of: dense) }
+        try await TestImageFactory.run("dd", ["if=/dev/urandom", "of=\(dense.path)", "bs=1M", "count=1024", "status=none"])
+        _ = try await timed("dense 1 GiB, plain SHA-256 (warm)") { try FileDigest.sha256(of: dense) }
+        _ = try await timed("dense 1 GiB, sparse digest (warm)") { try SparseDigest.sha256(of: dense) }
+        _ = try await timed("dense 1 GiB, plain SHA-256 (warm, again)") { try FileDigest.sha256(of: dense) }
+        _ = try await timed("dense 1 GiB, sparse digest (warm, again)") { try SparseDigest.sha256(of: dense) }
         try FileManager.default.removeItem(at: dense)
         // Cold: this file's pages dropped from the cache (dd's nocache), not the whole machine's.
-        func dropCache() throws {
-            try TestImageFactory.run("dd", ["if=\(url.path)", "of=/dev/null", "iflag=nocache", "count=0", "status=none"])
+        func dropCache() async throws {
+            try await TestImageFactory.run("dd", ["if=\(url.path)", "of=/dev/null", "iflag=nocache", "count=0", "status=none"])
         }
-        try dropCache()
-        _ = try timed("sparse digest, cold") { try SparseDigest.sha256(of: url) }
-        try dropCache()
+        try await dropCache()
+        _ = try await timed("sparse digest, cold") { try SparseDigest.sha256(of: url) }
+        try await dropCache()
         try FileManager.default.removeItem(at: output)
-        _ = try timed("qemu-img convert -O qcow2, cold") {
-            try TestImageFactory.run("qemu-img", ["convert", "-f", "raw", "-O", "qcow2", url.path, output.path])
+        _ = try await timed("qemu-img convert -O qcow2, cold") {
+            try await TestImageFactory.run("qemu-img", ["convert", "-f", "raw", "-O", "qcow2", url.path, output.path])
         }
     }
 }

@@ -1,15 +1,16 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Stages
 
 @Suite("TarArchiveReader", .serialized)
 struct TarArchiveReaderTests {
     @Test("lists members with the data offsets tar used (ustar, pax long path, GNU long name)", arguments: ["USTAR", "PAX", "GNU"])
-    func listsMembers(format: String) throws {
-        let dir = try TestDirectory()
+    func listsMembers(format: String) async throws {
+        let dir = try Scratch()
         let archive = dir.file("a.tar")
         let longName = format == "USTAR" ? "short.txt" : String(repeating: "d", count: 150) + ".vmdk"
-        try HostileArchiveFactory.write([.file("vm.ovf", "<Envelope/>"), .file(longName, "disk bytes"), .file("empty", "")],
+        try await HostileArchiveFactory.write([.file("vm.ovf", "<Envelope/>"), .file(longName, "disk bytes"), .file("empty", "")],
                                         to: archive, format: format)
         let members = try TarArchiveReader(url: archive).members()
         #expect(members.map(\.name) == ["vm.ovf", longName, "empty"])
@@ -20,15 +21,15 @@ struct TarArchiveReaderTests {
     }
 
     @Test("GNU tar's own ustar archives are read")
-    func gnuTarArchive() throws {
-        let dir = try TestDirectory()
+    func gnuTarArchive() async throws {
+        let dir = try Scratch()
         try "hello".write(to: dir.file("one.txt"), atomically: true, encoding: .utf8)
         try TestImageFactory.writeRandom(at: dir.file("two.bin"), bytes: 5000)
         let archive = dir.file("b.tar")
-        try TestImageFactory.makeTar(at: archive, from: dir.url, members: ["one.txt", "two.bin"])
+        try await TestImageFactory.makeTar(at: archive, from: dir.url, members: ["one.txt", "two.bin"])
         let members = try TarArchiveReader(url: archive).members()
         #expect(members.map(\.name) == ["one.txt", "two.bin"])
-        #expect(try FileDigest.hash(.sha256, of: archive, offset: members[1].dataOffset, length: members[1].size)
+        #expect(try await FileDigest.hash(.sha256, of: archive, offset: members[1].dataOffset, length: members[1].size)
                 == TestImageFactory.referenceDigest(of: dir.file("two.bin")))
     }
 
@@ -43,11 +44,11 @@ struct TarArchiveReaderTests {
     ]
 
     @Test("hostile members are refused, naming archive and member", arguments: 0..<hostile.count)
-    func hostileMember(index: Int) throws {
+    func hostileMember(index: Int) async throws {
         let (label, member, expected) = Self.hostile[index]
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let archive = dir.file("evil.ova")
-        try HostileArchiveFactory.write([.file("vm.ovf", "<Envelope/>"), member], to: archive)
+        try await HostileArchiveFactory.write([.file("vm.ovf", "<Envelope/>"), member], to: archive)
         let error = #expect(throws: StageError.self, "\(label)") { try TarArchiveReader(url: archive).members() }
         #expect(error?.code == .badInput)
         #expect(error?.file == archive.path)
@@ -55,15 +56,15 @@ struct TarArchiveReaderTests {
     }
 
     @Test("duplicates, bad checksums, data past the end and garbage are refused")
-    func malformed() throws {
-        let dir = try TestDirectory()
+    func malformed() async throws {
+        let dir = try Scratch()
         let duplicate = dir.file("dup.tar")
-        try HostileArchiveFactory.write([.file("disk.vmdk", "a"), .file("./disk.vmdk", "b")], to: duplicate)
+        try await HostileArchiveFactory.write([.file("disk.vmdk", "a"), .file("./disk.vmdk", "b")], to: duplicate)
         let dupError = #expect(throws: StageError.self) { try TarArchiveReader(url: duplicate).members() }
         #expect(dupError?.message.contains("appears twice") == true)
 
         let good = dir.file("good.tar")
-        try HostileArchiveFactory.write([.file("vm.ovf", String(repeating: "x", count: 3000))], to: good)
+        try await HostileArchiveFactory.write([.file("vm.ovf", String(repeating: "x", count: 3000))], to: good)
         var bytes = try Data(contentsOf: good)
         bytes[3] ^= 0x20  // flip a bit in the first header's name
         let badSum = dir.file("badsum.tar")

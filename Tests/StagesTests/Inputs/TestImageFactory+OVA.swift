@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 @testable import Stages
 
 extension TestImageFactory {
@@ -16,7 +17,7 @@ extension TestImageFactory {
     /// Builds `<name>.ova` in `directory`. `manifest`: "SHA256", "SHA1" or nil for none;
     /// `tamper` writes a wrong digest for the first disk.
     static func makeOVA(named name: String = "web01", in directory: URL, style: OVAStyle = .vmware, diskCount: Int = 2,
-                        manifest: String? = "SHA256", tamper: Bool = false, sizeMiB: Int = 16) throws -> BuiltOVA {
+                        manifest: String? = "SHA256", tamper: Bool = false, sizeMiB: Int = 16) async throws -> BuiltOVA {
         let staging = directory.appendingPathComponent("\(name)-ova-build")
         try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: true)
         let count = style == .virtualBox ? 1 : diskCount
@@ -24,10 +25,10 @@ extension TestImageFactory {
         var disks: [OVFFixtures.DiskFile] = []
         for index in 1...count {
             let raw = directory.appendingPathComponent("\(name)-disk\(index).raw")
-            try makeRaw(at: raw, sizeMiB: sizeMiB, randomMiB: 1 + index)
+            try await makeRaw(at: raw, sizeMiB: sizeMiB, randomMiB: 1 + index)
             let diskName = "\(name)-disk\(index).vmdk"
             let vmdk = staging.appendingPathComponent(diskName)
-            try convert(raw, to: .vmdkStreamOptimized, at: vmdk)
+            try await convert(raw, to: .vmdkStreamOptimized, at: vmdk)
             raws.append(raw)
             disks.append(.init(href: diskName, size: try fileSize(vmdk), capacityMiB: sizeMiB))
         }
@@ -37,7 +38,7 @@ extension TestImageFactory {
         try ovfText.write(to: staging.appendingPathComponent(ovfName), atomically: true, encoding: .utf8)
         var members = [ovfName]
         if let manifest {
-            var text = try self.manifest(for: [ovfName] + disks.map(\.href), in: staging, algorithm: manifest)
+            var text = try await self.manifest(for: [ovfName] + disks.map(\.href), in: staging, algorithm: manifest)
             if tamper {
                 let wrong = String(repeating: "0", count: manifest == "SHA1" ? 40 : 64)
                 let lines = text.split(separator: "\n").map { line in
@@ -50,7 +51,7 @@ extension TestImageFactory {
         }
         members += disks.map(\.href)
         let ova = directory.appendingPathComponent("\(name).ova")
-        try makeTar(at: ova, from: staging, members: members)
+        try await makeTar(at: ova, from: staging, members: members)
         try FileManager.default.removeItem(at: staging)
         return BuiltOVA(url: ova, sourceRaws: raws, diskNames: disks.map(\.href))
     }
@@ -61,15 +62,15 @@ extension TestImageFactory {
     }
 
     /// Fails unless `qemu-img compare` finds the disk at `locator` equal to `raw`.
-    static func expectSameContent(_ locator: String, format: String, as raw: URL) throws {
-        try run("qemu-img", ["compare", "-f", format, "-F", "raw", locator, raw.path])
+    static func expectSameContent(_ locator: String, format: String, as raw: URL) async throws {
+        try await run("qemu-img", ["compare", "-f", format, "-F", "raw", locator, raw.path])
     }
 
     /// The same for a disk as the product reads it: pinned, through its closed option tree
     /// (the image stays open until qemu-img has finished).
-    static func expectSameContent(_ locator: DiskLocator, as raw: URL) throws {
+    static func expectSameContent(_ locator: DiskLocator, as raw: URL) async throws {
         let pinned = try PinnedImage.open(locator)
-        try run("qemu-img", ["compare", "-f", locator.format, "-F", "raw", pinned.spec, raw.path])
+        try await run("qemu-img", ["compare", "-f", locator.format, "-F", "raw", pinned.spec, raw.path])
         withExtendedLifetime(pinned) {}
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Stages
 
 @Suite("VMDKDescriptor", .serialized)
@@ -40,7 +41,7 @@ struct VMDKDescriptorTests {
     @Test("extents outside the descriptor's directory are refused before qemu opens them",
           arguments: ["/etc/shadow", "../outside-flat.vmdk", "sub/x-flat.vmdk", "link-flat.vmdk", "missing-flat.vmdk"])
     func hostileExtent(extent: String) async throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         let outside = dir.file("outside-flat.vmdk")
         try TestImageFactory.writeRandom(at: outside, bytes: 2048 * 512)
         let vmDir = try dir.subdirectory("vm")
@@ -58,7 +59,7 @@ struct VMDKDescriptorTests {
 
     @Test("a snapshot parent outside the directory is refused; one beside it is followed")
     func snapshotParent() throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         try TestImageFactory.writeRandom(at: dir.file("x-flat.vmdk"), bytes: 2048 * 512)
         try Self.descriptor(extent: "x-flat.vmdk").write(to: dir.file("base.vmdk"), atomically: true, encoding: .utf8)
         let child = dir.file("child.vmdk")
@@ -75,7 +76,7 @@ struct VMDKDescriptorTests {
 
     @Test("a short flat extent is refused as truncated")
     func shortFlatExtent() throws {
-        let dir = try TestDirectory()
+        let dir = try Scratch()
         try TestImageFactory.writeRandom(at: dir.file("x-flat.vmdk"), bytes: 1000 * 512)
         let descriptorURL = dir.file("x.vmdk")
         try Self.descriptor(extent: "x-flat.vmdk").write(to: descriptorURL, atomically: true, encoding: .utf8)
@@ -84,11 +85,11 @@ struct VMDKDescriptorTests {
     }
 
     @Test("tells which files of a listing are extents of which descriptor")
-    func ownership() throws {
-        let dir = try TestDirectory()
-        _ = try TestImageFactory.makeImage(.vmdkMonolithicFlat, named: "flat", in: dir.url, sizeMiB: 16, randomMiB: 1)
-        _ = try TestImageFactory.makeImage(.vmdkTwoGbMaxExtentSparse, named: "split", in: dir.url, sizeMiB: 16, randomMiB: 1)
-        _ = try TestImageFactory.makeImage(.vmdkMonolithicSparse, named: "mono", in: dir.url, sizeMiB: 16, randomMiB: 1)
+    func ownership() async throws {
+        let dir = try Scratch()
+        _ = try await TestImageFactory.makeImage(.vmdkMonolithicFlat, named: "flat", in: dir.url, sizeMiB: 16, randomMiB: 1)
+        _ = try await TestImageFactory.makeImage(.vmdkTwoGbMaxExtentSparse, named: "split", in: dir.url, sizeMiB: 16, randomMiB: 1)
+        _ = try await TestImageFactory.makeImage(.vmdkMonolithicSparse, named: "mono", in: dir.url, sizeMiB: 16, randomMiB: 1)
         let listing = try FileManager.default.contentsOfDirectory(atPath: dir.url.path).sorted()
         let owners = VMDKDescriptor.extentOwnership(in: dir.url, listing: listing)
         #expect(owners == ["flat.vmdk": ["flat-flat.vmdk"], "split.vmdk": ["split-s001.vmdk"]])
@@ -159,8 +160,8 @@ struct VMDKDescriptorTests {
     }
 
     @Test("the qemu-compatible scan names the extents real qemu-img opens", arguments: ["disagreeing", "agreeing"])
-    func qemuAgrees(set: String) throws {
-        let dir = try TestDirectory()
+    func qemuAgrees(set: String) async throws {
+        let dir = try Scratch()
         for name in ["flat.img", "other.img"] {
             try Data(count: 4 << 20).write(to: dir.file(name))
         }
@@ -175,7 +176,7 @@ struct VMDKDescriptorTests {
             }
             let qemu: [String]
             do {
-                let json = try TestImageFactory.run("qemu-img", ["info", "--output=json", "-f", "vmdk", url.path])
+                let json = try await TestImageFactory.run("qemu-img", ["info", "--output=json", "-f", "vmdk", url.path])
                 let object = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
                 let extents = ((object?["format-specific"] as? [String: Any])?["data"] as? [String: Any])?["extents"] as? [[String: Any]]
                 qemu = (extents ?? []).compactMap { ($0["filename"] as? String).map { URL(fileURLWithPath: $0).lastPathComponent } }
@@ -187,10 +188,10 @@ struct VMDKDescriptorTests {
     }
 
     @Test("a sparse VMDK whose parent qemu would take from the bytes after the header, not the descriptor, is refused")
-    func sparseParentWindow() throws {
-        let dir = try TestDirectory()
+    func sparseParentWindow() async throws {
+        let dir = try Scratch()
         let url = dir.file("s.vmdk")
-        try TestImageFactory.run("qemu-img", ["create", "-q", "-f", "vmdk", url.path, "1M"])
+        try await TestImageFactory.run("qemu-img", ["create", "-q", "-f", "vmdk", url.path, "1M"])
         var bytes = try Data(contentsOf: url)
         // Move the header's descriptor pointer to a copy of the descriptor elsewhere, and plant a parent at sector 1.
         let descriptorStart = 512

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Stages
 
 /// A manifest dropped into the queue may name only files in the queue or under
@@ -9,18 +10,18 @@ struct ArtifactManifestPathPolicyTests {
     /// `queue/` (where the manifest is dropped), `allowed/` (a manifest_allowed_dirs entry) and
     /// `host/` (everything else on the host), with a real disk image in each.
     private struct Layout {
-        let dir: TestDirectory
+        let dir: Scratch
         let queue: URL, allowed: URL, host: URL
         let queueDisk: URL, allowedDisk: URL, hostDisk: URL
 
-        init(_ label: String = #function) throws {
-            dir = try TestDirectory(label)
+        init(_ label: String = #function) async throws {
+            dir = try Scratch(label)
             queue = try dir.subdirectory("queue")
             allowed = try dir.subdirectory("allowed")
             host = try dir.subdirectory("host")
-            queueDisk = try TestImageFactory.makeImage(.raw, named: "q", in: queue, sizeMiB: 1, randomMiB: 1)
-            allowedDisk = try TestImageFactory.makeImage(.raw, named: "a", in: allowed, sizeMiB: 1, randomMiB: 1)
-            hostDisk = try TestImageFactory.makeImage(.raw, named: "secret", in: host, sizeMiB: 1, randomMiB: 1)
+            queueDisk = try await TestImageFactory.makeImage(.raw, named: "q", in: queue, sizeMiB: 1, randomMiB: 1)
+            allowedDisk = try await TestImageFactory.makeImage(.raw, named: "a", in: allowed, sizeMiB: 1, randomMiB: 1)
+            hostDisk = try await TestImageFactory.makeImage(.raw, named: "secret", in: host, sizeMiB: 1, randomMiB: 1)
         }
 
         func manifest(naming path: String, checksum: String? = nil) throws -> URL {
@@ -50,7 +51,7 @@ struct ArtifactManifestPathPolicyTests {
     }
 
     @Test func diskInTheQueueAndUnderAnAllowedDirectoryAreAccepted() async throws {
-        let layout = try Layout()
+        let layout = try await Layout()
         for disk in [layout.queueDisk, layout.allowedDisk] {
             let reading = try await layout.read(try layout.manifest(naming: disk.path))
             #expect(reading.description.disks.map(\.locator.path) == [disk.resolvingSymlinksInPath().path])
@@ -58,14 +59,14 @@ struct ArtifactManifestPathPolicyTests {
     }
 
     @Test func anAbsoluteHostPathIsNotAllowed() async throws {
-        let layout = try Layout()
+        let layout = try await Layout()
         for path in [layout.hostDisk.path, "/etc/passwd", "/etc", "/dev/zero", "/proc/self/environ"] {
             #expect(try await layout.error(naming: path) == layout.notAllowed(path))
         }
     }
 
     @Test func dotDotEscapesAreNotAllowed() async throws {
-        let layout = try Layout()
+        let layout = try await Layout()
         for path in [layout.queue.path + "/../host/secret.raw", layout.allowed.path + "/../host/secret.raw",
                      layout.queue.path + "/nothing/../../host/secret.raw", layout.queue.path + "/../host/missing.raw"] {
             #expect(try await layout.error(naming: path) == layout.notAllowed(path))
@@ -73,7 +74,7 @@ struct ArtifactManifestPathPolicyTests {
     }
 
     @Test func aSymlinkInTheQueueOrInAnAllowedDirectoryPointingOutIsNotAllowed() async throws {
-        let layout = try Layout()
+        let layout = try await Layout()
         let fileManager = FileManager.default
         let links = [
             (layout.queue.appendingPathComponent("link.raw"), layout.hostDisk.path),
@@ -94,7 +95,7 @@ struct ArtifactManifestPathPolicyTests {
     }
 
     @Test func anExistingAndAMissingOutsidePathGiveByteIdenticalErrors() async throws {
-        let layout = try Layout()
+        let layout = try await Layout()
         let path = layout.hostDisk.path
         // Present, with a wrong checksum: neither the checksum nor the size is looked at.
         let present = try await layout.error(naming: path, checksum: ManifestFixtures.zeroChecksum)
@@ -108,9 +109,9 @@ struct ArtifactManifestPathPolicyTests {
         #expect(try await layout.error(naming: missing) == "\(layout.queue.path)/vm.json: disks[0].local_path: '\(missing)' does not exist")
     }
 
-    @Test func aDescriptorWhosePathLeftTheRootsIsRefused() throws {
+    @Test func aDescriptorWhosePathLeftTheRootsIsRefused() async throws {
         // The post-open check alone: a root that no longer contains what was opened.
-        let layout = try Layout()
+        let layout = try await Layout()
         let policy = ArtifactManifestPathPolicy(manifest: layout.queue.appendingPathComponent("vm.json"), allowedDirectories: [])
         let opened = try policy.open(layout.queueDisk.path, field: "f", manifestPath: "m")
         defer { opened.close() }

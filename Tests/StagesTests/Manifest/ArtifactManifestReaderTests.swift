@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Stages
 
 /// The manifest reader on real images made with qemu-img.
@@ -7,17 +8,17 @@ import Testing
 struct ArtifactManifestReaderTests {
     /// Two small VMDKs as a vSphere export leaves them, and the upstream example over them.
     private struct Export {
-        var dir: TestDirectory
+        var dir: Scratch
         var disk0: URL
         var disk1: URL
         var disk0SHA256: String
 
-        init(_ label: String = #function) throws {
-            dir = try TestDirectory(label)
+        init(_ label: String = #function) async throws {
+            dir = try Scratch(label)
             let exports = try dir.subdirectory("exports")
-            disk0 = try TestImageFactory.makeImage(.vmdkStreamOptimized, named: "web01-disk1", in: exports, sizeMiB: 16, randomMiB: 1)
-            disk1 = try TestImageFactory.makeImage(.vmdkMonolithicSparse, named: "web01-disk2", in: exports, sizeMiB: 8, randomMiB: 1)
-            disk0SHA256 = try TestImageFactory.referenceDigest(of: disk0)
+            disk0 = try await TestImageFactory.makeImage(.vmdkStreamOptimized, named: "web01-disk1", in: exports, sizeMiB: 16, randomMiB: 1)
+            disk1 = try await TestImageFactory.makeImage(.vmdkMonolithicSparse, named: "web01-disk2", in: exports, sizeMiB: 8, randomMiB: 1)
+            disk0SHA256 = try await TestImageFactory.referenceDigest(of: disk0)
         }
 
         func example(checksum: String? = nil) -> [String: Any] {
@@ -51,7 +52,7 @@ struct ArtifactManifestReaderTests {
 
     @Test("upstream example (JSON and YAML) → web01 with two disks in order, disk-0 boots", arguments: ["artifact-manifest.json", "artifact-manifest.yaml"])
     func upstreamExample(fileName: String) async throws {
-        let export = try Export()
+        let export = try await Export()
         let manifest = try ManifestFixtures.write(export.example(), named: fileName, in: export.dir.url)
         let reading = try await read(manifest, disks: [export.disk0, export.disk1])
         let vm = reading.description
@@ -83,7 +84,7 @@ struct ArtifactManifestReaderTests {
 
     @Test("bytes equal to the virtual size or the stored size raise no warning; no vm_name → file stem")
     func bytesAndName() async throws {
-        let export = try Export()
+        let export = try await Export()
         let stored = try FileManager.default.attributesOfItem(atPath: export.disk1.path)[.size] as? Int ?? -1
         let document = ManifestFixtures.minimal(disks: [
             ["id": "a", "source_format": "vmdk", "local_path": export.disk0.path, "bytes": 16 << 20],
@@ -101,7 +102,7 @@ struct ArtifactManifestReaderTests {
 
     @Test("a checksum mismatch fails before use, naming the disk, the path and both digests")
     func checksumMismatch() async throws {
-        let export = try Export()
+        let export = try await Export()
         let wrong = ManifestFixtures.zeroChecksum
         let manifest = try ManifestFixtures.write(export.example(checksum: wrong), named: "web01.json", in: export.dir.url)
         let error = await expectFailure { try await read(manifest, disks: [export.disk0, export.disk1]) }
@@ -116,7 +117,7 @@ struct ArtifactManifestReaderTests {
 
     @Test("a missing disk file is refused at its JSON path")
     func missingFile() async throws {
-        let export = try Export()
+        let export = try await Export()
         let gone = export.dir.file("exports/web01-disk3.vmdk").path
         var document = export.example()
         var disks = document["disks"] as? [[String: Any]] ?? []
@@ -129,7 +130,7 @@ struct ArtifactManifestReaderTests {
 
     @Test("a directory, a dangling symlink and the same file twice are refused")
     func notUsableFiles() async throws {
-        let export = try Export()
+        let export = try await Export()
         let cases: [(String, String)] = [
             (export.dir.url.path, "is not a regular file"),
             // It may point anywhere: nothing is said about where.
@@ -150,7 +151,7 @@ struct ArtifactManifestReaderTests {
 
     @Test("a symlinked disk is read through its resolved path, and that is a fact")
     func symlinkResolved() async throws {
-        let export = try Export()
+        let export = try await Export()
         let link = export.dir.file("link.vmdk")
         try FileManager.default.createSymbolicLink(at: link, withDestinationURL: export.disk1)
         let document = ManifestFixtures.minimal(disks: [["id": "a", "source_format": "vmdk", "local_path": link.path]])
@@ -163,9 +164,9 @@ struct ArtifactManifestReaderTests {
 
     @Test("content must agree with source_format: a qcow2 declared raw, a raw declared vmdk")
     func contentDisagrees() async throws {
-        let dir = try TestDirectory()
-        let qcow2 = try TestImageFactory.makeImage(.qcow2, named: "q", in: dir.url, sizeMiB: 8, randomMiB: 1)
-        let raw = try TestImageFactory.makeImage(.raw, named: "r", in: dir.url, sizeMiB: 8, randomMiB: 1)
+        let dir = try Scratch()
+        let qcow2 = try await TestImageFactory.makeImage(.qcow2, named: "q", in: dir.url, sizeMiB: 8, randomMiB: 1)
+        let raw = try await TestImageFactory.makeImage(.raw, named: "r", in: dir.url, sizeMiB: 8, randomMiB: 1)
         let asRaw = try ManifestFixtures.write(ManifestFixtures.minimal(disks: [["id": "a", "source_format": "raw", "local_path": qcow2.path]]),
                                                named: "one.json", in: dir.url)
         let error = await expectFailure { try await read(asRaw, disks: [qcow2]) }
@@ -180,17 +181,19 @@ struct ArtifactManifestReaderTests {
 
     @Test("vdi, raw, qcow2, vhd and vhdx disks are read with the right qemu driver")
     func otherFormats() async throws {
-        let dir = try TestDirectory()
-        let raw = try TestImageFactory.makeImage(.raw, named: "r", in: dir.url, sizeMiB: 8, randomMiB: 1)
+        let dir = try Scratch()
+        let raw = try await TestImageFactory.makeImage(.raw, named: "r", in: dir.url, sizeMiB: 8, randomMiB: 1)
         let vdi = dir.file("v.vdi")
-        try TestImageFactory.run("qemu-img", ["convert", "-f", "raw", "-O", "vdi", raw.path, vdi.path])
-        let qcow2 = try TestImageFactory.makeImage(.qcow2, named: "q", in: dir.url, sizeMiB: 8, randomMiB: 1)
-        let vhd = try TestImageFactory.makeImage(.vhd, named: "h", in: dir.url, sizeMiB: 8, randomMiB: 1)
-        let vhdx = try TestImageFactory.makeImage(.vhdx, named: "x", in: dir.url, sizeMiB: 8, randomMiB: 1)
+        try await TestImageFactory.run("qemu-img", ["convert", "-f", "raw", "-O", "vdi", raw.path, vdi.path])
+        let qcow2 = try await TestImageFactory.makeImage(.qcow2, named: "q", in: dir.url, sizeMiB: 8, randomMiB: 1)
+        let vhd = try await TestImageFactory.makeImage(.vhd, named: "h", in: dir.url, sizeMiB: 8, randomMiB: 1)
+        let vhdx = try await TestImageFactory.makeImage(.vhdx, named: "x", in: dir.url, sizeMiB: 8, randomMiB: 1)
         let disks: [(String, URL)] = [("vdi", vdi), ("raw", raw), ("qcow2", qcow2), ("vhd", vhd), ("vhdx", vhdx)]
+        var checksums: [String] = []
+        for disk in disks { checksums.append((try? await TestImageFactory.referenceDigest(of: disk.1)) ?? "") }
         var document = ManifestFixtures.minimal(disks: disks.enumerated().map { index, disk in
             ["id": "d\(index)", "source_format": disk.0, "local_path": disk.1.path,
-             "checksum": "sha256:" + ((try? TestImageFactory.referenceDigest(of: disk.1)) ?? "")]
+             "checksum": "sha256:" + checksums[index]]
         })
         document["vm"] = ["cpu": 2, "mem_gb": 1, "firmware": "bios"]
         let manifest = try ManifestFixtures.write(document, named: "multi.yaml", in: dir.url)
@@ -213,7 +216,7 @@ struct ArtifactManifestReaderTests {
 
     @Test("schema errors surface through SourceReader with the manifest's path")
     func schemaErrorThroughReader() async throws {
-        let export = try Export()
+        let export = try await Export()
         var document = export.example()
         document["manifest_version"] = "2.0"
         let manifest = try ManifestFixtures.write(document, named: "web01.json", in: export.dir.url)

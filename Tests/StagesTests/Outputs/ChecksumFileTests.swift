@@ -1,12 +1,13 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Stages
 
 @Suite("ChecksumFile")
 struct ChecksumFileTests {
     @Test("sha256sum -c accepts the file")
-    func verifiedBySha256sum() throws {
-        let directory = try TestDirectory()
+    func verifiedBySha256sum() async throws {
+        let directory = try Scratch()
         let names = ["web01.qcow2", "domain.xml", "metadata.json", "web01-disk 2.qcow2"]
         var entries: [ChecksumFile.Entry] = []
         for name in names {
@@ -17,13 +18,13 @@ struct ChecksumFileTests {
         let sums = try ChecksumFile(entries: entries)
         try sums.write(to: directory.file(ChecksumFile.fileName))
 
-        let (status, output) = try OutputTestImages.status("sha256sum", ["--strict", "-c", ChecksumFile.fileName], in: directory.url)
+        let (status, output) = try await OutputTestImages.status("sha256sum", ["--strict", "-c", ChecksumFile.fileName], in: directory.url)
         #expect(status == 0, "\(output)")
         #expect(output.components(separatedBy: ": OK").count - 1 == names.count, "\(output)")
 
         // And it notices a change.
         try TestImageFactory.writeRandom(at: directory.file("domain.xml"), bytes: 10)
-        let (changedStatus, _) = try OutputTestImages.status("sha256sum", ["-c", ChecksumFile.fileName], in: directory.url)
+        let (changedStatus, _) = try await OutputTestImages.status("sha256sum", ["-c", ChecksumFile.fileName], in: directory.url)
         #expect(changedStatus != 0)
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Stages
 
 @Suite("ConversionMetadata")
@@ -34,7 +35,7 @@ struct ConversionMetadataTests {
     }
 
     @Test("is valid JSON with the documented keys")
-    func documentedKeys() throws {
+    func documentedKeys() async throws {
         let data = try MetadataWriter.encode(Self.sample())
         let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         #expect(Set(object.keys) == ["schema", "created_at", "tool", "source", "vm", "inspection", "fixes", "outputs", "stages"])
@@ -68,10 +69,10 @@ struct ConversionMetadataTests {
         #expect(try MetadataWriter.decode(MetadataWriter.encode(fixed)) == fixed)
 
         // python's parser agrees it is JSON.
-        let directory = try TestDirectory()
+        let directory = try Scratch()
         let file = directory.file("metadata.json")
         try MetadataWriter.write(Self.sample(), to: file)
-        let (status, output) = try OutputTestImages.status("python3", ["-m", "json.tool", file.path])
+        let (status, output) = try await OutputTestImages.status("python3", ["-m", "json.tool", file.path])
         #expect(status == 0, "\(output)")
     }
 

@@ -34,14 +34,14 @@ struct DomainXMLWindowsTests {
                         installedKernels: [])
     }
 
-    private func expectAcceptedByLibvirt(_ xml: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
-        try OutputTestImages.expectAcceptedByLibvirt(xml, sourceLocation: sourceLocation)
+    private func expectAcceptedByLibvirt(_ xml: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        try await OutputTestImages.expectAcceptedByLibvirt(xml, sourceLocation: sourceLocation)
     }
 
     @Test("drivers injected, Hyper-V on: virtio disks and NIC, local time, enlightenments")
-    func virtioWithEnlightenments() throws {
+    func virtioWithEnlightenments() async throws {
         let xml = try render(report(diskBus: "virtio", nic: "virtio", firmware: "bios"), hyperv: true)
-        try expectAcceptedByLibvirt(xml)
+        try await expectAcceptedByLibvirt(xml)
         #expect(xml.contains("<target dev='vda' bus='virtio'/>") && xml.contains("<target dev='vdb' bus='virtio'/>"))
         #expect(xml.contains("<model type='virtio'/>"))
         #expect(xml.contains("<clock offset='localtime'>"))
@@ -55,9 +55,9 @@ struct DomainXMLWindowsTests {
     }
 
     @Test("no drivers, Hyper-V off: SATA disks, e1000e, no enlightenments, still local time")
-    func sataWithoutEnlightenments() throws {
+    func sataWithoutEnlightenments() async throws {
         let xml = try render(report(diskBus: "sata", nic: "e1000e", firmware: "bios"), hyperv: false)
-        try expectAcceptedByLibvirt(xml)
+        try await expectAcceptedByLibvirt(xml)
         #expect(xml.contains("<target dev='sda' bus='sata'/>") && xml.contains("<target dev='sdb' bus='sata'/>"))
         #expect(!xml.contains("bus='virtio'"))
         #expect(xml.contains("<model type='e1000e'/>"))
@@ -68,9 +68,9 @@ struct DomainXMLWindowsTests {
     }
 
     @Test("a guest that boots through its ESP gets UEFI even when the source said BIOS; vm_uefi still wins")
-    func firmwareFromTheDisk() throws {
+    func firmwareFromTheDisk() async throws {
         let xml = try render(report(diskBus: "virtio", nic: "virtio", firmware: "uefi"), hyperv: true)
-        try expectAcceptedByLibvirt(xml)
+        try await expectAcceptedByLibvirt(xml)
         #expect(xml.contains("OVMF_CODE_4M.fd"))
 
         var options = ConversionOptions()

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Stages
 
 @Suite("DomainXMLWriter", .serialized)
@@ -17,16 +18,16 @@ struct DomainXMLWriterTests {
         (0..<count).map { DomainXMLWriter.Disk(path: "/out/web01/web01\($0 == 0 ? "" : "-disk\($0)").qcow2", format: "qcow2") }
     }
 
-    private func expectAcceptedByLibvirt(_ xml: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
-        try OutputTestImages.expectAcceptedByLibvirt(xml, sourceLocation: sourceLocation)
+    private func expectAcceptedByLibvirt(_ xml: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        try await OutputTestImages.expectAcceptedByLibvirt(xml, sourceLocation: sourceLocation)
     }
 
     @Test("validates and defines", arguments: [Firmware.bios, .uefi], [1, 3])
-    func validates(firmware: Firmware, diskCount: Int) throws {
+    func validates(firmware: Firmware, diskCount: Int) async throws {
         let macs: [String?] = diskCount == 1 ? ["00:50:56:ab:cd:ef"] : ["00:50:56:ab:cd:ef", nil, "52-54-00-12-34-56"]
         let xml = try DomainXMLWriter().render(vm: vm(firmware: firmware, disks: diskCount, macs: macs),
                                                disks: outputDisks(diskCount), options: ConversionOptions())
-        try expectAcceptedByLibvirt(xml)
+        try await expectAcceptedByLibvirt(xml)
         #expect(xml.contains("<type arch='x86_64' machine='q35'>hvm</type>"))
         #expect(xml.contains("<memory unit='MiB'>3072</memory>"))
         #expect(xml.contains("<vcpu placement='static'>2</vcpu>"))
@@ -52,7 +53,7 @@ struct DomainXMLWriterTests {
     }
 
     @Test("configuration overrides the source")
-    func overrides() throws {
+    func overrides() async throws {
         var options = ConversionOptions()
         options.vmMemoryMiB = 8192
         options.vmVcpus = 6
@@ -67,7 +68,7 @@ struct DomainXMLWriterTests {
         #expect(xml.contains("<loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.fd</loader>"))
         #expect(xml.contains("<nvram template='/usr/share/OVMF/OVMF_VARS_4M.fd'/>"))
         #expect(xml.contains("<source network='br-migrated'/>"))
-        try expectAcceptedByLibvirt(xml)
+        try await expectAcceptedByLibvirt(xml)
 
         options.vmUEFI = false
         let bios = try DomainXMLWriter().render(vm: vm(firmware: .uefi), disks: outputDisks(1), options: options)
@@ -82,37 +83,37 @@ struct DomainXMLWriterTests {
     }
 
     @Test("a hostile VM name is escaped and survives a round trip through libvirt")
-    func hostileName() throws {
+    func hostileName() async throws {
         let hostile = "evil<&'\">name"
         let xml = try DomainXMLWriter().render(vm: vm(name: hostile), disks: outputDisks(1), options: ConversionOptions())
         #expect(xml.contains("<name>evil&lt;&amp;&apos;&quot;&gt;name</name>"))
         #expect(!xml.contains(hostile))
-        try expectAcceptedByLibvirt(xml)
+        try await expectAcceptedByLibvirt(xml)
 
-        let directory = try TestDirectory()
+        let directory = try Scratch()
         let file = directory.file("domain.xml")
         try Data(xml.utf8).write(to: file)
         // The test driver echoes back the name it parsed.
-        let (status, output) = try OutputTestImages.status("virsh", ["-c", "test:///default", "define", file.path])
+        let (status, output) = try await OutputTestImages.status("virsh", ["-c", "test:///default", "define", file.path])
         #expect(status == 0)
         #expect(output.contains(hostile), "\(output)")
     }
 
     @Test("hostile paths and control characters do not break the document")
-    func hostilePathAndControlCharacters() throws {
+    func hostilePathAndControlCharacters() async throws {
         let disks = [DomainXMLWriter.Disk(path: "/out/a'b\"c<d>&e.qcow2", format: "qcow2")]
         let xml = try DomainXMLWriter().render(vm: vm(name: "tab\there\u{1}bell"), disks: disks, options: ConversionOptions())
         #expect(xml.contains("file='/out/a&apos;b&quot;c&lt;d&gt;&amp;e.qcow2'"))
         #expect(!xml.contains("\u{1}"))
-        let directory = try TestDirectory()
+        let directory = try Scratch()
         let file = directory.file("domain.xml")
         try Data(xml.utf8).write(to: file)
-        let (validateStatus, validateOutput) = try OutputTestImages.status("virt-xml-validate", [file.path, "domain"])
+        let (validateStatus, validateOutput) = try await OutputTestImages.status("virt-xml-validate", [file.path, "domain"])
         #expect(validateStatus == 0, "\(validateOutput)")
     }
 
     @Test("malformed and multicast MACs are dropped, libvirt generates one")
-    func badMACs() throws {
+    func badMACs() async throws {
         #expect(DomainXMLWriter.unicastMAC("00:50:56:AB:CD:EF") == "00:50:56:ab:cd:ef")
         #expect(DomainXMLWriter.unicastMAC("00-50-56-ab-cd-ef") == "00:50:56:ab:cd:ef")
         #expect(DomainXMLWriter.unicastMAC("01:00:5e:00:00:01") == nil)
@@ -122,7 +123,7 @@ struct DomainXMLWriterTests {
         let xml = try DomainXMLWriter().render(vm: vm(macs: ["01:00:5e:00:00:01"]), disks: outputDisks(1),
                                                options: ConversionOptions())
         #expect(!xml.contains("<mac "))
-        try expectAcceptedByLibvirt(xml)
+        try await expectAcceptedByLibvirt(xml)
     }
 
     @Test("a bare disk gets one NIC; an OVF without NICs gets none")

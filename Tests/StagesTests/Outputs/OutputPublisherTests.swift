@@ -1,11 +1,12 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Stages
 
 @Suite("OutputPublisher")
 struct OutputPublisherTests {
     /// A work directory with finished outputs, as the runner leaves them.
-    private func workFiles(in directory: TestDirectory, job: Int64) throws -> [OutputPublisher.File] {
+    private func workFiles(in directory: Scratch, job: Int64) throws -> [OutputPublisher.File] {
         let work = try directory.subdirectory("work/\(job)")
         var files: [OutputPublisher.File] = []
         for name in ["web01.qcow2", "domain.xml", "metadata.json"] {
@@ -26,7 +27,7 @@ struct OutputPublisherTests {
 
     @Test("two jobs with the same VM name get <vm> and <vm>-2")
     func uniqueSuffix() throws {
-        let directory = try TestDirectory()
+        let directory = try Scratch()
         let output = directory.url.appendingPathComponent("out")
         let publisher = OutputPublisher(outputDirectory: output)
         let first = try publisher.publish(try workFiles(in: directory, job: 1), vmName: "web01", jobID: 1)
@@ -44,7 +45,7 @@ struct OutputPublisherTests {
 
     @Test("a directory made by someone else is never touched")
     func foreignDirectory() throws {
-        let directory = try TestDirectory()
+        let directory = try Scratch()
         let output = directory.url.appendingPathComponent("out")
         let foreign = output.appendingPathComponent("web01")
         try FileManager.default.createDirectory(at: foreign, withIntermediateDirectories: true)
@@ -68,7 +69,7 @@ struct OutputPublisherTests {
 
     @Test("publishing again for the same job is idempotent")
     func idempotent() throws {
-        let directory = try TestDirectory()
+        let directory = try Scratch()
         let output = directory.url.appendingPathComponent("out")
         let publisher = OutputPublisher(outputDirectory: output)
         let files = try workFiles(in: directory, job: 3)
@@ -84,7 +85,7 @@ struct OutputPublisherTests {
 
     @Test("a reservation looks empty until the files appear all at once")
     func reservationThenPublish() throws {
-        let directory = try TestDirectory()
+        let directory = try Scratch()
         let output = directory.url.appendingPathComponent("out")
         let publisher = OutputPublisher(outputDirectory: output)
         let reserved = try publisher.reserve(vmName: "db", jobID: 11)
@@ -98,7 +99,7 @@ struct OutputPublisherTests {
 
     @Test("release gives back a reservation but never published outputs")
     func release() throws {
-        let directory = try TestDirectory()
+        let directory = try Scratch()
         let output = directory.url.appendingPathComponent("out")
         let publisher = OutputPublisher(outputDirectory: output)
         let reserved = try publisher.reserve(vmName: "web01", jobID: 21)
@@ -114,7 +115,7 @@ struct OutputPublisherTests {
 
     @Test("a leftover staging directory from a crash is rebuilt")
     func leftoverStaging() throws {
-        let directory = try TestDirectory()
+        let directory = try Scratch()
         let output = directory.url.appendingPathComponent("out")
         let publisher = OutputPublisher(outputDirectory: output)
         let reserved = try publisher.reserve(vmName: "web01", jobID: 5)
@@ -133,7 +134,7 @@ struct OutputPublisherTests {
 
     @Test("publishing without a reservation works, the work files stay where they were")
     func withoutReservation() throws {
-        let directory = try TestDirectory()
+        let directory = try Scratch()
         let output = directory.url.appendingPathComponent("out")
         let files = try workFiles(in: directory, job: 9)
         let target = output.appendingPathComponent("chosen")
@@ -154,7 +155,7 @@ struct OutputPublisherTests {
         #expect(OutputPublisher.directoryName(for: String(repeating: "é", count: 300)).utf8.count <= 200)
         #expect(OutputPublisher.directoryName(for: "web 01 <&>") == "web 01 <&>")
 
-        let directory = try TestDirectory()
+        let directory = try Scratch()
         let output = directory.url.appendingPathComponent("out")
         let published = try OutputPublisher(outputDirectory: output)
             .publish(try workFiles(in: directory, job: 4), vmName: "../../escape", jobID: 4)
@@ -164,7 +165,7 @@ struct OutputPublisherTests {
 
     @Test("file names that are not plain names are refused")
     func badFileNames() throws {
-        let directory = try TestDirectory()
+        let directory = try Scratch()
         let output = directory.url.appendingPathComponent("out")
         let source = directory.file("x")
         try Data("x".utf8).write(to: source)
@@ -177,7 +178,7 @@ struct OutputPublisherTests {
 
     @Test("a missing work file is an error naming it")
     func missingWorkFile() throws {
-        let directory = try TestDirectory()
+        let directory = try Scratch()
         let missing = directory.file("gone.qcow2")
         do {
             try OutputPublisher(outputDirectory: directory.url.appendingPathComponent("out"))
@@ -194,7 +195,7 @@ struct OutputPublisherTests {
 struct DurableFileTests {
     @Test("renameNoReplace never replaces a file or a directory")
     func noReplace() throws {
-        let directory = try TestDirectory()
+        let directory = try Scratch()
         let a = directory.file("a")
         let b = directory.file("b")
         try DurableFile.write(Data("a".utf8), to: a)
@@ -215,7 +216,7 @@ struct DurableFileTests {
 
     @Test("renameExchange swaps two directories")
     func exchange() throws {
-        let directory = try TestDirectory()
+        let directory = try Scratch()
         let one = try directory.subdirectory("one")
         let two = try directory.subdirectory("two")
         try Data("1".utf8).write(to: one.appendingPathComponent("f"))
@@ -227,7 +228,7 @@ struct DurableFileTests {
 
     @Test("commit renames a partial file over a leftover final one")
     func commit() throws {
-        let directory = try TestDirectory()
+        let directory = try Scratch()
         let partial = directory.file("out.json.partial")
         let final = directory.file("out.json")
         try Data("old".utf8).write(to: final)
@@ -239,7 +240,7 @@ struct DurableFileTests {
 
     @Test("fsync of a missing file is an error naming it")
     func fsyncMissing() throws {
-        let directory = try TestDirectory()
+        let directory = try Scratch()
         let missing = directory.file("missing")
         do {
             try DurableFile.fsync(missing)
@@ -251,12 +252,12 @@ struct DurableFileTests {
     }
 
     @Test("writing into a full filesystem is a no-space error")
-    func noSpace() throws {
-        let directory = try TestDirectory()
+    func noSpace() async throws {
+        let directory = try Scratch()
         let mountPoint = try directory.subdirectory("small")
-        let (mounted, message) = try OutputTestImages.status("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", mountPoint.path])
+        let (mounted, message) = try await OutputTestImages.status("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", mountPoint.path])
         try #require(mounted == 0, "needs root to mount a tmpfs: \(message)")
-        defer { _ = try? OutputTestImages.status("umount", [mountPoint.path]) }
+        defer { _ = try? shBlocking(["umount", mountPoint.path], allowFailure: true) }
         do {
             try DurableFile.write(Data(count: 1 << 20), to: mountPoint.appendingPathComponent("big"))
             Issue.record("1 MiB fitted into 64 KiB")

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import TestSupport
 @testable import Stages
 
 /// Collects progress reports from qemu-img's reader thread.
@@ -19,24 +20,24 @@ struct QemuImgTests {
         .raw, .qcow2, .vhd, .vhdx, .vmdkMonolithicSparse, .vmdkStreamOptimized,
     ]
 
-    private func sourceDisk(in directory: TestDirectory) throws -> URL {
+    private func sourceDisk(in directory: Scratch) async throws -> URL {
         let raw = directory.file("fs.raw")
-        try OutputTestImages.makeFilesystemDisk(at: raw, scratch: directory.url)
+        try await OutputTestImages.makeFilesystemDisk(at: raw, scratch: directory.url)
         return raw
     }
 
     @Test("every input format converts to qcow2 and compressed qcow2 with identical content",
-          arguments: QemuImgTests.variants, [false, true])
+          .tags(.slow), .notInQuickRun, arguments: QemuImgTests.variants, [false, true])
     func convertsEveryFormat(variant: TestImageFactory.ImageVariant, compress: Bool) async throws {
-        let directory = try TestDirectory()
-        let raw = try sourceDisk(in: directory)
+        let directory = try Scratch()
+        let raw = try await sourceDisk(in: directory)
         let input = directory.file("input.\(variant.fileExtension)")
         if variant == .raw {
             try FileManager.default.copyItem(at: raw, to: input)
         } else {
-            try TestImageFactory.convert(raw, to: variant, at: input)
+            try await TestImageFactory.convert(raw, to: variant, at: input)
         }
-        let inputDigest = try TestImageFactory.referenceDigest(of: input)
+        let inputDigest = try await TestImageFactory.referenceDigest(of: input)
         let output = directory.file("out.qcow2")
         let log = ProgressLog()
 
@@ -59,25 +60,25 @@ struct QemuImgTests {
         #expect(!values.isEmpty)
         #expect(values.last == 1)
         #expect(zip(values, values.dropFirst()).allSatisfy { $0 < $1 }, "\(values)")
-        #expect(try TestImageFactory.referenceDigest(of: input) == inputDigest, "the source must not change")
+        #expect(try await TestImageFactory.referenceDigest(of: input) == inputDigest, "the source must not change")
     }
 
     @Test("a qcow2 snapshot chain is flattened into a standalone image")
     func flattensOverlayChain() async throws {
-        let directory = try TestDirectory()
-        let raw = try sourceDisk(in: directory)
+        let directory = try Scratch()
+        let raw = try await sourceDisk(in: directory)
         let base = directory.file("base.qcow2")
-        try TestImageFactory.convert(raw, to: .qcow2, at: base)
+        try await TestImageFactory.convert(raw, to: .qcow2, at: base)
         let middle = directory.file("middle.qcow2")
         let top = directory.file("top.qcow2")
         try await qemuImg.createOverlay(backing: base.path, backingFormat: "qcow2", at: middle)
-        try TestImageFactory.run("qemu-io", ["-f", "qcow2", "-c", "write -P 0xab 1M 64k", middle.path])
+        try await TestImageFactory.run("qemu-io", ["-f", "qcow2", "-c", "write -P 0xab 1M 64k", middle.path])
         try await qemuImg.createOverlay(backing: middle.path, backingFormat: "qcow2", at: top)
-        try TestImageFactory.run("qemu-io", ["-f", "qcow2", "-c", "write -P 0xcd 30M 128k", top.path])
+        try await TestImageFactory.run("qemu-io", ["-f", "qcow2", "-c", "write -P 0xcd 30M 128k", top.path])
         let topInfo = try await qemuImg.info(top.path)
         #expect(topInfo.backingFilename == middle.path)
         #expect(topInfo.backingFormat == "qcow2")
-        let baseDigest = try TestImageFactory.referenceDigest(of: base)
+        let baseDigest = try await TestImageFactory.referenceDigest(of: base)
 
         let output = directory.file("flat.qcow2")
         try await qemuImg.convert(from: top.path, sourceFormat: "qcow2", to: output, outputFormat: "qcow2")
@@ -88,20 +89,20 @@ struct QemuImgTests {
         // The overlay writes are in the output even once the chain is gone.
         try FileManager.default.removeItem(at: top)
         try FileManager.default.removeItem(at: middle)
-        let read = try TestImageFactory.run("qemu-io", ["-f", "qcow2", "-r", "-c", "read -P 0xcd 30M 128k",
+        let read = try await TestImageFactory.run("qemu-io", ["-f", "qcow2", "-r", "-c", "read -P 0xcd 30M 128k",
                                                         "-c", "read -P 0xab 1M 64k", output.path])
         #expect(!read.contains("Pattern verification failed"), "\(read)")
-        #expect(try TestImageFactory.referenceDigest(of: base) == baseDigest)
+        #expect(try await TestImageFactory.referenceDigest(of: base) == baseDigest)
     }
 
     @Test("an OVA member is converted in place through a json: spec")
     func convertsJSONSpec() async throws {
-        let directory = try TestDirectory()
-        let raw = try sourceDisk(in: directory)
+        let directory = try Scratch()
+        let raw = try await sourceDisk(in: directory)
         let vmdk = directory.file("disk.vmdk")
-        try TestImageFactory.convert(raw, to: .vmdkStreamOptimized, at: vmdk)
+        try await TestImageFactory.convert(raw, to: .vmdkStreamOptimized, at: vmdk)
         let archive = directory.file("vm.ova")
-        try TestImageFactory.makeTar(at: archive, from: directory.url, members: ["disk.vmdk"])
+        try await TestImageFactory.makeTar(at: archive, from: directory.url, members: ["disk.vmdk"])
         // ustar: one 512-byte header, then the member's data.
         let size = try #require(try FileManager.default.attributesOfItem(atPath: vmdk.path)[.size] as? NSNumber)
         let spec = "json:{\"driver\":\"vmdk\",\"file\":{\"driver\":\"raw\",\"offset\":512,\"size\":\(size.uint64Value),"
@@ -125,10 +126,10 @@ struct QemuImgTests {
 
     @Test("raw output, and compression refused for it")
     func rawOutput() async throws {
-        let directory = try TestDirectory()
-        let raw = try sourceDisk(in: directory)
+        let directory = try Scratch()
+        let raw = try await sourceDisk(in: directory)
         let vhdx = directory.file("in.vhdx")
-        try TestImageFactory.convert(raw, to: .vhdx, at: vhdx)
+        try await TestImageFactory.convert(raw, to: .vhdx, at: vhdx)
         let output = directory.file("out.raw")
         try await qemuImg.convert(from: vhdx.path, sourceFormat: "vhdx", to: output, outputFormat: "raw")
         #expect(try await qemuImg.compare(raw.path, format: "raw", output.path, format: "raw"))
@@ -140,8 +141,8 @@ struct QemuImgTests {
 
     @Test("a compression level qemu-img cannot set is reported, not silently claimed")
     func compressionLevelNote() async throws {
-        let directory = try TestDirectory()
-        let raw = try sourceDisk(in: directory)
+        let directory = try Scratch()
+        let raw = try await sourceDisk(in: directory)
         let output = directory.file("out.qcow2")
         let summary = try await qemuImg.convert(from: raw.path, sourceFormat: "raw", to: output, outputFormat: "qcow2",
                                                 compress: true, compressLevel: 19)
@@ -151,19 +152,19 @@ struct QemuImgTests {
                                                   outputFormat: "qcow2", compress: true, compressLevel: QemuImg.zstdLevel)
         #expect(atDefault.note == nil)
         // Same bytes for both levels: proof that no level reached qemu.
-        let first = try TestImageFactory.referenceDigest(of: output)
-        let second = try TestImageFactory.referenceDigest(of: directory.file("d.qcow2"))
+        let first = try await TestImageFactory.referenceDigest(of: output)
+        let second = try await TestImageFactory.referenceDigest(of: directory.file("d.qcow2"))
         #expect(first == second)
     }
 
     @Test("compare tells different images apart")
     func compareDetectsDifference() async throws {
-        let directory = try TestDirectory()
-        let raw = try sourceDisk(in: directory)
+        let directory = try Scratch()
+        let raw = try await sourceDisk(in: directory)
         let copy = directory.file("copy.raw")
         try FileManager.default.copyItem(at: raw, to: copy)
         #expect(try await qemuImg.compare(raw.path, format: "raw", copy.path, format: "raw"))
-        try TestImageFactory.run("dd", ["if=/dev/urandom", "of=\(copy.path)", "bs=4k", "seek=7000", "count=1",
+        try await TestImageFactory.run("dd", ["if=/dev/urandom", "of=\(copy.path)", "bs=4k", "seek=7000", "count=1",
                                         "conv=notrunc", "status=none"])
         #expect(try await !qemuImg.compare(raw.path, format: "raw", copy.path, format: "raw"))
         await #expect(throws: StageError.self) {
@@ -173,13 +174,13 @@ struct QemuImgTests {
 
     @Test("check reports corruption and unsupported formats")
     func checkOutcomes() async throws {
-        let directory = try TestDirectory()
-        let raw = try sourceDisk(in: directory)
+        let directory = try Scratch()
+        let raw = try await sourceDisk(in: directory)
         let vhd = directory.file("d.vhd")
-        try TestImageFactory.convert(raw, to: .vhd, at: vhd)
+        try await TestImageFactory.convert(raw, to: .vhd, at: vhd)
         #expect(try await qemuImg.check(vhd.path, format: "vpc") == .unsupported)
         let qcow2 = directory.file("d.qcow2")
-        try TestImageFactory.convert(raw, to: .qcow2, at: qcow2)
+        try await TestImageFactory.convert(raw, to: .qcow2, at: qcow2)
         // Zero the refcount table offset in the qcow2 header: the image can no longer be trusted.
         let handle = try FileHandle(forUpdating: qcow2)
         try handle.seek(toOffset: 0x30)
@@ -191,12 +192,12 @@ struct QemuImgTests {
 
     @Test("a full destination filesystem is a no-space error naming the output")
     func noSpace() async throws {
-        let directory = try TestDirectory()
-        let raw = try sourceDisk(in: directory)
+        let directory = try Scratch()
+        let raw = try await sourceDisk(in: directory)
         let mountPoint = try directory.subdirectory("small")
-        let (mounted, message) = try OutputTestImages.status("mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", mountPoint.path])
+        let (mounted, message) = try await OutputTestImages.status("mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", mountPoint.path])
         try #require(mounted == 0, "needs root to mount a tmpfs: \(message)")
-        defer { _ = try? OutputTestImages.status("umount", [mountPoint.path]) }
+        defer { _ = try? shBlocking(["umount", mountPoint.path], allowFailure: true) }
         let output = mountPoint.appendingPathComponent("out.qcow2")
         do {
             try await qemuImg.convert(from: raw.path, sourceFormat: "raw", to: output, outputFormat: "qcow2")
@@ -209,7 +210,7 @@ struct QemuImgTests {
 
     @Test("a missing source is a tool failure naming the output")
     func missingSource() async throws {
-        let directory = try TestDirectory()
+        let directory = try Scratch()
         await #expect(throws: StageError.self) {
             try await qemuImg.convert(from: directory.file("nope.vmdk").path, sourceFormat: "vmdk",
                                       to: directory.file("o.qcow2"), outputFormat: "qcow2")
@@ -218,10 +219,10 @@ struct QemuImgTests {
 
     @Test("info reads vmdk details")
     func infoDetails() async throws {
-        let directory = try TestDirectory()
-        let raw = try sourceDisk(in: directory)
+        let directory = try Scratch()
+        let raw = try await sourceDisk(in: directory)
         let vmdk = directory.file("d.vmdk")
-        try TestImageFactory.convert(raw, to: .vmdkStreamOptimized, at: vmdk)
+        try await TestImageFactory.convert(raw, to: .vmdkStreamOptimized, at: vmdk)
         let info = try await qemuImg.info(vmdk.path)
         #expect(info.format == "vmdk")
         #expect(info.createType == "streamOptimized")

@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 import Testing
 @testable import Stages
@@ -122,7 +123,7 @@ struct WindowsDriverChoiceTests {
 
     @Test("ISO images (Joliet, Rock Ridge, plain) list and read the same files as the directory")
     func isoReader() async throws {
-        let scratch = try WindowsScratch()
+        let scratch = try Scratch()
         let root = scratch.file("tree")
         let files = ["viostor/w10/amd64/viostor.sys", "viostor/w10/amd64/viostor.inf", "NetKVM/w8.1/x86/netkvm.sys",
                      "Balloon/2k8R2/amd64/balloon.cat", "top.txt"]
@@ -185,18 +186,4 @@ struct WindowsDriverChoiceTests {
         #expect(!WindowsFirstBoot(installDrivers: false, uninstallCommands: []).isNeeded)
         #expect(WindowsFirstBoot.runOnceCommand == .expandString("cmd.exe /c \"%SystemRoot%\\Drivers\\VirtIO\\hyper2kvm-firstboot.cmd\""))
     }
-}
-
-/// A temporary directory removed when the test is done with it.
-final class WindowsScratch {
-    let url: URL
-
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("hyper2kvm-windows-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    deinit { try? FileManager.default.removeItem(at: url) }
-
-    func file(_ name: String) -> URL { url.appendingPathComponent(name) }
 }

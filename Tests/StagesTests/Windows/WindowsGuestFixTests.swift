@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 import Testing
 @testable import Stages
@@ -5,7 +6,7 @@ import Testing
 /// The Windows path end to end on phony disks (scripts/build-phony-windows): the fixer runs
 /// on qcow2 overlays, then the hives and files are read back through a separate guestfish
 /// appliance and hivexregedit, independent of the code under test.
-@Suite("Windows guest fix on phony disks", .serialized)
+@Suite("Windows guest fix on phony disks", .serialized, .tags(.guest), .requiresLibguestfs)
 struct WindowsGuestFixTests {
     static let mouseClass = "ControlSet001\\Control\\Class\\{4D36E96F-E325-11CE-BFC1-08002BE10318}"
     static let vmwareServices = ["VMTools", "vmci", "vm3dmp", "vmmouse", "vmhgfs", "vmvss"]
@@ -55,7 +56,7 @@ struct WindowsGuestFixTests {
     @Test("virtio drivers injected: Windows 10 BIOS from a directory, Server 2008 R2 UEFI from an ISO; hives change exactly as intended")
     func injection() async throws {
         let fixtures = try await WindowsTestGuests.ensure()
-        let scratch = try WindowsScratch()
+        let scratch = try Scratch()
         let biosSource = fixtures.appendingPathComponent("win10-bios.img")
         let uefiSource = fixtures.appendingPathComponent("win2k8r2-uefi.img")
         let digests = (try FileDigest.sha256(of: biosSource), try FileDigest.sha256(of: uefiSource))
@@ -183,10 +184,10 @@ struct WindowsGuestFixTests {
 
 /// Each way the Windows path must refuse, with a clear message and the source untouched.
 /// The cases run in parallel (one appliance each).
-@Suite("Windows guest fix errors")
+@Suite("Windows guest fix errors", .tags(.guest), .requiresLibguestfs)
 struct WindowsGuestFixErrorTests {
     func expectFailure(_ image: String, options: ConversionOptions, _ check: (StageError) -> Void) async throws {
-        let scratch = try WindowsScratch()
+        let scratch = try Scratch()
         let source = try await WindowsTestGuests.image(image)
         let digest = try FileDigest.sha256(of: source)
         let error = await #expect(throws: StageError.self) {
@@ -238,7 +239,7 @@ struct WindowsGuestFixErrorTests {
     @Test("win_virtio off: nothing injected, SATA with the reason, no registry change")
     func virtioOff() async throws {
         GuestFixTestGuests.configureLibguestfsForTests()
-        let scratch = try WindowsScratch()
+        let scratch = try Scratch()
         var options = ConversionOptions()
         options.winVirtio = false
         options.virtioWin = nil

@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 import Testing
 @testable import Stages
@@ -133,9 +134,9 @@ enum WindowsGuestfishReader {
             for file in request.copyOut { script += "copy-out \(file) \(request.into.path)\n" }
             script += "echo ==== \(index)\nfind /\numount-all\n"
         }
-        let scriptFile = FileManager.default.temporaryDirectory.appendingPathComponent("guestfish-\(UUID().uuidString).txt")
+        let scratch = try Scratch("guestfish")
+        let scriptFile = scratch.file("script.txt")
         try script.write(to: scriptFile, atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(at: scriptFile) }
         let result = try await ExternalCommand("guestfish", ["-f", scriptFile.path]).runChecked()
         var listings = Array(repeating: [String](), count: requests.count)
         var current: Int?

@@ -1,8 +1,8 @@
 import Foundation
 
 /// Builds a VMware-style OVA (OVF 1.0 + streamOptimized VMDK + SHA-256 .mf) with `tar`.
-enum OVABuilder {
-    static func make(name: String, raw: String, in directory: String, mac: String = "00:50:56:aa:bb:cc",
+public enum OVABuilder {
+    public static func make(name: String, raw: String, in directory: String, mac: String = "00:50:56:aa:bb:cc",
                      firmware: String = "bios") async throws -> String {
         let work = directory + "/ova-\(name)"
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
