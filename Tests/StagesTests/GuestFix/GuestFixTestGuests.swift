@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import GuestFix
 @testable import Stages
 
 /// The test guests built by `scripts/build-test-guest`, cached outside the repository.

@@ -1,3 +1,5 @@
+import Stages
+
 /// Makes the boot loader find the root filesystem on virtio: `root=`/`resume=` become
 /// stable identifiers everywhere the guest keeps a kernel command line, grub's own
 /// `GRUB_DISABLE_LINUX_UUID=true` is undone, `device.map` (which names the old disks) is

@@ -1,3 +1,5 @@
+import Stages
+
 /// A Windows release as the virtio-win driver tree names it: which `<os>` directories
 /// (`viostor/<os>/<arch>/`) hold drivers built for the guest, and how the guest finds a
 /// boot storage driver.

@@ -1,4 +1,5 @@
 import Foundation
+import Stages
 
 /// The fix-guest stage for Windows, on the appliance the job already launched: makes the
 /// guest boot on virtio (viostor registered boot-start, PCI IDs mapped, files in

@@ -1,4 +1,5 @@
 import Foundation
+import Stages
 
 /// Removes the old NIC's MAC address from the guest's network configuration and makes the
 /// interface name the configuration uses (ens192, ens160, eth0…) appear on the virtio NIC.

@@ -1,5 +1,6 @@
-import CGuestfs
+import CLibguestfs
 import Foundation
+import Stages
 
 #if canImport(Glibc)
 import Glibc
@@ -34,10 +35,7 @@ public final class GuestfsHandle {
     /// and keeps SIGINT from the terminal away from the appliance.
     public init(identifier: String, memoryMiB: Int32 = 2048, cpus: Int32 = 1) throws {
         guard let handle = cguestfs_create_flags(0) else {
-            // libguestfs is loaded on first use; say why it could not be, if that was the cause.
-            let reason = cguestfs_library_load_error().map { String(cString: $0) }
-                ?? "guestfs_create_flags failed: \(String(cString: strerror(errno)))"
-            throw StageError(.toolFailed, file: identifier, reason)
+            throw StageError(.toolFailed, file: identifier, "guestfs_create_flags failed: \(String(cString: strerror(errno)))")
         }
         self.handle = handle
         self.subject = identifier

@@ -1,4 +1,5 @@
 import Foundation
+import Stages
 import Synchronization
 
 /// The fix-guest stage for Linux: one libguestfs appliance over all of a job's disks

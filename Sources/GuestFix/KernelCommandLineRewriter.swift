@@ -1,4 +1,5 @@
 import Foundation
+import Stages
 
 /// Replaces bus-dependent device paths in `root=` and `resume=` kernel parameters with
 /// stable identifiers, in the places a Linux guest keeps its kernel command line.

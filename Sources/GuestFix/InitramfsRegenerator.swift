@@ -1,4 +1,5 @@
 import Foundation
+import Stages
 
 /// Makes the guest's initramfs able to find its root disk on virtio: adds the virtio
 /// drivers to the guest's initramfs configuration, then rebuilds the image of every

@@ -1,4 +1,5 @@
 import Foundation
+import Stages
 
 /// The operator's virtio-win drivers: an unpacked directory or the ISO itself, read on the
 /// host. Paths are "/"-separated and relative to the tree's top (`viostor/w10/amd64/viostor.sys`).

@@ -1,4 +1,5 @@
 import Foundation
+import Stages
 
 /// A registry value with its type, encoded as Windows stores it (strings UTF-16LE with a
 /// terminating NUL) and rendered as `.reg` text for the fix report.

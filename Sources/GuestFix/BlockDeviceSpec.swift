@@ -1,4 +1,5 @@
 import Foundation
+import Stages
 
 /// How a guest config file names a block device, and whether that name survives the move
 /// to virtio (where the first disk becomes /dev/vda and by-path/by-id links change).

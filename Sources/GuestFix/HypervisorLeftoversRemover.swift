@@ -1,3 +1,5 @@
+import Stages
+
 /// Removes what the old hypervisor left behind that gets in the way on KVM: device caches
 /// that name the old disks (always) and VMware's guest tools (when `remove_vmware_tools`).
 public struct HypervisorLeftoversRemover: Sendable {

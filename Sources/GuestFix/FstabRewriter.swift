@@ -1,4 +1,5 @@
 import Foundation
+import Stages
 
 /// A device named in a guest config file, with what is known about where it is used.
 public struct DeviceReference: Equatable, Sendable {
