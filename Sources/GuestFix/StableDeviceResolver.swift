@@ -1,5 +1,3 @@
-import Stages
-
 /// Turns a device named by the guest (as it was on the old hypervisor) into a stable
 /// identifier (`UUID=…`, else `PARTUUID=…`, else `LABEL=…`) by looking at the same
 /// filesystem in the appliance.

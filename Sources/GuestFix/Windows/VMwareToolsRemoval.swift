@@ -1,5 +1,3 @@
-import Stages
-
 /// VMware Tools on a Windows guest moving to KVM: its services and drivers are disabled
 /// offline (Start 4) so they do not start on hardware they do not know, and its uninstaller
 /// is staged for the first boot (MSI removal cannot run offline).

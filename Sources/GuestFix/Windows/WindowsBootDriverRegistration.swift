@@ -1,5 +1,3 @@
-import Stages
-
 /// The SYSTEM-hive entries that make Windows load a virtio storage driver at boot and bind
 /// it to the virtio controller it has never seen: without them the guest stops with
 /// 0x7B INACCESSIBLE_BOOT_DEVICE, however many driver files were copied.

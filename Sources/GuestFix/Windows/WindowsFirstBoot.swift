@@ -1,5 +1,3 @@
-import Stages
-
 /// The work that can only happen once the converted guest runs: installing the staged
 /// drivers with `pnputil` and uninstalling VMware Tools. It is a batch file next to the
 /// staged drivers, started once by the machine `RunOnce` key, which Windows runs with
