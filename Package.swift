@@ -9,8 +9,11 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "hyper2kvm", targets: ["hyper2kvm"]),
+        // The guest fixer the daemon runs as a child: the only program that links libguestfs.
+        .executable(name: "hyper2kvm-fix-guest", targets: ["hyper2kvm-fix-guest"]),
         // For the fuzz package under fuzz/ (a separate package, so its sanitizer build stays out of this one).
         .library(name: "Stages", targets: ["Stages"]),
+        .library(name: "GuestFix", targets: ["GuestFix"]),
     ],
     dependencies: [
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
@@ -22,9 +25,7 @@ let package = Package(
     ],
     targets: [
         // C libraries from Debian's -dev packages.
-        // guestfs.h's functions as trampolines that dlopen libguestfs on first use (the library
-        // is not linked; see Sources/CGuestfs/module.modulemap). Needs libguestfs-dev to build.
-        .target(name: "CGuestfs", publicHeadersPath: "."),
+        .systemLibrary(name: "CLibguestfs", pkgConfig: "libguestfs", providers: [.apt(["libguestfs-dev"])]),
         // Linux calls Swift's Glibc module leaves out (memfd_create needs _GNU_SOURCE).
         .target(name: "CLinux"),
         // The async-signal-safe crash record the daemon writes when it dies of a fatal signal.
@@ -38,10 +39,16 @@ let package = Package(
         .target(
             name: "Stages",
             dependencies: [
-                "CGuestfs", "COpenSSL", "CLinux",
+                "COpenSSL", "CLinux",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
             ],
+            swiftSettings: strictConcurrency),
+        // Everything that calls libguestfs (the Linux and Windows fixers), kept out of Stages so
+        // the daemon never links the library: it runs hyper2kvm-fix-guest (IsolatedGuestFixer).
+        .target(
+            name: "GuestFix",
+            dependencies: ["Stages", "CLibguestfs"],
             swiftSettings: strictConcurrency),
         .target(
             name: "Daemon",
@@ -59,6 +66,13 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictConcurrency),
+        .executableTarget(
+            name: "hyper2kvm-fix-guest",
+            dependencies: [
+                "GuestFix", "Stages",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictConcurrency),
         // Benchmark drivers live beside the product so `bench/` scripts can build them in release.
         .executableTarget(
             name: "journal-bench",
@@ -73,7 +87,7 @@ let package = Package(
             swiftSettings: strictConcurrency),
 
         .testTarget(name: "JournalTests", dependencies: ["Journal"], swiftSettings: strictConcurrency),
-        .testTarget(name: "StagesTests", dependencies: ["Stages"], swiftSettings: strictConcurrency),
+        .testTarget(name: "StagesTests", dependencies: ["Stages", "GuestFix"], swiftSettings: strictConcurrency),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Journal", "Stages"], swiftSettings: strictConcurrency),
     ]
 )

@@ -14,7 +14,12 @@ let package = Package(
         .target(name: "CFuzzerDriver"),
         .executableTarget(
             name: "h2k-fuzz",
-            dependencies: ["CFuzzerDriver", .product(name: "Stages", package: "hyper2kvm")],
+            dependencies: [
+                "CFuzzerDriver",
+                .product(name: "Stages", package: "hyper2kvm"),
+                // ISO9660Image, which the Windows fixer reads virtio-win with.
+                .product(name: "GuestFix", package: "hyper2kvm"),
+            ],
             swiftSettings: [.swiftLanguageMode(.v6)]),
     ]
 )

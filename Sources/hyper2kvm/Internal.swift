@@ -2,13 +2,14 @@ import ArgumentParser
 import Foundation
 import Stages
 
-/// Subcommands the daemon runs as children of its own; hidden from help.
+/// Subcommands the daemon runs as children of its own; hidden from help. (The guest fixer
+/// is a program of its own, `hyper2kvm-fix-guest`, so that this one never links libguestfs.)
 struct InternalGroup: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "internal",
         abstract: "Work the daemon runs in a child process of its own.",
         shouldDisplay: false,
-        subcommands: [ReadSource.self, FixGuest.self])
+        subcommands: [ReadSource.self])
 
     /// `IsolatedSourceReader`'s child: identifies or reads one source and prints the
     /// answer as JSON (exit status 0), or a stage error as JSON (exit status 2).
@@ -47,26 +48,6 @@ struct InternalGroup: AsyncParsableCommand {
                                                           manifestAllowedDirectories: manifestAllowedDirectories)
             FileHandle.standardOutput.write(answer.output)
             if answer.status != 0 { throw ExitCode(answer.status) }
-        }
-    }
-
-    /// `IsolatedGuestFixer`'s child: fixes the guest on the overlays the request names
-    /// (libguestfs runs in this process, never in the daemon) and writes the fix report,
-    /// or a stage error, as JSON to the answer file (exit status 0, or 2 for an error).
-    struct FixGuest: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
-            commandName: "fix-guest",
-            abstract: "Fix the guest on the overlays --request names; write the report to --answer.",
-            shouldDisplay: false)
-
-        @Option(help: "The request: JSON with the disks (overlays) and the conversion options.")
-        var request: String
-        @Option(help: "Where to write the answer (JSON).")
-        var answer: String
-
-        func run() async throws {
-            let status = await IsolatedGuestFixer.serve(request: request, answer: answer)
-            if status != 0 { throw ExitCode(status) }
         }
     }
 }

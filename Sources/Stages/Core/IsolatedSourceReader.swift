@@ -31,8 +31,8 @@ public struct IsolatedSourceReader: Sendable {
         IsolatedSourceReader(executable: try ownExecutable(for: "reads sources", environment: environment))
     }
 
-    /// The `hyper2kvm` executable that serves our hidden children (`internal read-source`,
-    /// `internal fix-guest`): `HYPER2KVM_EXECUTABLE` when set; our own program when it is
+    /// The `hyper2kvm` executable that serves our hidden child (`internal read-source`):
+    /// `HYPER2KVM_EXECUTABLE` when set; our own program when it is
     /// `hyper2kvm` (the daemon and the CLI: found through /proc/self/exe, since argv[0] may
     /// be a relative or made-up name); otherwise a `hyper2kvm` beside our program, which is
     /// where the build puts it for a test bundle or a bench driver that hosts the stages.
@@ -155,12 +155,12 @@ public struct IsolatedSourceReader: Sendable {
         var error: ErrorPayload?
     }
 
-    struct ErrorPayload: Codable {
+    package struct ErrorPayload: Codable {
         var code: StageError.Code
         var file: String?
         var message: String
 
-        init(_ error: StageError) {
+        package init(_ error: StageError) {
             code = error.code
             file = error.file
             message = error.message

@@ -3,7 +3,7 @@ import Testing
 import TestSupport
 import Journal
 
-/// The guest fix runs in a child process (`hyper2kvm internal fix-guest`), so libguestfs
+/// The guest fix runs in a child process (`hyper2kvm-fix-guest`), so libguestfs
 /// crashing costs one attempt of one job, and a shutdown does not wait for a running fix.
 /// The child's test hook (`HYPER2KVM_GUESTFIX_HOOK_FOR_TESTS`, read by the child alone)
 /// crashes or stalls it once its appliance is up; `HYPER2KVM_GUESTFIX_HOOK_ONCE` names a

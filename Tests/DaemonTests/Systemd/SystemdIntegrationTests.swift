@@ -74,6 +74,7 @@ struct SystemdIntegrationTests {
             ("var/lib/hyper2kvm/output", user.name, 0o755), ("var/lib/hyper2kvm/state", user.name, 0o750),
             ("var/lib/hyper2kvm/work", user.name, 0o750), ("var/log/hyper2kvm", user.name, 0o750),
             ("var/cache/hyper2kvm", user.name, 0o750), ("usr/local/bin/hyper2kvm", "root", 0o755),
+            ("usr/local/bin/hyper2kvm-fix-guest", "root", 0o755),
             ("etc/systemd/system/hyper2kvm.service", "root", 0o644), ("etc/systemd/system/hyper2kvm@.service", "root", 0o644),
             ("etc/systemd/system/hyper2kvm.target", "root", 0o644),
             ("usr/local/share/doc/hyper2kvm/systemd/examples/tcg-only.conf", "root", 0o644),
@@ -107,6 +108,7 @@ struct SystemdIntegrationTests {
         try await sh([repo("scripts/uninstall"), "--destdir", dest])
         let fm = FileManager.default
         #expect(!fm.fileExists(atPath: root.path("usr/local/bin/hyper2kvm")))
+        #expect(!fm.fileExists(atPath: root.path("usr/local/bin/hyper2kvm-fix-guest")))
         #expect(!fm.fileExists(atPath: root.path("etc/systemd/system/hyper2kvm.service")))
         #expect(fm.fileExists(atPath: root.path("var/lib/hyper2kvm/output/kept")))
         #expect(fm.fileExists(atPath: root.path("etc/hyper2kvm/hyper2kvm.yaml")))
@@ -114,6 +116,21 @@ struct SystemdIntegrationTests {
         try await sh([repo("scripts/uninstall"), "--destdir", dest, "--purge"])
         #expect(!fm.fileExists(atPath: root.path("var/lib/hyper2kvm")))
         #expect(!fm.fileExists(atPath: root.path("etc/hyper2kvm")))
+    }
+
+    /// The daemon runs the guest fixer from beside its own executable, so an installation
+    /// without it would fail every fix stage: install refuses, naming the path it looked at.
+    @Test(.requiresRoot("scripts/install needs root"))
+    func installRefusesABinaryWithoutTheGuestFixerBesideIt() async throws {
+        let root = try Scratch("nofixer")
+        let lone = root.path("lone/hyper2kvm")
+        try FileManager.default.createDirectory(atPath: root.path("lone"), withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: lone, withDestinationPath: ProductBinary.path)
+        let result = try await sh([repo("scripts/install"), "--binary", lone, "--destdir", root.path("dest"), "--no-user"],
+                                  allowFailure: true)
+        #expect(result.status != 0)
+        #expect(result.err.contains(root.path("lone/hyper2kvm-fix-guest") + ": not an executable file"), "\(result.err)")
+        #expect(!FileManager.default.fileExists(atPath: root.path("dest/usr/local/bin/hyper2kvm")))
     }
 
     @Test(.requiresRoot("creating and switching to an unprivileged user needs root"),

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import GuestFix
 @testable import Stages
 
 /// The four `fstab_mode`s on one fstab that holds every kind of name a migrated guest

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import GuestFix
 @testable import Stages
 
 /// A resolver that answers for every device it is asked about, as the appliance would for

@@ -1,6 +1,7 @@
 import TestSupport
 import Foundation
 import Testing
+@testable import GuestFix
 @testable import Stages
 
 /// Runs the fixer on the phony Debian (guestfish-made, seconds to build). It has no libc,

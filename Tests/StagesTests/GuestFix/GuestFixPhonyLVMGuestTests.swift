@@ -1,6 +1,7 @@
 import TestSupport
 import Foundation
 import Testing
+@testable import GuestFix
 @testable import Stages
 
 /// Runs the fixer on the phony Debian whose root is on LVM (guestfish-made, no libc, so no

@@ -1,6 +1,7 @@
 import TestSupport
 import Foundation
 import Testing
+@testable import GuestFix
 @testable import Stages
 
 /// The end-to-end proof on a real Debian 12 made like a VMware export (root /dev/sda1 in

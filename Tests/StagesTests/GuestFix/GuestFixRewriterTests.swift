@@ -1,6 +1,7 @@
 import TestSupport
 import Foundation
 import Testing
+@testable import GuestFix
 @testable import Stages
 
 /// A resolver as the appliance would answer for a guest with one disk:

@@ -1,6 +1,7 @@
 import TestSupport
 import Foundation
 import Testing
+@testable import GuestFix
 @testable import Stages
 
 /// The test guests built by `scripts/build-test-guest`, cached outside the repository.

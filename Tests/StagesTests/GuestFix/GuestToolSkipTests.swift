@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import GuestFix
 @testable import Stages
 
 /// When the fix stage may leave the guest's slow tools unrun: `update-grub` after an

@@ -1,9 +1,10 @@
 import TestSupport
 import Foundation
 import Testing
+@testable import GuestFix
 @testable import Stages
 
-/// The guest fix runs in a child process (`hyper2kvm internal fix-guest`): a crash there
+/// The guest fix runs in a child process (`hyper2kvm-fix-guest`): a crash there
 /// is a stage error that names the signal, and a cancellation stops the child at once.
 /// The child's test hook fires at `started`, before libguestfs is touched, so these tests
 /// launch no appliance; the daemon-level tests (GuestFixChildDaemonTests) crash a child
@@ -21,6 +22,31 @@ struct IsolatedGuestFixerTests {
                      disks: [(path: URL, format: String)]? = nil) async throws -> GuestFixReport {
         try await fixer.fix(disks: disks ?? [(scratch.file("overlay.qcow2"), "qcow2")], options: ConversionOptions(),
                             identifier: "test", request: scratch.file("request.json"), answer: scratch.file("answer.json"))
+    }
+
+    @Test("the child is the hyper2kvm-fix-guest the build puts beside the test bundle")
+    func locatesTheFixerBesideItsOwnProgram() throws {
+        let fixer = try IsolatedGuestFixer.locate(environment: [:])
+        #expect(URL(fileURLWithPath: fixer.executable).lastPathComponent == "hyper2kvm-fix-guest")
+        #expect(FileManager.default.isExecutableFile(atPath: fixer.executable))
+        let own = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        #expect(URL(fileURLWithPath: fixer.executable).deletingLastPathComponent().path == own.deletingLastPathComponent().path)
+        let overridden = try IsolatedGuestFixer.locate(environment: [IsolatedGuestFixer.executableVariable: "/opt/fixer"])
+        #expect(overridden.executable == "/opt/fixer")
+    }
+
+    @Test("a missing fixer fails the stage naming the path looked at and the override")
+    func aMissingFixerNamesThePathLookedAt() throws {
+        let scratch = try GuestFixScratchDirectory()
+        // A hyper2kvm with nothing beside it (as if only the daemon had been copied).
+        let own = scratch.file("hyper2kvm")
+        let error = #expect(throws: StageError.self) {
+            try IsolatedGuestFixer.executablePath(environment: [:], ownExecutable: own)
+        }
+        let expected = scratch.file("hyper2kvm-fix-guest").path
+        #expect(error?.file == expected)
+        #expect(error?.message.contains("(looked at \(expected), beside \(own.path))") == true, "\(String(describing: error))")
+        #expect(error?.message.contains("HYPER2KVM_FIX_GUEST_EXECUTABLE") == true)
     }
 
     @Test func theHookIsReadFromTheEnvironmentOnly() {

@@ -1,6 +1,7 @@
 import TestSupport
 import Foundation
 import Testing
+@testable import GuestFix
 @testable import Stages
 
 /// The logic that needs no appliance: which virtio-win directories fit which Windows, how a

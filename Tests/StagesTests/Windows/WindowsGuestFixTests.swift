@@ -1,6 +1,7 @@
 import TestSupport
 import Foundation
 import Testing
+@testable import GuestFix
 @testable import Stages
 
 /// The Windows path end to end on phony disks (scripts/build-phony-windows): the fixer runs

@@ -1,6 +1,7 @@
 import TestSupport
 import Foundation
 import Testing
+@testable import GuestFix
 @testable import Stages
 
 /// The phony Windows disks and fake virtio-win trees built by `scripts/build-phony-windows`.

@@ -1,5 +1,6 @@
 import CFuzzerDriver
 import Foundation
+@testable import GuestFix
 @testable import Stages
 
 /// One libFuzzer entry point for every parser of untrusted bytes; `H2K_FUZZ_TARGET` picks

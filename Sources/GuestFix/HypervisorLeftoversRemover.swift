@@ -1,6 +1,8 @@
+import Stages
+
 /// Removes what the old hypervisor left behind that gets in the way on KVM: device caches
 /// that name the old disks (always) and VMware's guest tools (when `remove_vmware_tools`).
-public struct HypervisorLeftoversRemover: Sendable {
+struct HypervisorLeftoversRemover: Sendable {
     /// Caches keyed by the old devices. RHEL 9's LVM ignores every PV not listed in
     /// system.devices, so a guest keeping it would not find its volume group on virtio.
     static let deviceCaches = [
@@ -10,9 +12,9 @@ public struct HypervisorLeftoversRemover: Sendable {
     /// Packages of VMware's guest tools, by package format.
     static let vmwareToolsPackages = ["open-vm-tools-desktop", "open-vm-tools-sdmp", "open-vm-tools"]
 
-    public var removeVMwareTools: Bool
+    var removeVMwareTools: Bool
 
-    public init(removeVMwareTools: Bool) {
+    init(removeVMwareTools: Bool) {
         self.removeVMwareTools = removeVMwareTools
     }
 

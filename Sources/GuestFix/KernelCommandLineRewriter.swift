@@ -6,13 +6,13 @@ import Foundation
 /// Every kind of non-stable name is rewritten whatever `fstab_mode` says: a `root=/dev/sda1`
 /// cannot boot once the disk is /dev/vda, and the last `root=` on the line wins, so a
 /// stale one left after a good one breaks the boot (virt-v2v leaves exactly that).
-public enum KernelCommandLineRewriter {
+enum KernelCommandLineRewriter {
     /// Parameters whose value is a block device.
     static let deviceParameters = ["root", "resume"]
 
     /// Rewrites the device parameters inside one piece of text (a whole command line, or a
     /// config line that contains one). Quotes and spacing around the parameters stay.
-    public static func rewriteParameters(in text: String, resolve: (DeviceReference) -> String?)
+    static func rewriteParameters(in text: String, resolve: (DeviceReference) -> String?)
         -> (text: String, unresolved: [String])
     {
         var result = ""
@@ -39,7 +39,7 @@ public enum KernelCommandLineRewriter {
     }
 
     /// The device parameters of a command line, in order: `[("root", "UUID=…"), ("resume", …)]`.
-    public static func deviceParameters(in text: String) -> [(name: String, value: String)] {
+    static func deviceParameters(in text: String) -> [(name: String, value: String)] {
         parameterValues(in: text).map { ($0.name, String(text[$0.value])) }
     }
 
@@ -100,7 +100,7 @@ public enum KernelCommandLineRewriter {
     /// `/etc/default/grub`: the `GRUB_CMDLINE_LINUX` and `GRUB_CMDLINE_LINUX_DEFAULT`
     /// assignments, and `GRUB_DISABLE_LINUX_UUID=true` (which makes grub-mkconfig write
     /// `root=/dev/sdX` itself) commented out.
-    public static func rewriteGrubDefaults(_ text: String, resolve: (DeviceReference) -> String?) -> TextRewriteResult {
+    static func rewriteGrubDefaults(_ text: String, resolve: (DeviceReference) -> String?) -> TextRewriteResult {
         var result = rewriteLines(text, isCommandLine: { line in
             let assignment = line.hasPrefix("export ") ? line.dropFirst("export ".count).drop { $0 == " " } : Substring(line)
             return assignment.hasPrefix("GRUB_CMDLINE_LINUX=") || assignment.hasPrefix("GRUB_CMDLINE_LINUX_DEFAULT=")
@@ -120,13 +120,13 @@ public enum KernelCommandLineRewriter {
     }
 
     /// A BLS entry (`/boot/loader/entries/*.conf`): its `options` line.
-    public static func rewriteBootLoaderEntry(_ text: String, resolve: (DeviceReference) -> String?) -> TextRewriteResult {
+    static func rewriteBootLoaderEntry(_ text: String, resolve: (DeviceReference) -> String?) -> TextRewriteResult {
         rewriteLines(text, isCommandLine: { firstWord($0) == "options" }, resolve: resolve)
     }
 
     /// A `grub.cfg` (or grub1 `menu.lst`): the `linux`/`linux16`/`linuxefi`/`kernel` commands.
     /// `set root=…` is grub's own device syntax and is not touched.
-    public static func rewriteGrubConfig(_ text: String, resolve: (DeviceReference) -> String?) -> TextRewriteResult {
+    static func rewriteGrubConfig(_ text: String, resolve: (DeviceReference) -> String?) -> TextRewriteResult {
         rewriteLines(text, isCommandLine: { grubKernelCommands.contains(firstWord($0)) },
                      resolve: resolve)
     }
@@ -143,7 +143,7 @@ public enum KernelCommandLineRewriter {
     private static let grubKernelCommands = ["linux", "linux16", "linuxefi", "kernel"]
 
     /// `/etc/kernel/cmdline` (systemd kernel-install, UKIs): the whole file is the command line.
-    public static func rewriteKernelCmdlineFile(_ text: String, resolve: (DeviceReference) -> String?) -> TextRewriteResult {
+    static func rewriteKernelCmdlineFile(_ text: String, resolve: (DeviceReference) -> String?) -> TextRewriteResult {
         rewriteLines(text, isCommandLine: { _ in true }, resolve: resolve)
     }
 

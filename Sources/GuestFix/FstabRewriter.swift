@@ -1,13 +1,14 @@
 import Foundation
+import Stages
 
 /// A device named in a guest config file, with what is known about where it is used.
-public struct DeviceReference: Equatable, Sendable {
-    public var spec: String
-    public var kind: BlockDeviceSpec
+struct DeviceReference: Equatable, Sendable {
+    var spec: String
+    var kind: BlockDeviceSpec
     /// The fstab mountpoint of the line (nil for crypttab and kernel command lines).
-    public var mountpoint: String?
+    var mountpoint: String?
 
-    public init(spec: String, mountpoint: String? = nil) {
+    init(spec: String, mountpoint: String? = nil) {
         self.spec = spec
         self.kind = BlockDeviceSpec(spec)
         self.mountpoint = mountpoint
@@ -16,7 +17,7 @@ public struct DeviceReference: Equatable, Sendable {
     /// Whether `mode` rewrites this reference. `minimal` rewrites only names the converted
     /// VM's virtio hardware cannot resolve: a /dev/vdX name already is a virtio name (the
     /// source ran on KVM), so it stays, where `stabilize-all` pins it to a UUID as well.
-    public func needsRewrite(in mode: ConversionOptions.FstabMode) -> Bool {
+    func needsRewrite(in mode: ConversionOptions.FstabMode) -> Bool {
         guard kind.needsStabilising(in: mode) else { return false }
         return mode != .minimal || !spec.hasPrefix("/dev/vd")
     }
@@ -31,28 +32,28 @@ public struct DeviceReference: Equatable, Sendable {
 /// Works on text, line by line: comments, blank lines, options, field spacing and the other
 /// columns stay byte-for-byte as they were; only the device field is replaced. A device the
 /// resolver cannot map (a disk the guest no longer has) is left as it is and reported.
-public struct FstabRewriter: Sendable {
-    public enum Table: String, Sendable {
+struct FstabRewriter: Sendable {
+    enum Table: String, Sendable {
         /// `<spec> <mountpoint> <type> <options> <dump> <pass>`
         case fstab
         /// `<name> <device> <keyfile> <options>`
         case crypttab
 
         var deviceColumn: Int { self == .fstab ? 0 : 1 }
-        public var path: String { self == .fstab ? "/etc/fstab" : "/etc/crypttab" }
+        var path: String { self == .fstab ? "/etc/fstab" : "/etc/crypttab" }
     }
 
-    public var table: Table
-    public var mode: ConversionOptions.FstabMode
+    var table: Table
+    var mode: ConversionOptions.FstabMode
 
-    public init(table: Table, mode: ConversionOptions.FstabMode) {
+    init(table: Table, mode: ConversionOptions.FstabMode) {
         self.table = table
         self.mode = mode
     }
 
     /// - Parameter resolve: the stable identifier (`UUID=…`) for a device, or nil when the
     ///   device cannot be found in the converted disks.
-    public func rewrite(_ text: String, resolve: (DeviceReference) -> String?) -> TextRewriteResult {
+    func rewrite(_ text: String, resolve: (DeviceReference) -> String?) -> TextRewriteResult {
         var lines = text.components(separatedBy: "\n")
         var rewrites: [TextEdit] = []
         var unresolved: [String] = []
@@ -79,12 +80,12 @@ public struct FstabRewriter: Sendable {
 }
 
 /// One changed line of a text file.
-public struct TextEdit: Equatable, Sendable {
+struct TextEdit: Equatable, Sendable {
     /// 1-based line number.
-    public var line: Int
-    public var before: String
-    public var after: String
-    public init(line: Int, before: String, after: String) {
+    var line: Int
+    var before: String
+    var after: String
+    init(line: Int, before: String, after: String) {
         self.line = line
         self.before = before
         self.after = after
@@ -92,14 +93,14 @@ public struct TextEdit: Equatable, Sendable {
 }
 
 /// A rewritten config file and what changed in it.
-public struct TextRewriteResult: Equatable, Sendable {
-    public var text: String
-    public var edits: [TextEdit]
+struct TextRewriteResult: Equatable, Sendable {
+    var text: String
+    var edits: [TextEdit]
     /// Device specs that should have been stabilised but could not be resolved.
-    public var unresolved: [String]
-    public var changed: Bool { !edits.isEmpty }
+    var unresolved: [String]
+    var changed: Bool { !edits.isEmpty }
 
-    public init(text: String, edits: [TextEdit] = [], unresolved: [String] = []) {
+    init(text: String, edits: [TextEdit] = [], unresolved: [String] = []) {
         self.text = text
         self.edits = edits
         self.unresolved = unresolved

@@ -1,4 +1,5 @@
 import Foundation
+import Stages
 
 /// Changes files inside the mounted guest so that every change is recorded and undoable:
 /// the original is copied first under `backupDirectory` (same path below it), then the new

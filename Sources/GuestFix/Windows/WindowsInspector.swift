@@ -1,3 +1,5 @@
+import Stages
+
 /// What the Windows path needs to know beyond the common inspection: where the system and
 /// hives are, which control set is current, how the guest boots, and whether its volumes
 /// can be written at all.

@@ -1,19 +1,20 @@
 import Foundation
+import Stages
 
 /// The operator's virtio-win drivers: an unpacked directory or the ISO itself, read on the
 /// host. Paths are "/"-separated and relative to the tree's top (`viostor/w10/amd64/viostor.sys`).
-public struct VirtioWinDriverSource {
-    public enum Kind: String, Sendable { case directory, iso }
+struct VirtioWinDriverSource {
+    enum Kind: String, Sendable { case directory, iso }
 
-    public let location: String
-    public let kind: Kind
+    let location: String
+    let kind: Kind
     /// Every regular file in the tree.
-    public let files: [String]
+    let files: [String]
     private let iso: ISO9660Image?
     private let isoEntries: [String: ISO9660Image.Entry]
 
     /// Opens `path` as a directory if it is one, else as an ISO image.
-    public init(path: String) throws {
+    init(path: String) throws {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw StageError(.badInput, file: path,
@@ -74,13 +75,13 @@ public struct VirtioWinDriverSource {
 }
 
 /// One driver chosen from the tree: its directory and files.
-public struct VirtioWinDriver: Sendable, Equatable {
+struct VirtioWinDriver: Sendable, Equatable {
     /// Lower-case service/driver name: "viostor", "netkvm", …
-    public var name: String
+    var name: String
     /// The tree directory used, e.g. "viostor/w10/amd64".
-    public var directory: String
+    var directory: String
     /// Paths in the tree, e.g. "viostor/w10/amd64/viostor.sys".
-    public var files: [String]
+    var files: [String]
 
     /// The last component of a tree path: "viostor/w10/amd64/viostor.sys" → "viostor.sys".
     static func fileName(of path: String) -> String {
@@ -95,18 +96,18 @@ public struct VirtioWinDriver: Sendable, Equatable {
 }
 
 /// Picks, for a Windows release, the drivers to inject from a virtio-win tree.
-public enum VirtioWinDriverSelection {
+enum VirtioWinDriverSelection {
     /// The boot storage driver (virtio-blk): without it the guest cannot boot on virtio.
-    public static let storageDriver = "viostor"
+    static let storageDriver = "viostor"
     /// Tree directory → the name the driver's files use (e.g. vioserial ships vioser.*).
-    public static let optionalDrivers: [(directory: String, name: String)] = [
+    static let optionalDrivers: [(directory: String, name: String)] = [
         ("vioscsi", "vioscsi"), ("NetKVM", "netkvm"), ("Balloon", "balloon"), ("vioserial", "vioser"),
         ("viorng", "viorng"), ("pvpanic", "pvpanic"), ("vioinput", "vioinput"),
     ]
 
     /// The drivers for `release`: viostor is required (with its .sys and .inf), the others
     /// are taken when the tree has them for the same release.
-    public static func select(for release: WindowsRelease, in files: [String], source: String) throws -> [VirtioWinDriver] {
+    static func select(for release: WindowsRelease, in files: [String], source: String) throws -> [VirtioWinDriver] {
         guard let arch = release.virtioWinArch else {
             throw StageError(.unsupportedGuest, file: source,
                              "virtio-win has no drivers for the \(release.arch) architecture (guest: \(release.summary))")

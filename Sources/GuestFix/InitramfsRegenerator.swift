@@ -1,4 +1,5 @@
 import Foundation
+import Stages
 
 /// Makes the guest's initramfs able to find its root disk on virtio: adds the virtio
 /// drivers to the guest's initramfs configuration, then rebuilds the image of every
@@ -6,9 +7,9 @@ import Foundation
 /// virtio_blk is inside. An image that already holds every driver (Debian's default
 /// `MODULES=most`, dracut without hostonly, a guest that ran on KVM before) is kept: the
 /// rebuild is the slowest step of a conversion and would change nothing that boots.
-public struct InitramfsRegenerator: Sendable {
+struct InitramfsRegenerator: Sendable {
     /// The generators we know, found by their binaries inside the guest.
-    public enum Tool: String, Codable, Sendable {
+    enum Tool: String, Codable, Sendable {
         case initramfsTools = "initramfs-tools"
         case dracut
         case mkinitcpio
@@ -43,7 +44,7 @@ public struct InitramfsRegenerator: Sendable {
     static let initramfsToolsModulesPath = "/etc/initramfs-tools/modules"
     static let mkinitcpioConfigPath = "/etc/mkinitcpio.conf"
 
-    public init() {}
+    init() {}
 
     // MARK: - Pure logic
 

@@ -1,5 +1,5 @@
-#ifndef HYPER2KVM_CGUESTFS_SHIM_H
-#define HYPER2KVM_CGUESTFS_SHIM_H
+#ifndef HYPER2KVM_CLIBGUESTFS_SHIM_H
+#define HYPER2KVM_CLIBGUESTFS_SHIM_H
 #include <guestfs.h>
 #include <string.h>
 

@@ -1,4 +1,5 @@
 import Foundation
+import Stages
 
 /// Reads and edits one registry hive of the mounted guest through the libguestfs hivex
 /// API, recording every value it sets as a `RegistryChange` (before → after).

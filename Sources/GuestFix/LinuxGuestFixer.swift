@@ -1,4 +1,5 @@
 import Foundation
+import Stages
 import Synchronization
 
 /// The fix-guest stage for Linux: one libguestfs appliance over all of a job's disks
@@ -9,17 +10,17 @@ import Synchronization
 ///
 /// - Important: it writes to the disks it is given. The pipeline passes qcow2 overlays
 ///   over the sources (`GuestFixOverlay`), never the sources themselves.
-public struct LinuxGuestFixer: Sendable {
+struct LinuxGuestFixer: Sendable {
     /// Appliance memory: initramfs rebuilds (compressing ~100 MB images) need more than the
     /// default; virt-v2v uses 2× default and qemu reached 2.0 GB RSS in our run.
-    public var applianceMemoryMiB: Int32
-    public var applianceCPUs: Int32
+    var applianceMemoryMiB: Int32
+    var applianceCPUs: Int32
     /// Called on the fixing thread at named points (`started`, `launched`, `inspected`): the guest-fix
     /// child's test hook crashes or stalls there (`GuestFixTestHook`); nil in production.
     var checkpoint: (@Sendable (String) -> Void)?
 
-    public init(applianceMemoryMiB: Int32 = 2048,
-                applianceCPUs: Int32 = Int32(min(4, max(1, ProcessInfo.processInfo.activeProcessorCount)))) {
+    init(applianceMemoryMiB: Int32 = 2048,
+         applianceCPUs: Int32 = Int32(min(4, max(1, ProcessInfo.processInfo.activeProcessorCount)))) {
         self.applianceMemoryMiB = applianceMemoryMiB
         self.applianceCPUs = applianceCPUs
     }
@@ -30,8 +31,8 @@ public struct LinuxGuestFixer: Sendable {
     /// the cooperative pool. Cancellation is honoured between steps (a running guest tool
     /// such as update-initramfs is not interrupted): the pipeline therefore runs this in a
     /// child process (`IsolatedGuestFixer`), which a cancellation stops at once.
-    public func fix(disks: [(path: URL, format: String)], options: ConversionOptions,
-                    identifier: String) async throws -> GuestFixReport {
+    func fix(disks: [(path: URL, format: String)], options: ConversionOptions,
+             identifier: String) async throws -> GuestFixReport {
         let drives = disks.map { Drive(path: $0.path.path, format: $0.format) }
         let cancellation = CancellationFlag()
         let settings = self
@@ -189,9 +190,9 @@ public struct LinuxGuestFixer: Sendable {
 }
 
 /// The job-owned qcow2 overlay the fix stage writes, over a source it must never write.
-public enum GuestFixOverlay {
+enum GuestFixOverlay {
     /// Creates `overlay` (qcow2) backed by `source` read-only, with the backing format explicit.
-    public static func create(over source: URL, sourceFormat: String, at overlay: URL) async throws {
+    static func create(over source: URL, sourceFormat: String, at overlay: URL) async throws {
         // qemu-img create opens the backing file to read its size: a source that blocks
         // (it was probed, but it is the user's file) must not hold the job forever.
         let limits = ExternalCommand.Limits.shortTool(

@@ -1,5 +1,6 @@
-import CGuestfs
+import CLibguestfs
 import Foundation
+import Stages
 
 #if canImport(Glibc)
 import Glibc
@@ -16,28 +17,25 @@ import Glibc
 /// Not `Sendable` on purpose: calls on one handle serialise inside libguestfs anyway, and
 /// `guestfs_last_error` is thread-local, so a handle is created, used and closed on one
 /// thread (see `LinuxGuestFixer`, which runs on a dedicated thread). Never share one.
-public final class GuestfsHandle {
+final class GuestfsHandle {
     /// Augeas flags from augeas.h (guestfs_aug_init takes them as a plain int).
-    public struct AugeasFlags: OptionSet, Sendable {
-        public let rawValue: Int32
-        public init(rawValue: Int32) { self.rawValue = rawValue }
-        public static let saveBackup = AugeasFlags(rawValue: 1)
-        public static let noLoad = AugeasFlags(rawValue: 32)
+    struct AugeasFlags: OptionSet, Sendable {
+        let rawValue: Int32
+        init(rawValue: Int32) { self.rawValue = rawValue }
+        static let saveBackup = AugeasFlags(rawValue: 1)
+        static let noLoad = AugeasFlags(rawValue: 32)
     }
 
     private let handle: OpaquePointer
     /// The disk errors are reported against (the first drive added, or the identifier).
-    public private(set) var subject: String
+    private(set) var subject: String
     private var closed = false
 
     /// Creates a handle that reports errors through `guestfs_last_error` (no stderr spam)
     /// and keeps SIGINT from the terminal away from the appliance.
-    public init(identifier: String, memoryMiB: Int32 = 2048, cpus: Int32 = 1) throws {
+    init(identifier: String, memoryMiB: Int32 = 2048, cpus: Int32 = 1) throws {
         guard let handle = cguestfs_create_flags(0) else {
-            // libguestfs is loaded on first use; say why it could not be, if that was the cause.
-            let reason = cguestfs_library_load_error().map { String(cString: $0) }
-                ?? "guestfs_create_flags failed: \(String(cString: strerror(errno)))"
-            throw StageError(.toolFailed, file: identifier, reason)
+            throw StageError(.toolFailed, file: identifier, "guestfs_create_flags failed: \(String(cString: strerror(errno)))")
         }
         self.handle = handle
         self.subject = identifier
@@ -62,17 +60,17 @@ public final class GuestfsHandle {
 
     /// Adds a disk with an explicit format: letting qemu probe an untrusted image would let
     /// a raw guest disk pretend to be qcow2 with a backing file on the host.
-    public func addDrive(_ path: String, format: String, readOnly: Bool = false) throws {
+    func addDrive(_ path: String, format: String, readOnly: Bool = false) throws {
         if !subjectIsDisk { subject = path; subjectIsDisk = true }
         let status = cguestfs_add_drive(handle, path, format, readOnly ? 1 : 0, "unsafe", "besteffort")
         try check("add_drive(\(path), format=\(format))", status)
     }
     private var subjectIsDisk = false
 
-    public func launch() throws { try check("launch", guestfs_launch(handle)) }
+    func launch() throws { try check("launch", guestfs_launch(handle)) }
 
     /// Flushes and stops the appliance; a failure here means changes may be lost.
-    public func shutdown() throws {
+    func shutdown() throws {
         guard !closed else { return }
         let status = guestfs_shutdown(handle)
         let message = status == -1 ? lastError() : ""
@@ -85,43 +83,43 @@ public final class GuestfsHandle {
 
     // MARK: - Inspection
 
-    public func inspectOS() throws -> [String] { try stringList("inspect_os", guestfs_inspect_os(handle)) }
-    public func inspectType(_ root: String) throws -> String { try string("inspect_get_type", guestfs_inspect_get_type(handle, root)) }
-    public func inspectDistro(_ root: String) throws -> String { try string("inspect_get_distro", guestfs_inspect_get_distro(handle, root)) }
-    public func inspectProductName(_ root: String) throws -> String { try string("inspect_get_product_name", guestfs_inspect_get_product_name(handle, root)) }
-    public func inspectMajorVersion(_ root: String) throws -> Int { Int(try checkInt("inspect_get_major_version", guestfs_inspect_get_major_version(handle, root))) }
-    public func inspectMinorVersion(_ root: String) throws -> Int { Int(try checkInt("inspect_get_minor_version", guestfs_inspect_get_minor_version(handle, root))) }
-    public func inspectArch(_ root: String) throws -> String { try string("inspect_get_arch", guestfs_inspect_get_arch(handle, root)) }
-    public func inspectPackageFormat(_ root: String) throws -> String { try string("inspect_get_package_format", guestfs_inspect_get_package_format(handle, root)) }
-    public func inspectPackageManagement(_ root: String) throws -> String { try string("inspect_get_package_management", guestfs_inspect_get_package_management(handle, root)) }
-    public func inspectHostname(_ root: String) throws -> String { try string("inspect_get_hostname", guestfs_inspect_get_hostname(handle, root)) }
-    public func inspectOsinfo(_ root: String) throws -> String { try string("inspect_get_osinfo", guestfs_inspect_get_osinfo(handle, root)) }
+    func inspectOS() throws -> [String] { try stringList("inspect_os", guestfs_inspect_os(handle)) }
+    func inspectType(_ root: String) throws -> String { try string("inspect_get_type", guestfs_inspect_get_type(handle, root)) }
+    func inspectDistro(_ root: String) throws -> String { try string("inspect_get_distro", guestfs_inspect_get_distro(handle, root)) }
+    func inspectProductName(_ root: String) throws -> String { try string("inspect_get_product_name", guestfs_inspect_get_product_name(handle, root)) }
+    func inspectMajorVersion(_ root: String) throws -> Int { Int(try checkInt("inspect_get_major_version", guestfs_inspect_get_major_version(handle, root))) }
+    func inspectMinorVersion(_ root: String) throws -> Int { Int(try checkInt("inspect_get_minor_version", guestfs_inspect_get_minor_version(handle, root))) }
+    func inspectArch(_ root: String) throws -> String { try string("inspect_get_arch", guestfs_inspect_get_arch(handle, root)) }
+    func inspectPackageFormat(_ root: String) throws -> String { try string("inspect_get_package_format", guestfs_inspect_get_package_format(handle, root)) }
+    func inspectPackageManagement(_ root: String) throws -> String { try string("inspect_get_package_management", guestfs_inspect_get_package_management(handle, root)) }
+    func inspectHostname(_ root: String) throws -> String { try string("inspect_get_hostname", guestfs_inspect_get_hostname(handle, root)) }
+    func inspectOsinfo(_ root: String) throws -> String { try string("inspect_get_osinfo", guestfs_inspect_get_osinfo(handle, root)) }
 
     /// Mountpoint → device, as the guest's fstab says (resolved to appliance devices).
-    public func inspectMountpoints(_ root: String) throws -> [String: String] {
+    func inspectMountpoints(_ root: String) throws -> [String: String] {
         pairs(try stringList("inspect_get_mountpoints", guestfs_inspect_get_mountpoints(handle, root)))
     }
 
     // MARK: - Mounting
 
-    public func mount(_ device: String, at mountpoint: String, readOnly: Bool = false) throws {
+    func mount(_ device: String, at mountpoint: String, readOnly: Bool = false) throws {
         let status = readOnly ? guestfs_mount_ro(handle, device, mountpoint) : guestfs_mount(handle, device, mountpoint)
         try check("mount(\(device), \(mountpoint))", status)
     }
 
-    public func umountAll() throws { try check("umount_all", guestfs_umount_all(handle)) }
-    public func fstrim(_ mountpoint: String) throws { try check("fstrim(\(mountpoint))", cguestfs_fstrim(handle, mountpoint)) }
+    func umountAll() throws { try check("umount_all", guestfs_umount_all(handle)) }
+    func fstrim(_ mountpoint: String) throws { try check("fstrim(\(mountpoint))", cguestfs_fstrim(handle, mountpoint)) }
 
     // MARK: - Files
 
-    public func exists(_ path: String) throws -> Bool { try checkInt("exists(\(path))", guestfs_exists(handle, path)) != 0 }
-    public func isFile(_ path: String) throws -> Bool { try checkInt("is_file(\(path))", guestfs_is_file(handle, path)) != 0 }
-    public func isDirectory(_ path: String) throws -> Bool { try checkInt("is_dir(\(path))", guestfs_is_dir(handle, path)) != 0 }
+    func exists(_ path: String) throws -> Bool { try checkInt("exists(\(path))", guestfs_exists(handle, path)) != 0 }
+    func isFile(_ path: String) throws -> Bool { try checkInt("is_file(\(path))", guestfs_is_file(handle, path)) != 0 }
+    func isDirectory(_ path: String) throws -> Bool { try checkInt("is_dir(\(path))", guestfs_is_dir(handle, path)) != 0 }
 
     /// A text file's content (NUL bytes would truncate; use `readFile` for binary data).
-    public func cat(_ path: String) throws -> String { try string("cat(\(path))", guestfs_cat(handle, path)) }
+    func cat(_ path: String) throws -> String { try string("cat(\(path))", guestfs_cat(handle, path)) }
 
-    public func readFile(_ path: String) throws -> Data {
+    func readFile(_ path: String) throws -> Data {
         var size = 0
         guard let bytes = guestfs_read_file(handle, path, &size) else {
             throw error("read_file(\(path))")
@@ -130,7 +128,7 @@ public final class GuestfsHandle {
         return Data(bytes: bytes, count: size)
     }
 
-    public func write(_ path: String, _ content: String) throws {
+    func write(_ path: String, _ content: String) throws {
         var bytes = Array(content.utf8)
         let status = bytes.withUnsafeMutableBufferPointer { buffer in
             buffer.baseAddress.map { base in
@@ -143,18 +141,18 @@ public final class GuestfsHandle {
     }
 
     /// Paths matching a shell glob inside the guest; empty when nothing matches.
-    public func glob(_ pattern: String) throws -> [String] { try stringList("glob_expand(\(pattern))", guestfs_glob_expand(handle, pattern)) }
-    public func list(_ directory: String) throws -> [String] { try stringList("ls(\(directory))", guestfs_ls(handle, directory)) }
+    func glob(_ pattern: String) throws -> [String] { try stringList("glob_expand(\(pattern))", guestfs_glob_expand(handle, pattern)) }
+    func list(_ directory: String) throws -> [String] { try stringList("ls(\(directory))", guestfs_ls(handle, directory)) }
 
     /// Copies keeping mode, owner and times (`cp -a`).
-    public func copy(_ source: String, to destination: String) throws { try check("cp_a(\(source), \(destination))", guestfs_cp_a(handle, source, destination)) }
-    public func chmod(_ mode: Int32, _ path: String) throws { try check("chmod(\(path))", guestfs_chmod(handle, mode, path)) }
-    public func move(_ source: String, to destination: String) throws { try check("mv(\(source), \(destination))", guestfs_mv(handle, source, destination)) }
-    public func removeIfPresent(_ path: String) throws { try check("rm_f(\(path))", guestfs_rm_f(handle, path)) }
-    public func makeDirectories(_ path: String) throws { try check("mkdir_p(\(path))", guestfs_mkdir_p(handle, path)) }
+    func copy(_ source: String, to destination: String) throws { try check("cp_a(\(source), \(destination))", guestfs_cp_a(handle, source, destination)) }
+    func chmod(_ mode: Int32, _ path: String) throws { try check("chmod(\(path))", guestfs_chmod(handle, mode, path)) }
+    func move(_ source: String, to destination: String) throws { try check("mv(\(source), \(destination))", guestfs_mv(handle, source, destination)) }
+    func removeIfPresent(_ path: String) throws { try check("rm_f(\(path))", guestfs_rm_f(handle, path)) }
+    func makeDirectories(_ path: String) throws { try check("mkdir_p(\(path))", guestfs_mkdir_p(handle, path)) }
 
     /// (available bytes for unprivileged users, total bytes) of the filesystem holding `path`.
-    public func freeSpace(_ path: String) throws -> (available: Int64, total: Int64) {
+    func freeSpace(_ path: String) throws -> (available: Int64, total: Int64) {
         try statvfs(path) { ($0.bavail * $0.frsize, $0.blocks * $0.frsize) }
     }
 
@@ -164,7 +162,7 @@ public final class GuestfsHandle {
         return read(stats.pointee)
     }
 
-    public func fileSize(_ path: String) throws -> Int64 {
+    func fileSize(_ path: String) throws -> Int64 {
         try checkInt64("filesize(\(path))", guestfs_filesize(handle, path))
     }
 
@@ -173,7 +171,7 @@ public final class GuestfsHandle {
     /// Runs a guest binary (chrooted into the guest; /dev, /proc, /sys bind-mounted).
     /// A failure carries the command's entire stderr.
     @discardableResult
-    public func command(_ arguments: [String]) throws -> String {
+    func command(_ arguments: [String]) throws -> String {
         var cArguments: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
         cArguments.append(nil)
         defer { for pointer in cArguments { free(pointer) } }
@@ -183,105 +181,105 @@ public final class GuestfsHandle {
 
     /// Runs `/bin/sh -c script` inside the guest.
     @discardableResult
-    public func sh(_ script: String) throws -> String { try string("sh(\(script))", guestfs_sh(handle, script)) }
+    func sh(_ script: String) throws -> String { try string("sh(\(script))", guestfs_sh(handle, script)) }
 
     // MARK: - Filesystem identity
 
     /// The filesystem UUID, or "" when the filesystem has none.
-    public func vfsUUID(_ device: String) throws -> String { try string("vfs_uuid(\(device))", guestfs_vfs_uuid(handle, device)) }
-    public func vfsLabel(_ device: String) throws -> String { try string("vfs_label(\(device))", guestfs_vfs_label(handle, device)) }
-    public func vfsType(_ device: String) throws -> String { try string("vfs_type(\(device))", guestfs_vfs_type(handle, device)) }
+    func vfsUUID(_ device: String) throws -> String { try string("vfs_uuid(\(device))", guestfs_vfs_uuid(handle, device)) }
+    func vfsLabel(_ device: String) throws -> String { try string("vfs_label(\(device))", guestfs_vfs_label(handle, device)) }
+    func vfsType(_ device: String) throws -> String { try string("vfs_type(\(device))", guestfs_vfs_type(handle, device)) }
     /// blkid's tags (UUID, PARTUUID, LABEL, TYPE…) for a device.
-    public func blkid(_ device: String) throws -> [String: String] { pairs(try stringList("blkid(\(device))", guestfs_blkid(handle, device))) }
-    public func listPartitions() throws -> [String] { try stringList("list_partitions", guestfs_list_partitions(handle)) }
-    public func listDevices() throws -> [String] { try stringList("list_devices", guestfs_list_devices(handle)) }
+    func blkid(_ device: String) throws -> [String: String] { pairs(try stringList("blkid(\(device))", guestfs_blkid(handle, device))) }
+    func listPartitions() throws -> [String] { try stringList("list_partitions", guestfs_list_partitions(handle)) }
+    func listDevices() throws -> [String] { try stringList("list_devices", guestfs_list_devices(handle)) }
 
     // MARK: - Augeas
 
-    public func augeasInit(root: String = "/", flags: AugeasFlags = []) throws { try check("aug_init", guestfs_aug_init(handle, root, flags.rawValue)) }
-    public func augeasClose() throws { try check("aug_close", guestfs_aug_close(handle)) }
-    public func augeasLoad() throws { try check("aug_load", guestfs_aug_load(handle)) }
-    public func augeasMatch(_ path: String) throws -> [String] { try stringList("aug_match(\(path))", guestfs_aug_match(handle, path)) }
-    public func augeasGet(_ path: String) throws -> String { try string("aug_get(\(path))", guestfs_aug_get(handle, path)) }
-    public func augeasSet(_ path: String, _ value: String) throws { try check("aug_set(\(path))", guestfs_aug_set(handle, path, value)) }
+    func augeasInit(root: String = "/", flags: AugeasFlags = []) throws { try check("aug_init", guestfs_aug_init(handle, root, flags.rawValue)) }
+    func augeasClose() throws { try check("aug_close", guestfs_aug_close(handle)) }
+    func augeasLoad() throws { try check("aug_load", guestfs_aug_load(handle)) }
+    func augeasMatch(_ path: String) throws -> [String] { try stringList("aug_match(\(path))", guestfs_aug_match(handle, path)) }
+    func augeasGet(_ path: String) throws -> String { try string("aug_get(\(path))", guestfs_aug_get(handle, path)) }
+    func augeasSet(_ path: String, _ value: String) throws { try check("aug_set(\(path))", guestfs_aug_set(handle, path, value)) }
     @discardableResult
-    public func augeasRemove(_ path: String) throws -> Int { Int(try checkInt("aug_rm(\(path))", guestfs_aug_rm(handle, path))) }
-    public func augeasSave() throws { try check("aug_save", guestfs_aug_save(handle)) }
+    func augeasRemove(_ path: String) throws -> Int { Int(try checkInt("aug_rm(\(path))", guestfs_aug_rm(handle, path))) }
+    func augeasSave() throws { try check("aug_save", guestfs_aug_save(handle)) }
 
     // MARK: - Windows inspection
 
     /// "client", "server", … or "unknown" (Windows: from InstallationType).
-    public func inspectProductVariant(_ root: String) throws -> String { try string("inspect_get_product_variant", guestfs_inspect_get_product_variant(handle, root)) }
+    func inspectProductVariant(_ root: String) throws -> String { try string("inspect_get_product_variant", guestfs_inspect_get_product_variant(handle, root)) }
     /// The system root as a guest path, e.g. `/Windows`.
-    public func inspectWindowsSystemroot(_ root: String) throws -> String { try string("inspect_get_windows_systemroot", guestfs_inspect_get_windows_systemroot(handle, root)) }
+    func inspectWindowsSystemroot(_ root: String) throws -> String { try string("inspect_get_windows_systemroot", guestfs_inspect_get_windows_systemroot(handle, root)) }
     /// e.g. `ControlSet001`, the set `Select\Current` names.
-    public func inspectWindowsCurrentControlSet(_ root: String) throws -> String { try string("inspect_get_windows_current_control_set", guestfs_inspect_get_windows_current_control_set(handle, root)) }
+    func inspectWindowsCurrentControlSet(_ root: String) throws -> String { try string("inspect_get_windows_current_control_set", guestfs_inspect_get_windows_current_control_set(handle, root)) }
     /// The guest path of the SYSTEM hive, with the case the guest's filesystem uses.
-    public func inspectWindowsSystemHive(_ root: String) throws -> String { try string("inspect_get_windows_system_hive", guestfs_inspect_get_windows_system_hive(handle, root)) }
-    public func inspectWindowsSoftwareHive(_ root: String) throws -> String { try string("inspect_get_windows_software_hive", guestfs_inspect_get_windows_software_hive(handle, root)) }
+    func inspectWindowsSystemHive(_ root: String) throws -> String { try string("inspect_get_windows_system_hive", guestfs_inspect_get_windows_system_hive(handle, root)) }
+    func inspectWindowsSoftwareHive(_ root: String) throws -> String { try string("inspect_get_windows_software_hive", guestfs_inspect_get_windows_software_hive(handle, root)) }
 
     /// Every filesystem libguestfs can see, device → type ("ntfs", "vfat", "BitLocker", "unknown"…).
-    public func listFilesystems() throws -> [String: String] { pairs(try stringList("list_filesystems", guestfs_list_filesystems(handle))) }
+    func listFilesystems() throws -> [String: String] { pairs(try stringList("list_filesystems", guestfs_list_filesystems(handle))) }
 
     /// `path` with each component in the case the filesystem actually uses (NTFS and FAT
     /// are case-insensitive to Windows but not through ntfs-3g or the Linux vfat driver).
     /// Components that do not exist yet are returned as given.
-    public func caseSensitivePath(_ path: String) throws -> String { try string("case_sensitive_path(\(path))", guestfs_case_sensitive_path(handle, path)) }
+    func caseSensitivePath(_ path: String) throws -> String { try string("case_sensitive_path(\(path))", guestfs_case_sensitive_path(handle, path)) }
 
     /// Whether the filesystem holding `path` is mounted read-only (statvfs ST_RDONLY): ntfs-3g
     /// silently falls back to read-only for a hibernated or Fast Startup volume.
-    public func isReadOnlyMount(_ path: String) throws -> Bool {
+    func isReadOnlyMount(_ path: String) throws -> Bool {
         try statvfs(path) { $0.flag & Int64(ST_RDONLY) != 0 }
     }
 
-    public func umount(_ mountpoint: String) throws { try check("umount(\(mountpoint))", guestfs_umount(handle, mountpoint)) }
+    func umount(_ mountpoint: String) throws { try check("umount(\(mountpoint))", guestfs_umount(handle, mountpoint)) }
 
     /// Copies a host file into the guest.
-    public func upload(_ hostPath: String, to guestPath: String) throws { try check("upload(\(hostPath), \(guestPath))", guestfs_upload(handle, hostPath, guestPath)) }
+    func upload(_ hostPath: String, to guestPath: String) throws { try check("upload(\(hostPath), \(guestPath))", guestfs_upload(handle, hostPath, guestPath)) }
 
     // MARK: - Hivex
 
     /// Opens a registry hive (a guest path) for reading or editing; one hive at a time per handle.
-    public func hivexOpen(_ path: String, write: Bool) throws { try check("hivex_open(\(path))", cguestfs_hivex_open(handle, path, write ? 1 : 0)) }
-    public func hivexClose() throws { try check("hivex_close", guestfs_hivex_close(handle)) }
+    func hivexOpen(_ path: String, write: Bool) throws { try check("hivex_open(\(path))", cguestfs_hivex_open(handle, path, write ? 1 : 0)) }
+    func hivexClose() throws { try check("hivex_close", guestfs_hivex_close(handle)) }
     /// Writes the open hive back to the file it was opened from.
-    public func hivexCommit() throws { try check("hivex_commit", guestfs_hivex_commit(handle, nil)) }
-    public func hivexRoot() throws -> Int64 { try checkInt64("hivex_root", guestfs_hivex_root(handle)) }
+    func hivexCommit() throws { try check("hivex_commit", guestfs_hivex_commit(handle, nil)) }
+    func hivexRoot() throws -> Int64 { try checkInt64("hivex_root", guestfs_hivex_root(handle)) }
 
     /// The child named `name` (case-insensitive, as Windows compares key names), or nil.
-    public func hivexChild(_ node: Int64, named name: String) throws -> Int64? {
+    func hivexChild(_ node: Int64, named name: String) throws -> Int64? {
         let child = try checkInt64("hivex_node_get_child(\(name))", guestfs_hivex_node_get_child(handle, node, name))
         return child == 0 ? nil : child
     }
 
-    public func hivexAddChild(_ node: Int64, named name: String) throws -> Int64 {
+    func hivexAddChild(_ node: Int64, named name: String) throws -> Int64 {
         try checkInt64("hivex_node_add_child(\(name))", guestfs_hivex_node_add_child(handle, node, name))
     }
 
-    public func hivexChildren(_ node: Int64) throws -> [Int64] {
+    func hivexChildren(_ node: Int64) throws -> [Int64] {
         guard let list = guestfs_hivex_node_children(handle, node) else { throw error("hivex_node_children") }
         defer { guestfs_free_hivex_node_list(list) }
         return (0..<Int(list.pointee.len)).map { list.pointee.val[$0].hivex_node_h }
     }
 
-    public func hivexNodeName(_ node: Int64) throws -> String { try string("hivex_node_name", guestfs_hivex_node_name(handle, node)) }
+    func hivexNodeName(_ node: Int64) throws -> String { try string("hivex_node_name", guestfs_hivex_node_name(handle, node)) }
 
-    public func hivexValues(_ node: Int64) throws -> [Int64] {
+    func hivexValues(_ node: Int64) throws -> [Int64] {
         guard let list = guestfs_hivex_node_values(handle, node) else { throw error("hivex_node_values") }
         defer { guestfs_free_hivex_value_list(list) }
         return (0..<Int(list.pointee.len)).map { list.pointee.val[$0].hivex_value_h }
     }
 
     /// The value named `key` ("" for the default value; case-insensitive), or nil.
-    public func hivexValue(_ node: Int64, named key: String) throws -> Int64? {
+    func hivexValue(_ node: Int64, named key: String) throws -> Int64? {
         let value = try checkInt64("hivex_node_get_value(\(key))", guestfs_hivex_node_get_value(handle, node, key))
         return value == 0 ? nil : value
     }
 
-    public func hivexValueKey(_ value: Int64) throws -> String { try string("hivex_value_key", guestfs_hivex_value_key(handle, value)) }
-    public func hivexValueType(_ value: Int64) throws -> Int64 { try checkInt64("hivex_value_type", guestfs_hivex_value_type(handle, value)) }
+    func hivexValueKey(_ value: Int64) throws -> String { try string("hivex_value_key", guestfs_hivex_value_key(handle, value)) }
+    func hivexValueType(_ value: Int64) throws -> Int64 { try checkInt64("hivex_value_type", guestfs_hivex_value_type(handle, value)) }
 
-    public func hivexValueData(_ value: Int64) throws -> Data {
+    func hivexValueData(_ value: Int64) throws -> Data {
         var size = 0
         guard let bytes = guestfs_hivex_value_value(handle, value, &size) else { throw error("hivex_value_value") }
         defer { free(bytes) }
@@ -289,7 +287,7 @@ public final class GuestfsHandle {
     }
 
     /// Sets (creates or replaces) a value: `type` is the REG_* number, `data` the raw bytes.
-    public func hivexSetValue(_ node: Int64, key: String, type: Int64, data: Data) throws {
+    func hivexSetValue(_ node: Int64, key: String, type: Int64, data: Data) throws {
         // An empty value still needs a valid pointer.
         var bytes = [UInt8](data)
         if bytes.isEmpty { bytes = [0] }

@@ -1,4 +1,5 @@
 import Foundation
+import Stages
 
 /// Reads the file tree of an ISO 9660 image (a virtio-win ISO) on the host, so the drivers
 /// can be copied into the guest without attaching the ISO to the job's appliance (an extra

@@ -1,8 +1,9 @@
 import Foundation
+import Stages
 
 /// How a guest config file names a block device, and whether that name survives the move
 /// to virtio (where the first disk becomes /dev/vda and by-path/by-id links change).
-public enum BlockDeviceSpec: Equatable, Sendable {
+enum BlockDeviceSpec: Equatable, Sendable {
     /// A kernel name that depends on the bus: /dev/sda1, /dev/hdb, /dev/xvda2, /dev/vdc1,
     /// /dev/nvme0n1p2, /dev/cciss/c0d0p1. `disk` counts from 0 in the guest's disk order.
     case kernelName(disk: Int, partition: Int?)
@@ -18,13 +19,13 @@ public enum BlockDeviceSpec: Equatable, Sendable {
     /// logical volume, not the bus, so they survive the move unchanged.
     case other
 
-    public init(_ spec: String) {
+    init(_ spec: String) {
         self = Self.classify(spec)
     }
 
     /// Whether `fstab_mode` asks for this spec to be replaced by a stable identifier.
     /// `minimal` also leaves /dev/vdX alone: see `DeviceReference.needsRewrite(in:)`.
-    public func needsStabilising(in mode: ConversionOptions.FstabMode) -> Bool {
+    func needsStabilising(in mode: ConversionOptions.FstabMode) -> Bool {
         switch (mode, self) {
         case (.noop, _): false
         case (.stabilizeAll, .kernelName), (.minimal, .kernelName), (_, .byPath), (_, .byID): true
@@ -34,7 +35,7 @@ public enum BlockDeviceSpec: Equatable, Sendable {
 
     /// The appliance's name for a kernel-named device: libguestfs names the disks it is given
     /// sda, sdb, … in the order they were added, which is the guest's disk order.
-    public var applianceDevice: String? {
+    var applianceDevice: String? {
         guard case let .kernelName(disk, partition) = self, disk >= 0 else { return nil }
         return "/dev/sd" + Self.diskLetters(disk) + (partition.map(String.init) ?? "")
     }

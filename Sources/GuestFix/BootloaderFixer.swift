@@ -1,9 +1,11 @@
+import Stages
+
 /// Makes the boot loader find the root filesystem on virtio: `root=`/`resume=` become
 /// stable identifiers everywhere the guest keeps a kernel command line, grub's own
 /// `GRUB_DISABLE_LINUX_UUID=true` is undone, `device.map` (which names the old disks) is
 /// removed, and the guest's own grub tool regenerates `grub.cfg` (when `update_grub`) unless
 /// the in-place edit already left it as a regenerated one would boot.
-public struct BootloaderFixer: Sendable {
+struct BootloaderFixer: Sendable {
     static let grubDefaults = "/etc/default/grub"
     static let kernelCmdline = "/etc/kernel/cmdline"
     static let blsEntries = "/boot/loader/entries/*.conf"
@@ -13,9 +15,9 @@ public struct BootloaderFixer: Sendable {
     ]
     static let deviceMaps = ["/boot/grub/device.map", "/boot/grub2/device.map"]
 
-    public var runGuestTool: Bool
+    var runGuestTool: Bool
 
-    public init(runGuestTool: Bool) {
+    init(runGuestTool: Bool) {
         self.runGuestTool = runGuestTool
     }
 

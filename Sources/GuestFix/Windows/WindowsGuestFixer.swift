@@ -1,4 +1,5 @@
 import Foundation
+import Stages
 
 /// The fix-guest stage for Windows, on the appliance the job already launched: makes the
 /// guest boot on virtio (viostor registered boot-start, PCI IDs mapped, files in
@@ -7,14 +8,14 @@ import Foundation
 ///
 /// Nothing is reported as installed unless its file was copied and read back; the registry
 /// is changed only after both hives parsed and the driver set was complete.
-public struct WindowsGuestFixer: Sendable {
-    public init() {}
+struct WindowsGuestFixer: Sendable {
+    init() {}
 
     /// Fixes the Windows guest inspection found. The appliance must be launched with
     /// nothing mounted; on return the system volume is still mounted at / (the caller
     /// unmounts and shuts down). `step` times each named step.
-    public func fix(guest: GuestfsHandle, inspection: GuestInspection, options: ConversionOptions, disk: String?,
-                    step: (String, () throws -> Void) throws -> Void) throws -> (report: WindowsFixReport, warnings: [String]) {
+    func fix(guest: GuestfsHandle, inspection: GuestInspection, options: ConversionOptions, disk: String?,
+             step: (String, () throws -> Void) throws -> Void) throws -> (report: WindowsFixReport, warnings: [String]) {
         var warnings: [String] = []
         var described: WindowsGuest?
         var firmware = "bios"

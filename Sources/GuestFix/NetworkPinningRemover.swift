@@ -1,4 +1,5 @@
 import Foundation
+import Stages
 
 /// Removes the old NIC's MAC address from the guest's network configuration and makes the
 /// interface name the configuration uses (ens192, ens160, eth0…) appear on the virtio NIC.
@@ -12,21 +13,21 @@ import Foundation
 /// soon as the slot differs. It is written only when the configs name exactly one
 /// interface; with several, which virtio NIC is which old one cannot be known here, so the
 /// names are left and the report says so.
-public struct NetworkPinningRemover: Sendable {
-    public static let linkFilePath = "/etc/systemd/network/10-hyper2kvm-virtio-net.link"
+struct NetworkPinningRemover: Sendable {
+    static let linkFilePath = "/etc/systemd/network/10-hyper2kvm-virtio-net.link"
 
-    public init() {}
+    init() {}
 
     /// A config with its pinning removed, plus the interface names it configures.
-    public struct Result: Equatable, Sendable {
-        public var rewrite: TextRewriteResult
-        public var interfaceNames: [String]
+    struct Result: Equatable, Sendable {
+        var rewrite: TextRewriteResult
+        var interfaceNames: [String]
     }
 
     // MARK: - Pure rewriters (one per config format)
 
     /// ifupdown `/etc/network/interfaces[.d/*]`: `hwaddress` lines commented out.
-    public static func ifupdown(_ text: String) -> Result {
+    static func ifupdown(_ text: String) -> Result {
         var names: [String] = []
         let rewrite = commentOutLines(text) { fields in
             if fields.first == "iface", fields.count > 1, fields[1] != "lo" { names.append(fields[1]) }
@@ -36,7 +37,7 @@ public struct NetworkPinningRemover: Sendable {
     }
 
     /// RHEL/SUSE `ifcfg-*`: `HWADDR=` and `MACADDR=` commented out.
-    public static func ifcfg(_ text: String) -> Result {
+    static func ifcfg(_ text: String) -> Result {
         var names: [String] = []
         let rewrite = commentOutLines(text) { fields in
             guard let first = fields.first else { return false }
@@ -48,7 +49,7 @@ public struct NetworkPinningRemover: Sendable {
 
     /// NetworkManager keyfiles: `mac-address=` commented out (the profile then applies to
     /// any ethernet device, or to its `interface-name=`).
-    public static func networkManager(_ text: String) -> Result {
+    static func networkManager(_ text: String) -> Result {
         var names: [String] = []
         let rewrite = commentOutLines(text) { fields in
             guard let first = fields.first else { return false }
@@ -61,7 +62,7 @@ public struct NetworkPinningRemover: Sendable {
     /// systemd-networkd `.network`/`.link`: `MACAddress=`/`PermanentMACAddress=` removed.
     /// A `[Match]` section left empty would match every device (or be rejected), so it gets
     /// a condition that means "the virtio NIC" (.link) or "any ethernet" (.network).
-    public static func systemdNetwork(_ text: String, isLinkFile: Bool) -> Result {
+    static func systemdNetwork(_ text: String, isLinkFile: Bool) -> Result {
         var lines = text.components(separatedBy: "\n")
         var edits: [TextEdit] = []
         var names: [String] = []
@@ -108,7 +109,7 @@ public struct NetworkPinningRemover: Sendable {
 
     /// netplan YAML: every `macaddress:` removed; a `match:` left empty is removed with the
     /// `set-name:` that needs it (the interface id, e.g. `ens192:`, then names the device).
-    public static func netplan(_ text: String) -> Result {
+    static func netplan(_ text: String) -> Result {
         var lines = text.components(separatedBy: "\n")
         var names: [String] = []
         var removed: [Int] = []
@@ -165,7 +166,7 @@ public struct NetworkPinningRemover: Sendable {
     }
 
     /// The `.link` file that gives the virtio NIC the name the old configuration uses.
-    public static func virtioLinkFile(naming name: String) -> String {
+    static func virtioLinkFile(naming name: String) -> String {
         """
         # Written by hyper2kvm: the guest's network configuration names its NIC "\(name)"
         # (the name it had on the old hypervisor). This gives the virtio NIC that name, so the

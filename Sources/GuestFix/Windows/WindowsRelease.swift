@@ -1,18 +1,18 @@
 /// A Windows release as the virtio-win driver tree names it: which `<os>` directories
 /// (`viostor/<os>/<arch>/`) hold drivers built for the guest, and how the guest finds a
 /// boot storage driver.
-public struct WindowsRelease: Sendable, Equatable {
-    public var majorVersion: Int
-    public var minorVersion: Int
+struct WindowsRelease: Sendable, Equatable {
+    var majorVersion: Int
+    var minorVersion: Int
     /// `CurrentBuildNumber` from the SOFTWARE hive, when readable: it alone separates
     /// Windows 11 from 10 and the Server 2016/2019/2022/2025 releases (all NT 10.0).
-    public var build: Int?
-    public var productName: String
-    public var isServer: Bool
+    var build: Int?
+    var productName: String
+    var isServer: Bool
     /// libguestfs' name: "x86_64", "i386", "aarch64".
-    public var arch: String
+    var arch: String
 
-    public init(majorVersion: Int, minorVersion: Int, build: Int?, productName: String, productVariant: String, arch: String) {
+    init(majorVersion: Int, minorVersion: Int, build: Int?, productName: String, productVariant: String, arch: String) {
         self.majorVersion = majorVersion
         self.minorVersion = minorVersion
         self.build = build
@@ -23,7 +23,7 @@ public struct WindowsRelease: Sendable, Equatable {
     }
 
     /// The virtio-win architecture directory, or nil for an architecture it has no drivers for.
-    public var virtioWinArch: String? {
+    var virtioWinArch: String? {
         switch arch {
         case "x86_64": "amd64"
         case "i386", "i486", "i586", "i686", "x86": "x86"
@@ -35,7 +35,7 @@ public struct WindowsRelease: Sendable, Equatable {
     /// The `<os>` directories to look in, best first. A newer release falls back to its
     /// predecessor only where the driver model is unchanged and virtio-win long shipped
     /// one build for both (w11 → w10, 2k25 → 2k22).
-    public var virtioWinDirectories: [String] {
+    var virtioWinDirectories: [String] {
         switch (majorVersion, minorVersion) {
         case (5, 1): return ["xp"]
         case (5, 2): return isServer ? ["2k3"] : ["xp"]
@@ -59,12 +59,12 @@ public struct WindowsRelease: Sendable, Equatable {
 
     /// Windows 8 / Server 2012 (NT 6.2) and later find the boot storage driver for a new
     /// controller through `DriverDatabase`; earlier releases through `CriticalDeviceDatabase`.
-    public var usesDriverDatabase: Bool {
+    var usesDriverDatabase: Bool {
         (majorVersion, minorVersion) >= (6, 2)
     }
 
     /// For messages: "Windows 10 Pro (10.0 build 19045, x86_64)".
-    public var summary: String {
+    var summary: String {
         "\(productName) (\(majorVersion).\(minorVersion)\(build.map { " build \($0)" } ?? ""), \(arch))"
     }
 

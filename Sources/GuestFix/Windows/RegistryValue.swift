@@ -2,7 +2,7 @@ import Foundation
 
 /// A registry value with its type, encoded as Windows stores it (strings UTF-16LE with a
 /// terminating NUL) and rendered as `.reg` text for the fix report.
-public enum RegistryValue: Sendable, Equatable {
+enum RegistryValue: Sendable, Equatable {
     case string(String)
     case expandString(String)
     case binary([UInt8])
@@ -11,7 +11,7 @@ public enum RegistryValue: Sendable, Equatable {
     /// Any other type, kept as raw bytes.
     case other(type: Int64, data: [UInt8])
 
-    public var type: Int64 {
+    var type: Int64 {
         switch self {
         case .string: 1
         case .expandString: 2
@@ -22,7 +22,7 @@ public enum RegistryValue: Sendable, Equatable {
         }
     }
 
-    public var data: [UInt8] {
+    var data: [UInt8] {
         switch self {
         case .string(let text), .expandString(let text): Self.utf16(text)
         case .binary(let bytes): bytes
@@ -33,7 +33,7 @@ public enum RegistryValue: Sendable, Equatable {
     }
 
     /// Decodes what hivex returned; malformed strings or dwords are kept as `.other`.
-    public init(type: Int64, data: [UInt8]) {
+    init(type: Int64, data: [UInt8]) {
         switch type {
         case 1, 2:
             guard data.count % 2 == 0 else {
@@ -54,7 +54,7 @@ public enum RegistryValue: Sendable, Equatable {
     }
 
     /// The text form: the string itself for REG_SZ/REG_EXPAND_SZ, else nil.
-    public var text: String? {
+    var text: String? {
         switch self {
         case .string(let text), .expandString(let text): text
         default: nil
@@ -63,7 +63,7 @@ public enum RegistryValue: Sendable, Equatable {
 
     /// `.reg` rendering: `"text"`, `dword:00000001`, `hex(2):…` (with the text alongside for
     /// readability), `hex(7):…`, `hex:…`.
-    public var regText: String {
+    var regText: String {
         switch self {
         case .string(let text): "\"\(Self.escaped(text))\""
         case .dword(let value): "dword:" + String(format: "%08x", value)

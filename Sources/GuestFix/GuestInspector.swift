@@ -1,3 +1,5 @@
+import Stages
+
 /// Finds the one operating system on the guest's disks and describes it.
 enum GuestInspector {
     /// Inspects; throws a clear error for zero or several operating systems.
