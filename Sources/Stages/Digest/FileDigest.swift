@@ -3,6 +3,7 @@ import Foundation
 
 #if canImport(Glibc)
 import Glibc
+import SystemSupport
 #endif
 
 /// The digests the pipeline computes: SHA-256 for artifacts (sources are identified by
@@ -150,9 +151,8 @@ public enum FileDigest {
             // Hashing hundreds of gigabytes must not hold up a shutdown (checked per buffer).
             if isCancelled() { throw CancellationError() }
             let chunk = Int(min(UInt64(bufferSize), remaining))
-            let count = pread(fd, buffer.baseAddress, chunk, off_t(position))
+            let count = SystemCall.retryingOnInterrupt { pread(fd, buffer.baseAddress, chunk, off_t(position)) }
             if count < 0 {
-                if errno == EINTR { continue }
                 throw StageError(.ioFailed, file: path, "read failed at byte \(position): \(String(cString: strerror(errno)))")
             }
             if count == 0 {

@@ -4,6 +4,7 @@ import Synchronization
 
 #if canImport(Glibc)
 import Glibc
+import SystemSupport
 #endif
 
 /// Linux's `lseek` whences (`<unistd.h>` declares them only under `_GNU_SOURCE`, which
@@ -235,9 +236,10 @@ struct OpenFile {
     func read(into buffer: UnsafeMutableRawBufferPointer, count: Int, at offset: UInt64) throws -> Int {
         var done = 0
         while done < count {
-            let got = pread(descriptor, buffer.baseAddress.map { $0 + done }, count - done, off_t(offset) + off_t(done))
+            let got = SystemCall.retryingOnInterrupt {
+                pread(descriptor, buffer.baseAddress.map { $0 + done }, count - done, off_t(offset) + off_t(done))
+            }
             if got < 0 {
-                if errno == EINTR { continue }
                 throw StageError(.ioFailed, file: path, "read failed at byte \(offset + UInt64(done)): \(String(cString: strerror(errno)))")
             }
             if got == 0 {

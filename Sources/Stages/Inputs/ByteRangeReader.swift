@@ -2,6 +2,7 @@ import Foundation
 
 #if canImport(Glibc)
 import Glibc
+import SystemSupport
 #endif
 
 /// Reads bytes of one file, or of one byte range of it (a member inside an archive),
@@ -56,9 +57,8 @@ final class ByteRangeReader {
         try data.withUnsafeMutableBytes { buffer in
             guard let start = buffer.baseAddress else { return }
             while done < wanted {
-                let got = pread(fd, start + done, wanted - done, off_t(base + offset + UInt64(done)))
+                let got = SystemCall.retryingOnInterrupt { pread(fd, start + done, wanted - done, off_t(base + offset + UInt64(done))) }
                 if got < 0 {
-                    if errno == EINTR { continue }
                     throw StageError(.ioFailed, file: path,
                                      "read failed at byte \(base + offset + UInt64(done)): \(String(cString: strerror(errno)))")
                 }

@@ -3,6 +3,7 @@ import Foundation
 
 #if canImport(Glibc)
 import Glibc
+import SystemSupport
 #endif
 
 /// One regular file of an untrusted image, opened once, read-only, and held open for as long
@@ -139,9 +140,10 @@ final class PinnedText: Sendable {
         let bytes = Array(text.utf8)
         var written = 0
         while written < bytes.count {
-            let count = bytes[written...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+            let count = SystemCall.retryingOnInterrupt {
+                bytes[written...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+            }
             if count < 0 {
-                if errno == EINTR { continue }
                 let reason = String(cString: strerror(errno))
                 close(descriptor)
                 throw StageError(.ioFailed, file: name, "cannot write an in-memory file: \(reason)")
