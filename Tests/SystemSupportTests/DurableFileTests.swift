@@ -127,3 +127,22 @@ struct DurableFileTests {
         #expect(PathText.prefix(of: "aé€", fittingBytes: 2) == "a")
     }
 }
+
+@Suite("ReadableFile")
+struct ReadableFileTests {
+    @Test func opensWithTheSizeAtOpening() throws {
+        let scratch = try ScratchDirectory()
+        try scratch.write("12345", to: "disk.raw")
+        let file = try ReadableFile(scratch.file("disk.raw"))
+        defer { close(file.descriptor) }
+        #expect(file.size == 5)
+        var byte: UInt8 = 0
+        #expect(pread(file.descriptor, &byte, 1, 4) == 1 && byte == UInt8(ascii: "5"))
+    }
+
+    @Test func aMissingFileNamesOpen() throws {
+        let scratch = try ScratchDirectory()
+        let error = #expect(throws: SystemError.self) { try ReadableFile(scratch.file("none")) }
+        #expect(error == SystemError(operation: "open", path: scratch.file("none"), errno: ENOENT))
+    }
+}

@@ -1,9 +1,9 @@
 import COpenSSL
 import Foundation
+import SystemSupport
 
 #if canImport(Glibc)
 import Glibc
-import SystemSupport
 #endif
 
 /// The digests the pipeline computes: SHA-256 for artifacts (sources are identified by
@@ -118,17 +118,10 @@ public enum FileDigest {
                             length: UInt64? = nil, bufferSize: Int = FileDigest.bufferSize,
                             isCancelled: () -> Bool = { Task.isCancelled }) throws -> String {
         let path = url.path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw StageError(.ioFailed, file: path, "cannot open for hashing: \(String(cString: strerror(errno)))")
-        }
+        let file = try ReadableFile.opened(path, for: "hashing")
+        let fd = file.descriptor
         defer { close(fd) }
-
-        var status = stat()
-        guard fstat(fd, &status) == 0 else {
-            throw StageError(.ioFailed, file: path, "cannot stat: \(String(cString: strerror(errno)))")
-        }
-        let fileSize = UInt64(max(0, status.st_size))
+        let fileSize = file.size
         guard offset <= fileSize else {
             throw StageError(.ioFailed, file: path, "range starts at byte \(offset), past the end of the file (\(fileSize) bytes)")
         }

@@ -1,10 +1,10 @@
 import COpenSSL
 import Foundation
 import Synchronization
+import SystemSupport
 
 #if canImport(Glibc)
 import Glibc
-import SystemSupport
 #endif
 
 /// Linux's `lseek` whences (`<unistd.h>` declares them only under `_GNU_SOURCE`, which
@@ -215,19 +215,10 @@ struct OpenFile {
     let size: UInt64
 
     init(path: String) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw StageError(.ioFailed, file: path, "cannot open for hashing: \(String(cString: strerror(errno)))")
-        }
-        var status = stat()
-        guard fstat(fd, &status) == 0 else {
-            let reason = String(cString: strerror(errno))
-            Glibc.close(fd)
-            throw StageError(.ioFailed, file: path, "cannot stat: \(reason)")
-        }
+        let file = try ReadableFile.opened(path, for: "hashing")
         self.path = path
-        descriptor = fd
-        size = UInt64(max(0, status.st_size))
+        descriptor = file.descriptor
+        size = file.size
     }
 
     func close() { Glibc.close(descriptor) }

@@ -1,8 +1,8 @@
 import Foundation
+import SystemSupport
 
 #if canImport(Glibc)
 import Glibc
-import SystemSupport
 #endif
 
 /// Reads bytes of one file, or of one byte range of it (a member inside an archive),
@@ -21,17 +21,9 @@ final class ByteRangeReader {
 
     /// Opens `path` read-only. `length` nil means "to the end of the file".
     init(path: String, offset: UInt64 = 0, length: UInt64? = nil) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw StageError(.ioFailed, file: path, "cannot open: \(String(cString: strerror(errno)))")
-        }
-        var status = stat()
-        guard fstat(fd, &status) == 0 else {
-            let reason = String(cString: strerror(errno))
-            close(fd)
-            throw StageError(.ioFailed, file: path, "cannot stat: \(reason)")
-        }
-        let fileSize = UInt64(max(0, status.st_size))
+        let file = try ReadableFile.opened(path)
+        let fd = file.descriptor
+        let fileSize = file.size
         let visible = length ?? (fileSize >= offset ? fileSize - offset : 0)
         guard offset <= fileSize, visible <= fileSize - offset else {
             close(fd)

@@ -1,9 +1,9 @@
 import CLinux
 import Foundation
+import SystemSupport
 
 #if canImport(Glibc)
 import Glibc
-import SystemSupport
 #endif
 
 /// One regular file of an untrusted image, opened once, read-only, and held open for as long

@@ -81,13 +81,3 @@ public enum DurableFile {
         StageError(SystemError(operation: call, path: url.path, destination: destination?.path, errno: error))
     }
 }
-
-extension StageError {
-    /// A failed system call on an output: "rename -> /out/web01 failed: File exists", naming
-    /// the file; `.noSpace` when the filesystem is full.
-    init(_ error: SystemError) {
-        let target = error.destination.map { " -> \($0)" } ?? ""
-        self.init(error.isOutOfSpace ? .noSpace : .ioFailed, file: error.path,
-                  "\(error.operation)\(target) failed: \(error.reason)")
-    }
-}
