@@ -62,4 +62,18 @@ struct JSONValueTests {
         let value = try JSONValue(encoding: Inspection(), with: encoder)
         #expect(value == .object(["root_device": .string("/dev/sda1"), "major_version": .integer(12)]))
     }
+
+    @Test func hostileDocumentsDecodeOrThrowButNeverTrap() throws {
+        let decode = { (text: String) throws -> JSONValue in try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) }
+        // Nested past the decoder's depth limit: an error, not a stack overflow.
+        #expect(throws: (any Error).self) { try decode(String(repeating: "[", count: 100_000)) }
+        #expect(throws: (any Error).self) { try decode(String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)) }
+        #expect(throws: (any Error).self) { try decode("") }
+        #expect(try decode("123456789012345678901234567890") == .number(123_456_789_012_345_678_901_234_567_890))
+        #expect(try decode("-0") == .integer(0))
+        #expect(try decode(#""\u00e9\u0000""#) == .string("é\u{0}"))
+        _ = try? decode("1e400")
+        _ = try? decode(#"{"a": 1, "a": 2}"#)
+        _ = try? decode(#""\ud800""#)
+    }
 }
