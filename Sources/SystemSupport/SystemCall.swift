@@ -11,7 +11,7 @@ public enum SystemCall {
     /// Runs `call` again while it fails with EINTR (a signal arrived before it could finish),
     /// and returns its first other result; `errno` is still set when that result is -1.
     @discardableResult
-    public static func retryingOnInterrupt<Result: FixedWidthInteger>(_ call: () -> Result) -> Result {
+    public static func retryingOnInterrupt<Value: FixedWidthInteger>(_ call: () -> Value) -> Value {
         while true {
             let result = call()
             if result == -1 && Glibc.errno == EINTR { continue }
@@ -25,10 +25,10 @@ public enum SystemCall {
     /// `retryOnInterrupt: false` is for calls whose effect may already have happened when
     /// they report EINTR (a repeated `link` would then fail with EEXIST).
     @discardableResult
-    public static func checked<Result: FixedWidthInteger>(
+    public static func checked<Value: FixedWidthInteger>(
         _ operation: String, path: String, destination: String? = nil, retryOnInterrupt: Bool = true,
-        _ call: () -> Result
-    ) throws(SystemError) -> Result {
+        _ call: () -> Value
+    ) throws(SystemError) -> Value {
         let result = retryOnInterrupt ? retryingOnInterrupt(call) : call()
         guard result == -1 else { return result }
         throw SystemError.current(operation, path: path, destination: destination)

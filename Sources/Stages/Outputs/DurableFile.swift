@@ -69,7 +69,7 @@ public enum DurableFile {
         #endif
     }()
 
-    private static func mapped<Result>(_ body: () throws(SystemError) -> Result) throws(StageError) -> Result {
+    private static func mapped<Value>(_ body: () throws(SystemError) -> Value) throws(StageError) -> Value {
         do {
             return try body()
         } catch {
