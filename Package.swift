@@ -22,24 +22,31 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
         // C libraries from Debian's -dev packages.
         .systemLibrary(name: "CLibguestfs", pkgConfig: "libguestfs", providers: [.apt(["libguestfs-dev"])]),
-        // Linux calls Swift's Glibc module leaves out (memfd_create needs _GNU_SOURCE).
+        // Linux calls Swift's Glibc module leaves out (memfd_create, renameat2 need _GNU_SOURCE).
         .target(name: "CLinux"),
         // The async-signal-safe crash record the daemon writes when it dies of a fatal signal.
         .target(name: "CCrashRecord"),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
+        // The one copy of the system helpers every module shares: errno/EINTR, durable files,
+        // timestamps, JSON values.
+        .target(
+            name: "SystemSupport",
+            dependencies: ["CLinux", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strictConcurrency),
         .target(
             name: "Journal",
-            dependencies: [.product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["SystemSupport", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strictConcurrency),
         .target(
             name: "Stages",
             dependencies: [
-                "COpenSSL", "CLinux",
+                "COpenSSL", "CLinux", "SystemSupport",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
             ],
@@ -53,7 +60,7 @@ let package = Package(
         .target(
             name: "Daemon",
             dependencies: [
-                "Journal", "Stages", "CCrashRecord",
+                "Journal", "Stages", "CCrashRecord", "SystemSupport",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -86,9 +93,10 @@ let package = Package(
             path: "bench/digest-bench",
             swiftSettings: strictConcurrency),
 
-        .testTarget(name: "JournalTests", dependencies: ["Journal"], swiftSettings: strictConcurrency),
+        .testTarget(name: "SystemSupportTests", dependencies: ["SystemSupport"], swiftSettings: strictConcurrency),
+        .testTarget(name: "JournalTests", dependencies: ["Journal", "SystemSupport"], swiftSettings: strictConcurrency),
         .testTarget(name: "StagesTests", dependencies: ["Stages", "GuestFix"], swiftSettings: strictConcurrency),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Journal", "Stages"], swiftSettings: strictConcurrency),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Journal", "Stages", "SystemSupport"], swiftSettings: strictConcurrency),
     ]
 )
 

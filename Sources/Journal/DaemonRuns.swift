@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import SystemSupport
 
 /// A daemon's run as recorded in the journal (for `status`).
 public struct DaemonRun: Codable, Sendable, Hashable {
@@ -17,14 +18,14 @@ extension JobJournal {
     public func recordDaemonStart(pid: Int32, config: [String], watchDir: String, outputDir: String) throws -> Int64 {
         try writeTransaction { db in
             try db.execute(sql: "INSERT INTO daemon_runs (pid, started_at, config, watch_dir, output_dir) VALUES (?, ?, ?, ?, ?)",
-                           arguments: [pid, JournalTimestamp.now(), config.joined(separator: "\n"), watchDir, outputDir])
+                           arguments: [pid, Timestamp.now(), config.joined(separator: "\n"), watchDir, outputDir])
             return db.lastInsertedRowID
         }
     }
 
     public func recordDaemonStop(run: Int64) throws {
         try writeTransaction { db in
-            try db.execute(sql: "UPDATE daemon_runs SET stopped_at = ? WHERE id = ?", arguments: [JournalTimestamp.now(), run])
+            try db.execute(sql: "UPDATE daemon_runs SET stopped_at = ? WHERE id = ?", arguments: [Timestamp.now(), run])
         }
     }
 

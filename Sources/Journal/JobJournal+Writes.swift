@@ -1,11 +1,12 @@
 import Foundation
 import GRDB
+import SystemSupport
 
 extension JobJournal {
     public func createJob(_ job: NewJob, detail: String?) throws -> JobRecord {
         let sha256 = try job.sourceSHA256.map { try SHA256Text.validated($0, field: "source SHA-256") }
         return try writeTransaction { db in
-            let now = JournalTimestamp.now()
+            let now = Timestamp.now()
             let identity = job.identity
             try db.cachedStatement(sql: """
                 INSERT INTO jobs (source_path, source_kind, source_dev, source_inode, source_size,
@@ -30,7 +31,7 @@ extension JobJournal {
     @discardableResult
     public func transition(job: Int64, to state: JobState, stage: String?, detail: String?) throws -> TransitionRecord {
         try writeTransaction { db in
-            try applyTransition(db, job: job, to: state, stage: stage, detail: detail, at: JournalTimestamp.now())
+            try applyTransition(db, job: job, to: state, stage: stage, detail: detail, at: Timestamp.now())
         }
     }
 
@@ -40,7 +41,7 @@ extension JobJournal {
             try artifact.sha256.map { try SHA256Text.validated($0, field: "SHA-256 of artifact \(artifact.name)") }
         }
         return try writeTransaction { db in
-            let now = JournalTimestamp.now()
+            let now = Timestamp.now()
             let completion = try applyTransition(
                 db, job: job, to: .stageCompleted, stage: stage, detail: detail, at: now)
             // Outputs of an earlier attempt of this stage are superseded by this one; keeping
@@ -75,7 +76,7 @@ extension JobJournal {
         }
         try writeTransaction { db in
             try db.cachedStatement(sql: "UPDATE jobs SET progress = ?, updated_at = ? WHERE id = ?")
-                .execute(arguments: [fraction, JournalTimestamp.now(), job])
+                .execute(arguments: [fraction, Timestamp.now(), job])
             guard db.changesCount == 1 else { throw JournalError.unknownJob(job) }
         }
     }
@@ -94,7 +95,7 @@ extension JobJournal {
         }
         try writeTransaction { db in
             assignments.append("updated_at = ?")
-            arguments.append(JournalTimestamp.now())
+            arguments.append(Timestamp.now())
             arguments.append(job)
             try db.execute(
                 sql: "UPDATE jobs SET \(assignments.joined(separator: ", ")) WHERE id = ?",
@@ -107,7 +108,7 @@ extension JobJournal {
         try writeTransaction { db in
             try db.cachedStatement(sql: """
                 UPDATE artifacts SET verified_at = ? WHERE job_id = ? AND stage = ? AND name = ?
-                """).execute(arguments: [JournalTimestamp.format(date), job, stage, name])
+                """).execute(arguments: [Timestamp.format(date), job, stage, name])
             guard db.changesCount == 1 else {
                 throw JournalError.unknownArtifact(job: job, stage: stage, name: name)
             }

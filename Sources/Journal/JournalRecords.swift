@@ -70,7 +70,7 @@ public struct JobRecord: Codable, Sendable, Hashable {
     public var progress: Double?
     public var outputPath: String?
     public var error: String?
-    /// ISO 8601 UTC with milliseconds, see `JournalTimestamp`.
+    /// ISO 8601 UTC with milliseconds, see `Timestamp`.
     public var createdAt: String
     public var updatedAt: String
 

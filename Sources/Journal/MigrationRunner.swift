@@ -1,4 +1,5 @@
 import GRDB
+import SystemSupport
 
 /// Applies the embedded migrations in version order, each exactly once and each in its
 /// own transaction, recording it in `schema_migrations` (created by migration 1).
@@ -28,7 +29,7 @@ struct MigrationRunner {
                     try db.execute(sql: migration.sql)
                     try db.execute(
                         sql: "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                        arguments: [migration.version, migration.name, JournalTimestamp.now()])
+                        arguments: [migration.version, migration.name, Timestamp.now()])
                 }
             } catch let error as DatabaseError {
                 throw JournalError.migrationFailed(

@@ -1,4 +1,5 @@
 import Foundation
+import SystemSupport
 import TestSupport
 import Testing
 @testable import Journal
@@ -27,7 +28,7 @@ struct QueryTests {
         #expect(zip(history, history.dropFirst()).allSatisfy { $0.id < $1.id && $0.at <= $1.at && $0.to == $1.from })
         #expect(history.allSatisfy { $0.jobID == job.id })
         #expect(history.map(\.stage) == [nil, nil, nil, "probe", "probe", "extract", "convert", "convert", "convert", "convert"])
-        #expect(history.allSatisfy { JournalTimestamp.parse($0.at) != nil })
+        #expect(history.allSatisfy { Timestamp.parse($0.at) != nil })
     }
 
     @Test func recordsEncodeAsJSONWithStateNames() throws {
@@ -87,10 +88,10 @@ struct QueryTests {
 
     @Test func timestampsAreUTCWithMilliseconds() {
         let date = Date(timeIntervalSince1970: 1_767_225_600.5)
-        #expect(JournalTimestamp.format(date) == "2026-01-01T00:00:00.500Z")
-        #expect(JournalTimestamp.format(Date(timeIntervalSince1970: -0.25)) == "1969-12-31T23:59:59.750Z")
-        #expect(JournalTimestamp.parse("2026-01-01T00:00:00.500Z") == date)
-        #expect(JournalTimestamp.parse("yesterday") == nil)
+        #expect(Timestamp.format(date) == "2026-01-01T00:00:00.500Z")
+        #expect(Timestamp.format(Date(timeIntervalSince1970: -0.25)) == "1969-12-31T23:59:59.750Z")
+        #expect(Timestamp.parse("2026-01-01T00:00:00.500Z") == date)
+        #expect(Timestamp.parse("yesterday") == nil)
     }
 
     @Test func errorMessagesNameTheProblem() {

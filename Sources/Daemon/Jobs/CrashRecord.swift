@@ -2,6 +2,7 @@ import CCrashRecord
 import Foundation
 import Glibc
 import Journal
+import SystemSupport
 
 /// What the daemon's fatal-signal handler left behind: the daemon run that died, the signal
 /// and when. SIGKILL and power loss leave no record, so its presence tells a crash of the
@@ -68,7 +69,7 @@ public struct CrashRecordFile: Sendable {
         guard descriptor >= 0 else {
             throw CrashRecordError.cannot("open", path: path, errno: errno)
         }
-        guard fsync(descriptor) == 0 else {
+        guard SystemCall.retryingOnInterrupt({ fsync(descriptor) }) == 0 else {
             let code = errno
             close(descriptor)
             throw CrashRecordError.cannot("fsync", path: path, errno: code)

@@ -1,5 +1,6 @@
 import Foundation
 import Journal
+import SystemSupport
 
 /// Decides whether a job interrupted by a crash of the daemon is resumed once more or failed
 /// as `poison`: a file that makes the daemon crash would otherwise be resumed at every start
@@ -53,7 +54,7 @@ public enum CrashNote {
 
     /// "crash: the daemon died of SIGILL (signal 4) at … during stage convert (daemon run 3)".
     public static func detail(_ record: CrashRecord, stage: String?) -> String {
-        prefix + "the daemon died of \(record.signalName) (signal \(record.signal)) at \(JournalTimestamp.format(record.time))"
+        prefix + "the daemon died of \(record.signalName) (signal \(record.signal)) at \(Timestamp.format(record.time))"
             + (stage.map { " during stage \($0)" } ?? "") + " (daemon run \(record.run))"
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Synchronization
+import SystemSupport
 
 /// Configures swift-log once per process: stderr always, plus `log_file` when set.
 public enum LogSetup {
@@ -56,7 +57,7 @@ struct FileLogHandler: LogHandler {
     func log(event: LogEvent) {
         let merged = metadata.merging(event.metadata ?? [:]) { _, new in new }
         let fields = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        let stamp = ISO8601DateFormatter().string(from: Date())
+        let stamp = Timestamp.now()
         sink.write("\(stamp) \(event.level) \(event.message)\(fields.isEmpty ? "" : " " + fields)\n")
     }
 }

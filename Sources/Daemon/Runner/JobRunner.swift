@@ -2,6 +2,7 @@ import Foundation
 import Journal
 import Logging
 import Stages
+import SystemSupport
 
 /// Drives one job's stages in order through the journal, as the design's protocol says:
 /// write-ahead `stage-started`, outputs private until fsynced and renamed, then
@@ -109,7 +110,7 @@ public struct JobRunner: Sendable {
             let next = lifecycle.handle(.nextStage(stageName, skipReason: skipReason,
                                                    detail: ledger.pendingDetail ?? "attempt \(ledger.attempts(of: stageName) + 1)"),
                                         now: .now)
-            var startedAt = JournalClock.now()
+            var startedAt = Timestamp.now()
             if let ending = try journalActions.carryOut(next, jobID: jobID, followUps: &followUps, startedAt: &startedAt) {
                 return Run(ending: ending, followUps: followUps)
             }

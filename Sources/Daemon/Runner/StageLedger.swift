@@ -1,6 +1,7 @@
 import Foundation
 import Journal
 import Stages
+import SystemSupport
 
 /// What the journal says about each stage of one job: completed (with its artifacts),
 /// skipped, or neither. Built from the job's history, so a restart sees exactly what
@@ -28,7 +29,7 @@ struct StageLedger {
                 statuses[stage] = .completed
                 timings.removeAll { $0.name == stage }
                 timings.append(StageTiming(name: stage, status: "completed", startedAt: startedAt[stage], finishedAt: row.at,
-                                           seconds: JournalClock.seconds(from: startedAt[stage], to: row.at)))
+                                           seconds: StageDuration.seconds(from: startedAt[stage], to: row.at)))
             case .stageSkipped:
                 statuses[stage] = .skipped
                 timings.removeAll { $0.name == stage }
@@ -69,32 +70,22 @@ struct StageLedger {
 
     mutating func noteSkipped(_ stage: String, reason: String) {
         statuses[stage] = .skipped
-        timings.append(StageTiming(name: stage, status: "skipped", reason: reason, finishedAt: JournalClock.now()))
+        timings.append(StageTiming(name: stage, status: "skipped", reason: reason, finishedAt: Timestamp.now()))
     }
 
     mutating func noteCompleted(_ stage: String, artifacts: [NewArtifact], startedAt: String, seconds: Double) {
         statuses[stage] = .completed
         artifactsByStage[stage] = artifacts
         timings.append(StageTiming(name: stage, status: "completed", startedAt: startedAt,
-                                   finishedAt: JournalClock.now(), seconds: seconds))
+                                   finishedAt: Timestamp.now(), seconds: seconds))
     }
 }
 
-/// Timestamps in the journal's format (ISO 8601 UTC with milliseconds).
-enum JournalClock {
-    static func now() -> String {
-        formatter().string(from: Date())
-    }
-
+/// How long a stage took, from two of the journal's timestamps.
+enum StageDuration {
     static func seconds(from start: String?, to end: String) -> Double? {
-        guard let start, let a = formatter().date(from: start), let b = formatter().date(from: end) else { return nil }
+        guard let start, let a = Timestamp.parse(start), let b = Timestamp.parse(end) else { return nil }
         return b.timeIntervalSince(a)
-    }
-
-    private static func formatter() -> ISO8601DateFormatter {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter
     }
 }
 

@@ -3,6 +3,7 @@ import Journal
 import Logging
 import ServiceLifecycle
 import Stages
+import SystemSupport
 
 /// `command: daemon`: watches the queue directory, takes each file once it is complete,
 /// converts up to `max_concurrent` jobs at once through the journal, archives the source
@@ -37,7 +38,7 @@ public struct ConversionDaemon: Sendable {
         let run = try journal.recordDaemonStart(pid: getpid(), config: c.sources, watchDir: c.watchDir, outputDir: c.outputDir)
         try crashRecord.arm(run: run)
         if let lastCrash {
-            logger.warning("the previous run (\(lastCrash.run)) died of \(lastCrash.signalName) at \(JournalTimestamp.format(lastCrash.time)); the jobs it was converting are checked for poison")
+            logger.warning("the previous run (\(lastCrash.run)) died of \(lastCrash.signalName) at \(Timestamp.format(lastCrash.time)); the jobs it was converting are checked for poison")
         }
         let watcher = try InotifyWatcher(directory: c.watchDir, logger: logger)
         let queue = DaemonQueue(configuration: c, journal: journal, logger: logger)

@@ -1,6 +1,7 @@
 import Foundation
 import Journal
 import Stages
+import SystemSupport
 
 /// Intake: queue files are watched until stable, grouped into jobs (an OVF with its disks,
 /// a descriptor with its extents), checked for duplicates, and claimed through the job's
@@ -173,8 +174,8 @@ extension DaemonQueue {
                 if let path = archived.first?.path {
                     let note = DuplicateNote(duplicate_of_job: original.id, original_source: original.sourcePath,
                                              output: original.outputPath, sha256: sha256, job: duplicate.id)
-                    let notePath = DurableFiles.parent(of: path) + "/"
-                        + DurableFiles.companionName(of: DurableFiles.lastComponent(of: path), suffix: ".duplicate.json")
+                    let notePath = PathText.parent(of: path) + "/"
+                        + QueueFileName.companionName(of: PathText.lastComponent(of: path), suffix: ".duplicate.json")
                     try DurableFile.write(JSONEncoder().encode(note), to: URL(fileURLWithPath: notePath))
                 }
                 logger.notice("\(name) has the same content as job \(original.id); not converted again (job \(duplicate.id))")

@@ -1,4 +1,5 @@
 import Glibc
+import SystemSupport
 
 /// Lists a directory with `opendir(3)`/`readdir(3)`, without following anything.
 enum DirectoryReader {
@@ -10,9 +11,9 @@ enum DirectoryReader {
 
     /// The entries of `path` except `.` and `..`; names that are not valid UTF-8 are skipped
     /// (the daemon cannot name them in its journal or logs faithfully).
-    static func entries(at path: String) throws(WatchIOError) -> [Entry] {
+    static func entries(at path: String) throws(SystemError) -> [Entry] {
         guard let stream = opendir(path) else {
-            throw WatchIOError(path: path, operation: "opendir", errno: errno)
+            throw SystemError(operation: "opendir", path: path, errno: errno)
         }
         defer { closedir(stream) }
         var result: [Entry] = []
@@ -29,14 +30,14 @@ enum DirectoryReader {
 
 /// Reads a small file (a `/proc` entry) whole; nil if it cannot be read.
 func readSmallFile(_ path: String, limit: Int = 64 * 1024) -> [UInt8]? {
-    let descriptor = retryingInterrupted { open(path, O_RDONLY | O_CLOEXEC) }
+    let descriptor = SystemCall.retryingOnInterrupt { open(path, O_RDONLY | O_CLOEXEC) }
     guard descriptor >= 0 else { return nil }
     defer { close(descriptor) }
     var bytes: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 4096)
     while bytes.count < limit {
         let count = chunk.withUnsafeMutableBytes { buffer in
-            retryingInterrupted { read(descriptor, buffer.baseAddress, buffer.count) }
+            SystemCall.retryingOnInterrupt { read(descriptor, buffer.baseAddress, buffer.count) }
         }
         if count < 0 { return nil }
         if count == 0 { break }
@@ -50,7 +51,7 @@ func readSmallFile(_ path: String, limit: Int = 64 * 1024) -> [UInt8]? {
 public enum QueueDirectoryListing {
     /// Names of regular files (not directories, not symbolic links, not devices or FIFOs) at the
     /// top of `directory`, sorted.
-    /// - Throws: `WatchIOError` when the directory cannot be read.
+    /// - Throws: `SystemError` when the directory cannot be read.
     public static func regularFileNames(in directory: String) throws -> [String] {
         var names: [String] = []
         for entry in try DirectoryReader.entries(at: directory) {

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import SystemSupport
 
 /// The `<name>.error.json` written beside a failed source in `.errors/`.
 ///
@@ -104,12 +105,12 @@ public struct ErrorReport: Sendable, Equatable, Encodable {
             var status = stat()
             if stat(sourcePath, &status) == 0 { size = UInt64(status.st_size) }
         }
-        let directory = DurableFiles.parent(of: sourcePath)
+        let directory = PathText.parent(of: sourcePath)
         return ErrorReport(
-            filename: DurableFiles.lastComponent(of: sourcePath),
+            filename: PathText.lastComponent(of: sourcePath),
             filepath: sourcePath,
             fileSizeMB: size.map { roundedToHundredths(Double($0) / 1_048_576) },
-            timestamp: isoTimestamp(now),
+            timestamp: Timestamp.format(now, style: .local),
             error: error,
             phase: stage ?? "watch",
             exceptionTraceback: history,
@@ -143,13 +144,6 @@ public struct ErrorReport: Sendable, Equatable, Encodable {
         try container.encode(stage, forKey: .stage)
         try container.encode(attempt, forKey: .attempt)
         try container.encode(code, forKey: .code)
-    }
-
-    private static func isoTimestamp(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        formatter.timeZone = TimeZone.current
-        return formatter.string(from: date)
     }
 }
 

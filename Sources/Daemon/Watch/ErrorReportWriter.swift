@@ -1,4 +1,5 @@
 import Foundation
+import SystemSupport
 
 /// Writes `ErrorReport`s durably as `<watch_dir>/.errors/<name>.error.json`.
 public struct ErrorReportWriter: Sendable {
@@ -14,15 +15,15 @@ public struct ErrorReportWriter: Sendable {
     /// `<archived name>.error.json` (so a source renamed on collision keeps its own report),
     /// or a shortened name when that would not fit (`reportName(for:)`).
     public static func reportPath(forArchivedSource archivedPath: String) -> String {
-        DurableFiles.parent(of: archivedPath) + "/" + reportName(for: DurableFiles.lastComponent(of: archivedPath))
+        PathText.parent(of: archivedPath) + "/" + reportName(for: PathText.lastComponent(of: archivedPath))
     }
 
     public static let suffix = ".error.json"
 
     /// `<name>.error.json`, or a shortened name when that exceeds NAME_MAX (a 245-byte name
-    /// already does): see `DurableFiles.companionName`. The report's `filename` holds the whole name.
+    /// already does): see `QueueFileName.companionName`. The report's `filename` holds the whole name.
     public static func reportName(for name: String) -> String {
-        DurableFiles.companionName(of: name, suffix: suffix)
+        QueueFileName.companionName(of: name, suffix: suffix)
     }
 
     /// Writes `report` as `.errors/<name>.error.json` (temporary file, fsync, rename, fsync of
@@ -30,7 +31,7 @@ public struct ErrorReportWriter: Sendable {
     /// of the same name is replaced whole.
     @discardableResult
     public func write(_ report: ErrorReport, name: String) throws -> String {
-        try DurableFiles.ensureDirectory(errorsDirectory)
+        try Directory.ensure(errorsDirectory)
         return try write(report, toPath: errorsDirectory + "/" + Self.reportName(for: name))
     }
 
@@ -45,7 +46,7 @@ public struct ErrorReportWriter: Sendable {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         var bytes = Array(Self.escapingInvisibleControls(String(decoding: try encoder.encode(report), as: UTF8.self)).utf8)
         bytes.append(UInt8(ascii: "\n"))
-        try DurableFiles.writeAtomically(bytes, to: path)
+        try DurableWrite.replace(path, with: bytes)
         return path
     }
 

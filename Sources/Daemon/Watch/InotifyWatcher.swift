@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Logging
+import SystemSupport
 
 /// Watches the top level of one directory with inotify and delivers what changed as an
 /// `AsyncStream<WatchEvent>`.
@@ -44,25 +45,25 @@ public final class InotifyWatcher: @unchecked Sendable {
 
     /// Opens inotify on `directory` and adds the watch; events are queued by the kernel from
     /// here on, and delivered once `start()` runs.
-    /// - Throws: `WatchIOError` naming the directory (missing, not a directory, no permission,
+    /// - Throws: `SystemError` naming the directory (missing, not a directory, no permission,
     ///   inotify limits reached).
     public init(directory: String, logger: Logger? = nil) throws {
         self.directory = directory
         self.logger = logger
         let inotify = inotify_init1(Int32(IN_NONBLOCK) | Int32(IN_CLOEXEC))
         guard inotify >= 0 else {
-            throw WatchIOError(path: directory, operation: "inotify_init1", errno: errno)
+            throw SystemError(operation: "inotify_init1", path: directory, errno: errno)
         }
         guard inotify_add_watch(inotify, directory, Self.eventMask) >= 0 else {
             let code = errno
             close(inotify)
-            throw WatchIOError(path: directory, operation: "inotify_add_watch", errno: code)
+            throw SystemError(operation: "inotify_add_watch", path: directory, errno: code)
         }
         var ends: [Int32] = [-1, -1]
         guard pipe(&ends) == 0 else {
             let code = errno
             close(inotify)
-            throw WatchIOError(path: directory, operation: "pipe", errno: code)
+            throw SystemError(operation: "pipe", path: directory, errno: code)
         }
         for end in ends {
             _ = fcntl(end, F_SETFD, FD_CLOEXEC)
@@ -111,7 +112,7 @@ public final class InotifyWatcher: @unchecked Sendable {
             defer { phase = .stopped }
             guard phase == .running else { return false }
             var byte: UInt8 = 1
-            _ = retryingInterrupted { write(wakeWriteEnd, &byte, 1) }
+            _ = SystemCall.retryingOnInterrupt { write(wakeWriteEnd, &byte, 1) }
             return true
         }
         if !wasRunning { continuation.finish() }
@@ -134,9 +135,8 @@ public final class InotifyWatcher: @unchecked Sendable {
             descriptors[0].revents = 0
             descriptors[1].revents = 0
             // Blocks without timeout: the thread wakes only for an event or for stop().
-            let ready = poll(&descriptors, 2, -1)
+            let ready = SystemCall.retryingOnInterrupt { poll(&descriptors, 2, -1) }
             if ready < 0 {
-                if errno == EINTR { continue }
                 logger?.error("inotify poll on \(directory) failed: \(String(cString: strerror(errno)))")
                 return
             }
@@ -157,7 +157,7 @@ public final class InotifyWatcher: @unchecked Sendable {
     private func drainEvents(into buffer: UnsafeMutableRawBufferPointer) -> DrainOutcome {
         var decoder = InotifyRecordDecoder()
         while true {
-            let count = retryingInterrupted { read(inotifyDescriptor, buffer.baseAddress, buffer.count) }
+            let count = SystemCall.retryingOnInterrupt { read(inotifyDescriptor, buffer.baseAddress, buffer.count) }
             if count < 0 {
                 if errno == EAGAIN || errno == EWOULDBLOCK { return .keepWatching }
                 logger?.error("reading inotify events for \(directory) failed: \(String(cString: strerror(errno)))")

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import SystemSupport
 
 /// A source could not be archived; says which file and why.
 public struct SourceArchiveError: Error, CustomStringConvertible, Sendable, Equatable {
@@ -70,16 +71,16 @@ public struct SourceArchiver: Sendable {
     /// Archives the files of one job together; the first member is the job's primary file.
     /// Returns where each member is now, in the order given.
     /// - Throws: `SourceArchiveError` for a member neither in the queue nor archived;
-    ///   `WatchIOError` when a rename, mkdir or fsync fails (e.g. `EXDEV` when `.processed`
+    ///   `SystemError` when a rename, mkdir or fsync fails (e.g. `EXDEV` when `.processed`
     ///   is another filesystem: we never fall back to copying).
     @discardableResult
     public func archive(_ members: [Member], to destination: Destination, at date: Date = Date()) throws -> [ArchivedFile] {
         guard let primary = members.first else { return [] }
         let target = destinationDirectory(destination, at: date)
         if destination == .processed {
-            try DurableFiles.ensureDirectory("\(watchDirectory)/\(QueueEntryFilter.processedDirectoryName)")
+            try Directory.ensure("\(watchDirectory)/\(QueueEntryFilter.processedDirectoryName)")
         }
-        try DurableFiles.ensureDirectory(target)
+        try Directory.ensure(target)
 
         var results: [String: ArchivedFile] = [:]
         var toMove: [Member] = []
@@ -98,7 +99,7 @@ public struct SourceArchiver: Sendable {
         var collided: [Member] = []
         for member in toMove {
             let destinationPath = "\(target)/\(member.name)"
-            if try DurableFiles.renameWithoutReplacing("\(watchDirectory)/\(member.name)", to: destinationPath) {
+            if try Rename.withoutReplacing("\(watchDirectory)/\(member.name)", to: destinationPath) {
                 results[member.name] = ArchivedFile(name: member.name, path: destinationPath, wasAlreadyArchived: false)
             } else {
                 collided.append(member)
@@ -114,16 +115,16 @@ public struct SourceArchiver: Sendable {
                 directoriesToSync.append(folder)
                 for member in collided {
                     let path = "\(folder)/\(member.name)"
-                    guard try DurableFiles.renameWithoutReplacing("\(watchDirectory)/\(member.name)", to: path) else {
-                        throw WatchIOError(path: path, operation: "rename", errno: EEXIST)
+                    guard try Rename.withoutReplacing("\(watchDirectory)/\(member.name)", to: path) else {
+                        throw SystemError(operation: "rename", path: path, errno: EEXIST)
                     }
                     results[member.name] = ArchivedFile(name: member.name, path: path, wasAlreadyArchived: false)
                 }
             }
         }
         if !toMove.isEmpty {
-            for directory in directoriesToSync { try DurableFiles.fsyncDirectory(directory) }
-            try DurableFiles.fsyncDirectory(watchDirectory)
+            for directory in directoriesToSync { try FileSync.directory(directory) }
+            try FileSync.directory(watchDirectory)
         }
         return members.compactMap { results[$0.name] }
     }
@@ -178,8 +179,8 @@ public struct SourceArchiver: Sendable {
         for number in 2... {
             // A long name is cut so `_N` still fits NAME_MAX.
             let suffix = "_\(number)\(fileExtension)"
-            let path = "\(target)/\(DurableFiles.prefix(of: stem, fittingBytes: 255 - suffix.utf8.count))\(suffix)"
-            if try DurableFiles.renameWithoutReplacing("\(watchDirectory)/\(name)", to: path) { return path }
+            let path = "\(target)/\(PathText.prefix(of: stem, fittingBytes: 255 - suffix.utf8.count))\(suffix)"
+            if try Rename.withoutReplacing("\(watchDirectory)/\(name)", to: path) { return path }
         }
         preconditionFailure("unreachable: the sequence of numbers is unbounded")
     }
@@ -188,12 +189,12 @@ public struct SourceArchiver: Sendable {
     private func makeFreshFolder(for primary: String, in target: String) throws -> String {
         for number in 2... {
             let suffix = "_\(number)"
-            let folder = "\(target)/\(DurableFiles.prefix(of: primary, fittingBytes: 255 - suffix.utf8.count))\(suffix)"
+            let folder = "\(target)/\(PathText.prefix(of: primary, fittingBytes: 255 - suffix.utf8.count))\(suffix)"
             if mkdir(folder, 0o755) == 0 {
-                try DurableFiles.fsyncDirectory(target)
+                try FileSync.directory(target)
                 return folder
             }
-            guard errno == EEXIST else { throw WatchIOError(path: folder, operation: "mkdir", errno: errno) }
+            guard errno == EEXIST else { throw SystemError(operation: "mkdir", path: folder, errno: errno) }
         }
         preconditionFailure("unreachable: the sequence of numbers is unbounded")
     }

@@ -1,5 +1,6 @@
 import COpenSSL
 import Foundation
+import SystemSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -117,17 +118,10 @@ public enum FileDigest {
                             length: UInt64? = nil, bufferSize: Int = FileDigest.bufferSize,
                             isCancelled: () -> Bool = { Task.isCancelled }) throws -> String {
         let path = url.path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw StageError(.ioFailed, file: path, "cannot open for hashing: \(String(cString: strerror(errno)))")
-        }
+        let file = try ReadableFile.opened(path, for: "hashing")
+        let fd = file.descriptor
         defer { close(fd) }
-
-        var status = stat()
-        guard fstat(fd, &status) == 0 else {
-            throw StageError(.ioFailed, file: path, "cannot stat: \(String(cString: strerror(errno)))")
-        }
-        let fileSize = UInt64(max(0, status.st_size))
+        let fileSize = file.size
         guard offset <= fileSize else {
             throw StageError(.ioFailed, file: path, "range starts at byte \(offset), past the end of the file (\(fileSize) bytes)")
         }
@@ -150,9 +144,8 @@ public enum FileDigest {
             // Hashing hundreds of gigabytes must not hold up a shutdown (checked per buffer).
             if isCancelled() { throw CancellationError() }
             let chunk = Int(min(UInt64(bufferSize), remaining))
-            let count = pread(fd, buffer.baseAddress, chunk, off_t(position))
+            let count = SystemCall.retryingOnInterrupt { pread(fd, buffer.baseAddress, chunk, off_t(position)) }
             if count < 0 {
-                if errno == EINTR { continue }
                 throw StageError(.ioFailed, file: path, "read failed at byte \(position): \(String(cString: strerror(errno)))")
             }
             if count == 0 {

@@ -1,6 +1,7 @@
 import COpenSSL
 import Foundation
 import Synchronization
+import SystemSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -214,19 +215,10 @@ struct OpenFile {
     let size: UInt64
 
     init(path: String) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw StageError(.ioFailed, file: path, "cannot open for hashing: \(String(cString: strerror(errno)))")
-        }
-        var status = stat()
-        guard fstat(fd, &status) == 0 else {
-            let reason = String(cString: strerror(errno))
-            Glibc.close(fd)
-            throw StageError(.ioFailed, file: path, "cannot stat: \(reason)")
-        }
+        let file = try ReadableFile.opened(path, for: "hashing")
         self.path = path
-        descriptor = fd
-        size = UInt64(max(0, status.st_size))
+        descriptor = file.descriptor
+        size = file.size
     }
 
     func close() { Glibc.close(descriptor) }
@@ -235,9 +227,10 @@ struct OpenFile {
     func read(into buffer: UnsafeMutableRawBufferPointer, count: Int, at offset: UInt64) throws -> Int {
         var done = 0
         while done < count {
-            let got = pread(descriptor, buffer.baseAddress.map { $0 + done }, count - done, off_t(offset) + off_t(done))
+            let got = SystemCall.retryingOnInterrupt {
+                pread(descriptor, buffer.baseAddress.map { $0 + done }, count - done, off_t(offset) + off_t(done))
+            }
             if got < 0 {
-                if errno == EINTR { continue }
                 throw StageError(.ioFailed, file: path, "read failed at byte \(offset + UInt64(done)): \(String(cString: strerror(errno)))")
             }
             if got == 0 {

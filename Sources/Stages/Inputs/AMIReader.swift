@@ -1,4 +1,5 @@
 import Foundation
+import SystemSupport
 
 /// Reads an AMI export: a tar (read in place) or a gzip-compressed tar (decompressed as a
 /// stream into the job's scratch directory, bounded by the free space and a size limit,
@@ -284,9 +285,10 @@ struct BoundedGunzip: Sendable {
         private func fill(_ buffer: UnsafeMutableRawBufferPointer, from fd: Int32) throws -> Int {
             var filled = 0
             while filled < buffer.count {
-                let count = read(fd, buffer.baseAddress.map { $0 + filled }, buffer.count - filled)
+                let count = SystemCall.retryingOnInterrupt {
+                    read(fd, buffer.baseAddress.map { $0 + filled }, buffer.count - filled)
+                }
                 if count < 0 {
-                    if errno == EINTR { continue }
                     throw StageError(.ioFailed, file: path, "reading gzip's output failed: \(String(cString: strerror(errno)))")
                 }
                 if count == 0 { break }
@@ -298,9 +300,10 @@ struct BoundedGunzip: Sendable {
         private func write(_ block: UnsafeRawBufferPointer, at offset: UInt64, to output: Int32) throws {
             var done = 0
             while done < block.count {
-                let count = pwrite(output, block.baseAddress.map { $0 + done }, block.count - done, off_t(offset) + off_t(done))
+                let count = SystemCall.retryingOnInterrupt {
+                    pwrite(output, block.baseAddress.map { $0 + done }, block.count - done, off_t(offset) + off_t(done))
+                }
                 if count < 0 {
-                    if errno == EINTR { continue }
                     let error = errno
                     let code: StageError.Code = (error == ENOSPC || error == EDQUOT) ? .noSpace : .ioFailed
                     throw StageError(code, file: path, "write failed at byte \(offset + UInt64(done)): \(String(cString: strerror(error)))")
@@ -314,8 +317,9 @@ struct BoundedGunzip: Sendable {
             var kept = Data()
             var buffer = [UInt8](repeating: 0, count: 4096)
             while true {
-                let count = buffer.withUnsafeMutableBytes { read(pipe.fileDescriptor, $0.baseAddress, $0.count) }
-                if count < 0 && errno == EINTR { continue }
+                let count = SystemCall.retryingOnInterrupt {
+                    buffer.withUnsafeMutableBytes { read(pipe.fileDescriptor, $0.baseAddress, $0.count) }
+                }
                 guard count > 0 else { break }
                 // Read to the end (gzip must not block on a full pipe), keep the start.
                 if kept.count < limit { kept.append(contentsOf: buffer[0..<min(count, limit - kept.count)]) }
@@ -377,8 +381,9 @@ struct TarStreamEnd {
         var bytes = [UInt8](repeating: 0, count: count)
         var done = 0
         while done < count {
-            let got = bytes.withUnsafeMutableBytes { pread(file, $0.baseAddress.map { $0 + done }, count - done, off_t(offset) + off_t(done)) }
-            if got < 0 && errno == EINTR { continue }
+            let got = SystemCall.retryingOnInterrupt {
+                bytes.withUnsafeMutableBytes { pread(file, $0.baseAddress.map { $0 + done }, count - done, off_t(offset) + off_t(done)) }
+            }
             guard got >= 0 else { return nil }
             if got == 0 { break }
             done += got

@@ -1,4 +1,5 @@
 import Foundation
+import SystemSupport
 
 /// An Artifact Manifest v1.0, as hypersdk's export writes it (`artifact-manifest.json`) and
 /// as hyper2kvm's Python loader reads it: the VM an export tool
@@ -24,14 +25,14 @@ public struct ArtifactManifest: Decodable, Sendable, Equatable {
     public var metadata: Metadata?
     public var pipeline: Pipeline?
     /// Free-form `{users, services, hostname, network}` for guest injection (not implemented).
-    public var configuration: [String: Value]?
+    public var configuration: [String: JSONValue]?
     public var output: Output?
     public var options: Options?
-    public var profile: Value?
+    public var profile: JSONValue?
     public var profilesDirectory: String?
-    public var profileOverrides: Value?
-    public var hooks: Value?
-    public var libvirtIntegration: Value?
+    public var profileOverrides: JSONValue?
+    public var hooks: JSONValue?
+    public var libvirtIntegration: JSONValue?
 
     /// Keys present in the document that neither the Go types nor the Python loader know,
     /// as JSON paths (`disks[0].encryption`). Filled by `parse`; they are facts, not errors,
@@ -213,43 +214,6 @@ public struct ArtifactManifest: Decodable, Sendable, Equatable {
         enum CodingKeys: String, CodingKey {
             case dryRun = "dry_run"
             case verbose, report
-        }
-    }
-
-    /// A free-form JSON/YAML value, for the parts of the manifest that are maps of
-    /// anything (`configuration`, `hooks`, …) and for finding unrecognised keys.
-    public enum Value: Decodable, Sendable, Equatable {
-        case null
-        case bool(Bool)
-        case integer(Int64)
-        case number(Double)
-        case string(String)
-        case array([Value])
-        case object([String: Value])
-
-        public init(from decoder: any Decoder) throws {
-            let container = try decoder.singleValueContainer()
-            if container.decodeNil() {
-                self = .null
-            } else if let value = try? container.decode(Bool.self) {
-                self = .bool(value)
-            } else if let value = try? container.decode(Int64.self) {
-                self = .integer(value)
-            } else if let value = try? container.decode(Double.self) {
-                self = .number(value)
-            } else if let value = try? container.decode(String.self) {
-                self = .string(value)
-            } else if let value = try? container.decode([Value].self) {
-                self = .array(value)
-            } else {
-                self = .object(try container.decode([String: Value].self))
-            }
-        }
-
-        /// The keys of an object, sorted; empty for anything else.
-        public var objectKeys: [String] {
-            if case .object(let members) = self { return members.keys.sorted() }
-            return []
         }
     }
 }

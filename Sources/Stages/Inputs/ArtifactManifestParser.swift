@@ -1,4 +1,5 @@
 import Foundation
+import SystemSupport
 import Yams
 
 extension ArtifactManifest {
@@ -49,13 +50,13 @@ extension ArtifactManifest {
     /// keys it does not know in `unrecognisedKeys`.
     public static func parse(_ data: Data, syntax: Syntax, file: String) throws -> ArtifactManifest {
         var manifest: ArtifactManifest
-        let tree: Value
+        let tree: JSONValue
         switch syntax {
         case .json:
             try checkJSONSyntax(data, file: file)
             let decoder = JSONDecoder()
             manifest = try decoding(file: file, syntax: syntax) { try decoder.decode(ArtifactManifest.self, from: data) }
-            tree = try decoding(file: file, syntax: syntax) { try decoder.decode(Value.self, from: data) }
+            tree = try decoding(file: file, syntax: syntax) { try decoder.decode(JSONValue.self, from: data) }
         case .yaml:
             guard let text = String(data: data, encoding: .utf8) else {
                 throw StageError(.badInput, file: file, "manifest is not valid UTF-8 text")
@@ -71,7 +72,7 @@ extension ArtifactManifest {
             }
             let decoder = YAMLDecoder()
             manifest = try decoding(file: file, syntax: syntax) { try decoder.decode(ArtifactManifest.self, from: root) }
-            tree = try decoding(file: file, syntax: syntax) { try decoder.decode(Value.self, from: root) }
+            tree = try decoding(file: file, syntax: syntax) { try decoder.decode(JSONValue.self, from: root) }
         }
         manifest.unrecognisedKeys = unrecognisedKeys(in: tree)
         return manifest
@@ -199,13 +200,13 @@ extension ArtifactManifest {
         "options.report": ["enabled", "path"],
     ]
 
-    static func unrecognisedKeys(in tree: Value) -> [String] {
+    static func unrecognisedKeys(in tree: JSONValue) -> [String] {
         var found: [String] = []
         collectUnrecognised(tree, schemaPath: "", path: "", into: &found)
         return found
     }
 
-    private static func collectUnrecognised(_ value: Value, schemaPath: String, path: String, into found: inout [String]) {
+    private static func collectUnrecognised(_ value: JSONValue, schemaPath: String, path: String, into found: inout [String]) {
         switch value {
         case .object(let members):
             guard let known = knownKeys[schemaPath] else { return }

@@ -1,4 +1,5 @@
 import Foundation
+import SystemSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -20,17 +21,9 @@ final class ByteRangeReader {
 
     /// Opens `path` read-only. `length` nil means "to the end of the file".
     init(path: String, offset: UInt64 = 0, length: UInt64? = nil) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw StageError(.ioFailed, file: path, "cannot open: \(String(cString: strerror(errno)))")
-        }
-        var status = stat()
-        guard fstat(fd, &status) == 0 else {
-            let reason = String(cString: strerror(errno))
-            close(fd)
-            throw StageError(.ioFailed, file: path, "cannot stat: \(reason)")
-        }
-        let fileSize = UInt64(max(0, status.st_size))
+        let file = try ReadableFile.opened(path)
+        let fd = file.descriptor
+        let fileSize = file.size
         let visible = length ?? (fileSize >= offset ? fileSize - offset : 0)
         guard offset <= fileSize, visible <= fileSize - offset else {
             close(fd)
@@ -56,9 +49,8 @@ final class ByteRangeReader {
         try data.withUnsafeMutableBytes { buffer in
             guard let start = buffer.baseAddress else { return }
             while done < wanted {
-                let got = pread(fd, start + done, wanted - done, off_t(base + offset + UInt64(done)))
+                let got = SystemCall.retryingOnInterrupt { pread(fd, start + done, wanted - done, off_t(base + offset + UInt64(done))) }
                 if got < 0 {
-                    if errno == EINTR { continue }
                     throw StageError(.ioFailed, file: path,
                                      "read failed at byte \(base + offset + UInt64(done)): \(String(cString: strerror(errno)))")
                 }

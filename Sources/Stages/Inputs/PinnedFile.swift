@@ -1,5 +1,6 @@
 import CLinux
 import Foundation
+import SystemSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -139,9 +140,10 @@ final class PinnedText: Sendable {
         let bytes = Array(text.utf8)
         var written = 0
         while written < bytes.count {
-            let count = bytes[written...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+            let count = SystemCall.retryingOnInterrupt {
+                bytes[written...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+            }
             if count < 0 {
-                if errno == EINTR { continue }
                 let reason = String(cString: strerror(errno))
                 close(descriptor)
                 throw StageError(.ioFailed, file: name, "cannot write an in-memory file: \(reason)")

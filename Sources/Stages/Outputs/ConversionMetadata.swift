@@ -1,4 +1,5 @@
 import Foundation
+import SystemSupport
 
 /// The `metadata.json` document published beside a converted VM: where it came from, what
 /// the source said, what was found and changed in the guest, what was produced, and how long
@@ -40,7 +41,7 @@ public struct ConversionMetadata: Codable, Sendable, Equatable {
     public var tool: Tool
     public var source: Source
     public var vm: VM
-    public var inspection: [String: MetadataValue]?
+    public var inspection: [String: JSONValue]?
     public var fixes: [Fix]
     public var fixSkipped: [SkippedGuestFix]?
     public var fixWarnings: [String]?
@@ -50,10 +51,10 @@ public struct ConversionMetadata: Codable, Sendable, Equatable {
     /// The libvirt domain domain.xml describes (and `register` defines, when enabled).
     public var domain: Domain?
     /// Windows guests: drivers, registry changes, disk bus and firmware (`WindowsFixReport`).
-    public var windows: [String: MetadataValue]?
+    public var windows: [String: JSONValue]?
 
-    public init(createdAt: Date, tool: Tool, source: Source, vm: VM, inspection: [String: MetadataValue]? = nil,
-                fixes: [Fix] = [], outputs: [Output] = [], stages: [Stage] = [], windows: [String: MetadataValue]? = nil) {
+    public init(createdAt: Date, tool: Tool, source: Source, vm: VM, inspection: [String: JSONValue]? = nil,
+                fixes: [Fix] = [], outputs: [Output] = [], stages: [Stage] = [], windows: [String: JSONValue]? = nil) {
         self.createdAt = createdAt
         self.tool = tool
         self.source = source
@@ -229,45 +230,6 @@ public struct ConversionMetadata: Codable, Sendable, Equatable {
     public typealias Stage = StageTiming
 }
 
-/// Any JSON value, for the free-form `inspection` object.
-public enum MetadataValue: Codable, Sendable, Equatable {
-    case string(String)
-    case number(Double)
-    case bool(Bool)
-    case array([MetadataValue])
-    case object([String: MetadataValue])
-    case null
-
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() {
-            self = .null
-        } else if let value = try? container.decode(Bool.self) {
-            self = .bool(value)
-        } else if let value = try? container.decode(Double.self) {
-            self = .number(value)
-        } else if let value = try? container.decode(String.self) {
-            self = .string(value)
-        } else if let value = try? container.decode([MetadataValue].self) {
-            self = .array(value)
-        } else {
-            self = .object(try container.decode([String: MetadataValue].self))
-        }
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        switch self {
-        case .string(let value): try container.encode(value)
-        case .number(let value): try container.encode(value)
-        case .bool(let value): try container.encode(value)
-        case .array(let value): try container.encode(value)
-        case .object(let value): try container.encode(value)
-        case .null: try container.encodeNil()
-        }
-    }
-}
-
 /// Encodes and writes `metadata.json`.
 public enum MetadataWriter {
     /// The document's bytes: sorted keys, pretty-printed, ISO 8601 UTC times with
@@ -277,7 +239,7 @@ public enum MetadataWriter {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         encoder.dateEncodingStrategy = .custom { date, encoder in
             var container = encoder.singleValueContainer()
-            try container.encode(Self.timestamp(date))
+            try container.encode(Timestamp.format(date))
         }
         var data = try encoder.encode(metadata)
         data.append(0x0A)
@@ -289,7 +251,7 @@ public enum MetadataWriter {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .custom { decoder in
             let text = try decoder.singleValueContainer().decode(String.self)
-            guard let date = Self.parseTimestamp(text) else {
+            guard let date = Timestamp.parse(text) else {
                 throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
                                                         debugDescription: "not an ISO 8601 time: \(text)"))
             }
@@ -307,12 +269,4 @@ public enum MetadataWriter {
         try DurableFile.write(try encode(metadata), to: url)
     }
 
-    static func timestamp(_ date: Date) -> String {
-        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt))
-    }
-
-    static func parseTimestamp(_ text: String) -> Date? {
-        (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt).parse(text))
-            ?? (try? Date.ISO8601FormatStyle(timeZone: .gmt).parse(text))
-    }
 }

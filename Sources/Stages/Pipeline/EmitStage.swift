@@ -1,4 +1,5 @@
 import Foundation
+import SystemSupport
 
 /// Writes `domain.xml` (libvirt) and `metadata.json` for the converted VM.
 public struct EmitStage: PipelineStage {
@@ -78,11 +79,11 @@ public struct EmitStage: PipelineStage {
                           sha256: sourceDigest?.sha256,
                           identity: Self.identity(of: context.source), sparseSHA256: sourceDigest?.sparseSHA256),
             vm: .init(vm),
-            inspection: fixReport.flatMap { MetadataValue.object(encoding: $0.inspection) },
+            inspection: fixReport.flatMap { JSONValue.object(encoding: $0.inspection) },
             fixes: fixReport?.changes ?? [],
             outputs: outputs,
             stages: stages,
-            windows: fixReport?.windows.flatMap { MetadataValue.object(encoding: $0) })
+            windows: fixReport?.windows.flatMap { JSONValue.object(encoding: $0) })
         metadata.fixSkipped = fixReport?.skipped
         metadata.fixWarnings = fixReport?.warnings
         metadata.fixSteps = fixReport?.durations
@@ -129,14 +130,13 @@ public struct SourceDigestFile: Codable, Sendable {
     }
 }
 
-extension MetadataValue {
+extension JSONValue {
     /// A Codable value as a free-form JSON object (nil if it is not an object).
-    static func object<T: Encodable>(encoding value: T) -> [String: MetadataValue]? {
+    static func object<T: Encodable>(encoding value: T) -> [String: JSONValue]? {
         // snake_case like every other key of the document.
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase
-        guard let data = try? encoder.encode(value),
-              case .object(let fields)? = try? JSONDecoder().decode(MetadataValue.self, from: data) else { return nil }
+        guard case .object(let fields)? = try? JSONValue(encoding: value, with: encoder) else { return nil }
         return fields
     }
 }

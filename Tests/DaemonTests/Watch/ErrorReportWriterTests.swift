@@ -97,8 +97,8 @@ struct ErrorReportWriterTests {
         // Nothing else was left in .errors/ (no temporary named after the long name).
         #expect(try FileManager.default.contentsOfDirectory(atPath: queue.path(".errors")).count == 4)
         #expect(ErrorReportWriter.reportName(for: "short.vmdk") == "short.vmdk.error.json")
-        let note = DurableFiles.companionName(of: first, suffix: ".duplicate.json")
-        #expect(note.utf8.count <= 255 && note.hasSuffix(".duplicate.json") && note != DurableFiles.companionName(of: second, suffix: ".duplicate.json"))
+        let note = QueueFileName.companionName(of: first, suffix: ".duplicate.json")
+        #expect(note.utf8.count <= 255 && note.hasSuffix(".duplicate.json") && note != QueueFileName.companionName(of: second, suffix: ".duplicate.json"))
     }
 
     @Test func aLongNameCollidingInErrorsIsStillArchived() throws {

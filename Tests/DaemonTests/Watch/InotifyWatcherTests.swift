@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import SystemSupport
 import Testing
 import TestSupport
 @testable import Daemon
@@ -114,7 +115,7 @@ struct InotifyWatcherTests {
     }
 
     @Test func missingDirectoryIsAClearError() throws {
-        let error = #expect(throws: WatchIOError.self) {
+        let error = #expect(throws: SystemError.self) {
             _ = try InotifyWatcher(directory: "/nonexistent/h2k-queue")
         }
         #expect(error?.description.hasPrefix("/nonexistent/h2k-queue: inotify_add_watch failed") == true)
