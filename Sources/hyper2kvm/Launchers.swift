@@ -1,6 +1,7 @@
 import ArgumentParser
 import Daemon
 import Foundation
+import Journal
 import Stages
 import Synchronization
 
@@ -93,14 +94,15 @@ enum DaemonLauncher {
         }
         // A lost journal (or one another daemon holds) is refused before READY=1 as well:
         // restarting would not bring it back, so it must not become a restart loop.
+        let journal: JobJournal
         do {
             try FileManager.default.createDirectory(atPath: configuration.stateDir, withIntermediateDirectories: true)
-            try JournalContinuity.openForWriting(configuration).close()
+            journal = try JournalContinuity.openForWriting(configuration)
         } catch {
             throw StartRefused(reasons: ["\(error)"])
         }
         let logger = LogSetup.makeLogger(verbose: configuration.verbose, logFile: configuration.logFile)
-        try await ConversionDaemon(configuration: configuration, logger: logger).run()
+        try await ConversionDaemon(configuration: configuration, logger: logger).run(journal: journal)
     }
 }
 

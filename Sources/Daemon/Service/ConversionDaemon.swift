@@ -18,7 +18,10 @@ public struct ConversionDaemon: Sendable {
         self.logger = logger
     }
 
-    public func run() async throws {
+    /// - Parameter opened: the journal the launcher already opened (and locked) to refuse a
+    ///   lost or held journal before READY=1. Opening it again would run the integrity check
+    ///   twice, and that check is most of a restart's time (it reads the whole database).
+    public func run(journal opened: JobJournal? = nil) async throws {
         let c = configuration
         logger.info("🚀 Starting daemon mode (hyper2kvm \(Hyper2KVMVersion.current), pid \(getpid()))")
         for (key, directory) in [("watch_dir", c.watchDir), ("output_dir", c.outputDir), ("workdir", c.workDir), ("state_dir", c.stateDir)] {
@@ -31,7 +34,7 @@ public struct ConversionDaemon: Sendable {
                 throw StageError(.ioFailed, file: directory, "\(key): not writable by uid \(getuid()): \(String(cString: strerror(errno)))")
             }
         }
-        let journal = try JournalContinuity.openForWriting(c)
+        let journal = try opened ?? JournalContinuity.openForWriting(c)
         defer { try? journal.close() }
         let crashRecord = CrashRecordFile(stateDirectory: c.stateDir)
         let lastCrash = crashRecord.read(previousRun: try journal.latestDaemonRun()?.id)

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// The daemon never maps libguestfs: only `hyper2kvm-fix-guest`, the guest-fix child, links

@@ -37,7 +37,7 @@ struct IsolatedGuestFixerTests {
 
     @Test("a missing fixer fails the stage naming the path looked at and the override")
     func aMissingFixerNamesThePathLookedAt() throws {
-        let scratch = try GuestFixScratchDirectory()
+        let scratch = try Scratch("fixer-lookup")
         // A hyper2kvm with nothing beside it (as if only the daemon had been copied).
         let own = scratch.file("hyper2kvm")
         let error = #expect(throws: StageError.self) {
