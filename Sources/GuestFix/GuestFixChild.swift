@@ -41,24 +41,6 @@ public enum GuestFixChild {
     }
 }
 
-/// A fixer whose parent died (the daemon was killed) must not go on writing an overlay
-/// nobody will use, with an appliance that holds gigabytes: a thread checks once a second
-/// whether the child was re-parented, and then kills its own process group (the child and
-/// the appliance's qemu; `ExternalCommand` made the child a group leader).
-enum OrphanWatch {
-    static func start() {
-        let parent = getppid()
-        let thread = Thread {
-            while true {
-                sleep(1)
-                if getppid() != parent { _ = kill(0, SIGKILL) }
-            }
-        }
-        thread.name = "h2k-orphan-watch"
-        thread.start()
-    }
-}
-
 /// Tests prove that a guest-fix child that crashes or stalls costs one stage attempt, not
 /// the daemon: `HYPER2KVM_GUESTFIX_HOOK_FOR_TESTS=<action>@<point>` makes the child, at the
 /// fixer's checkpoint `<point>` (`started`, before libguestfs; `launched`; `inspected`),

@@ -9,7 +9,7 @@ struct InternalGroup: AsyncParsableCommand {
         commandName: "internal",
         abstract: "Work the daemon runs in a child process of its own.",
         shouldDisplay: false,
-        subcommands: [ReadSource.self])
+        subcommands: [ReadSource.self, Supervise.self])
 
     /// `IsolatedSourceReader`'s child: identifies or reads one source and prints the
     /// answer as JSON (exit status 0), or a stage error as JSON (exit status 2).
@@ -48,6 +48,20 @@ struct InternalGroup: AsyncParsableCommand {
                                                           manifestAllowedDirectories: manifestAllowedDirectories)
             FileHandle.standardOutput.write(answer.output)
             if answer.status != 0 { throw ExitCode(answer.status) }
+        }
+    }
+
+    /// Runs a tool we did not write (virt-v2v-in-place) so that it dies with the daemon
+    /// (`Supervisor`): exits as the tool did.
+    struct Supervise: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "supervise", abstract: "Run COMMAND; kill it when the parent dies.", shouldDisplay: false)
+
+        @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.")
+        var command: [String] = []
+
+        func run() throws {
+            throw ExitCode(Supervisor.run(command))
         }
     }
 }

@@ -66,8 +66,11 @@ public struct V2VStage: PipelineStage {
         var environment: [String: String] = [:]
         // virt-v2v looks for Windows drivers in VIRTIO_WIN; our key names the same thing.
         if let drivers = context.options.virtioWin { environment["VIRTIO_WIN"] = drivers }
+        // virt-v2v would outlive a killed daemon and go on writing an overlay nobody uses.
+        let supervisor = try IsolatedSourceReader.ownExecutable(for: "supervises virt-v2v",
+                                                                environment: ProcessInfo.processInfo.environment)
         let transcript = try await tool.convert(domainXML: domainFile, about: context.source.path,
-                                                environment: environment, progress: context.progress)
+                                                environment: environment, supervisor: supervisor, progress: context.progress)
         withExtendedLifetime(sources) {}
         let report = V2VReport(tool: VirtV2VInPlace.toolName, version: version, warnings: transcript.warnings,
                                phases: transcript.stdout.split(separator: "\n").map(String.init).filter { $0.hasPrefix("[") })

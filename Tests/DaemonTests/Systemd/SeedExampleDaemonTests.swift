@@ -177,6 +177,30 @@ struct SeedExampleDaemonTests {
         #expect(LoopbackCheck.roundTrip() == nil, "this test process has a working loopback")
     }
 
+    @Test("use_v2v: true on a host without virt-v2v: refused at start with exit 78 and the install hint; one-shot convert too")
+    func useV2VWithoutVirtV2VIsRefused() async throws {
+        let scratch = try Scratch("no-virt-v2v")
+        let config = scratch.path("daemon.yaml")
+        try "command: daemon\nuse_v2v: true\n".write(toFile: config, atomically: true, encoding: .utf8)
+        // A PATH with the shell tools but not virt-v2v-in-place, nbdkit or qemu-nbd.
+        let bin = try scratch.subdirectory("bin")
+        for tool in ["sh", "env"] {
+            try FileManager.default.createSymbolicLink(atPath: bin.path + "/" + tool, withDestinationPath: "/bin/" + tool)
+        }
+        let daemon = try NotifiedDaemon(arguments: ["--config", config], scratch: scratch,
+                                        environment: ["HYPER2KVM_HOME": scratch.path("home"), "PATH": bin.path])
+        #expect(await daemon.exited(within: 60) == 78, "\(daemon.output)")
+        #expect(!daemon.received.contains("READY=1"))
+        #expect(daemon.output.contains("use_v2v: true needs virt-v2v-in-place, nbdkit, qemu-nbd, not found in PATH"), "\(daemon.output)")
+        #expect(daemon.output.contains("apt-get install virt-v2v nbdkit libnbd-bin"), "\(daemon.output)")
+        let oneShot = try await sh([ProductBinary.path, "convert", scratch.path("none.vmdk"), "--config", config,
+                                    "--output-dir", scratch.path("out")], environment: ["PATH": bin.path], allowFailure: true)
+        #expect(oneShot.status != 0 && oneShot.err.contains("use_v2v: true needs virt-v2v-in-place"), "\(oneShot.err)")
+        // fix_guest: false needs no guest converter, so nothing is refused for it.
+        #expect(GuestConverterCheck.problem(try ConfigurationLoader.load(files: [try scratch.write("copy.yaml", "command: daemon\nuse_v2v: true\nfix_guest: false\n")]),
+                                            environment: ["PATH": bin.path]) == nil)
+    }
+
     @Test("daemon --instance: the documents' file names, several files refused with exit 78; instances and status --instance agree")
     func instanceFilesFromTheCommandLine() async throws {
         let scratch = try Scratch("instance-files")
