@@ -41,15 +41,7 @@ enum BlockDeviceSpec: Equatable, Sendable {
     }
 
     /// 0 → "a", 25 → "z", 26 → "aa" (the kernel's sd naming).
-    static func diskLetters(_ index: Int) -> String {
-        var index = index
-        var letters = ""
-        repeat {
-            letters = String(UnicodeScalar(UInt8(97 + index % 26))) + letters
-            index = index / 26 - 1
-        } while index >= 0
-        return letters
-    }
+    static func diskLetters(_ index: Int) -> String { DiskLetters.of(index) }
 
     /// "a" → 0, "z" → 25, "aa" → 26; nil when not all lowercase letters.
     static func diskIndex(_ letters: Substring) -> Int? {

@@ -155,20 +155,10 @@ public struct DomainXMLWriter: Sendable {
     }
 
     /// `vda`, `vdb`, … `vdz`, `vdaa`, … like the Linux virtio-blk naming.
-    static func virtioDiskName(_ index: Int) -> String { "vd" + diskSuffix(index) }
+    static func virtioDiskName(_ index: Int) -> String { "vd" + DiskLetters.of(index) }
 
     /// `sda`, `sdb`, … for SATA disks.
-    static func sataDiskName(_ index: Int) -> String { "sd" + diskSuffix(index) }
-
-    private static func diskSuffix(_ index: Int) -> String {
-        var suffix = ""
-        var number = index
-        repeat {
-            suffix = String(UnicodeScalar(UInt8(97 + number % 26))) + suffix
-            number = number / 26 - 1
-        } while number >= 0
-        return suffix
-    }
+    static func sataDiskName(_ index: Int) -> String { "sd" + DiskLetters.of(index) }
 
     /// A MAC as libvirt wants it (six lowercase hex pairs, unicast), or nil: a malformed or
     /// multicast MAC from the source would make `virsh define` refuse the whole domain,

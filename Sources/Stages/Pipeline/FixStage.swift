@@ -20,12 +20,8 @@ public struct FixStage: PipelineStage {
     }
 
     public func skipReason(in context: StageContext) -> String? {
-        if !context.options.fixGuest { return "fix_guest: false" }
+        if let reason = GuestOverlays.skipReason(in: context) { return reason }
         if context.options.useV2V { return "use_v2v: true (virt-v2v converts the guest in stage v2v)" }
-        if context.kind == .manifest, let manifest = try? ArtifactManifest.load(from: context.source),
-           !manifest.restricting(context.options).fixGuest {
-            return "the manifest sets pipeline.fix.enabled: false"
-        }
         return nil
     }
 
@@ -36,25 +32,12 @@ public struct FixStage: PipelineStage {
         if context.kind == .manifest {
             options = try ArtifactManifest.load(from: context.source).restricting(options)
         }
-        var files: [String: URL] = [:]
-        var overlays: [(path: URL, format: String)] = []
-        // Pinned for the whole stage: each overlay names its source by our open descriptors
-        // (`/proc/<our pid>/fd/<n>`), and the child's appliance qemu opens them through the overlay.
-        var sources: [PinnedImage] = []
-        for disk in vm.disks {
-            let name = StageFiles.overlay(diskID: disk.id)
-            let overlay = context.newOutput(named: name)
-            try? FileManager.default.removeItem(at: overlay)
-            let source = try await PinnedImage.openVerified(disk.locator, expecting: disk.identity, qemuImg: qemuImg.executable)
-            sources.append(source)
-            try await qemuImg.createOverlay(backing: source, at: overlay)
-            overlays.append((overlay, "qcow2"))
-            files[name] = overlay
-        }
-        let report = try await fixer.fix(disks: overlays, options: options, identifier: "job-\(context.jobID)",
+        let overlays = try await GuestOverlays.make(for: vm, in: context, qemuImg: qemuImg)
+        var files = overlays.files
+        let report = try await fixer.fix(disks: overlays.paths.map { ($0, "qcow2") }, options: options, identifier: "job-\(context.jobID)",
                                          request: context.newOutput(named: "fix-request.json"),
                                          answer: context.newOutput(named: "fix-answer.json"))
-        withExtendedLifetime(sources) {}
+        withExtendedLifetime(overlays.sources) {}
         let reportFile = context.newOutput(named: StageFiles.fixReport)
         try StageJSON.write(report, to: reportFile)
         files[StageFiles.fixReport] = reportFile

@@ -29,36 +29,18 @@ public struct V2VStage: PipelineStage {
 
     public func skipReason(in context: StageContext) -> String? {
         if !context.options.useV2V { return "use_v2v: false (hyper2kvm's own fixer converts the guest in stage fix)" }
-        if !context.options.fixGuest { return "fix_guest: false" }
-        if context.kind == .manifest, let manifest = try? ArtifactManifest.load(from: context.source),
-           !manifest.restricting(context.options).fixGuest {
-            return "the manifest sets pipeline.fix.enabled: false"
-        }
-        return nil
+        return GuestOverlays.skipReason(in: context)
     }
 
     public func run(in context: StageContext) async throws -> StageOutputs {
         let tool = try self.tool ?? VirtV2VInPlace.locate().get()
         let vm = try context.vmDescription()
-        var files: [String: URL] = [:]
-        var overlays: [URL] = []
-        // Pinned for the whole stage: each overlay names its source by our descriptors
-        // (`/proc/<our pid>/fd/<n>`), which virt-v2v's qemu-nbd opens through the overlay.
-        var sources: [PinnedImage] = []
-        for disk in vm.disks {
-            let name = StageFiles.overlay(diskID: disk.id)
-            let overlay = context.newOutput(named: name)
-            try? FileManager.default.removeItem(at: overlay)
-            let source = try await PinnedImage.openVerified(disk.locator, expecting: disk.identity, qemuImg: qemuImg.executable)
-            sources.append(source)
-            try await qemuImg.createOverlay(backing: source, at: overlay)
-            overlays.append(overlay)
-            files[name] = overlay
-        }
+        let overlays = try await GuestOverlays.make(for: vm, in: context, qemuImg: qemuImg)
+        var files = overlays.files
         let domainFile = context.newOutput(named: "v2v-input.xml")
         defer { try? FileManager.default.removeItem(at: domainFile) }
         do {
-            try Data(V2VInputDomain.render(jobID: context.jobID, vm: vm, overlays: overlays).utf8).write(to: domainFile)
+            try Data(V2VInputDomain.render(jobID: context.jobID, vm: vm, overlays: overlays.paths).utf8).write(to: domainFile)
         } catch {
             throw StageError(.ioFailed, file: domainFile.path, "cannot write virt-v2v's input description: \(error)")
         }
@@ -71,7 +53,7 @@ public struct V2VStage: PipelineStage {
                                                                 environment: ProcessInfo.processInfo.environment)
         let transcript = try await tool.convert(domainXML: domainFile, about: context.source.path,
                                                 environment: environment, supervisor: supervisor, progress: context.progress)
-        withExtendedLifetime(sources) {}
+        withExtendedLifetime(overlays.sources) {}
         let report = V2VReport(tool: VirtV2VInPlace.toolName, version: version, warnings: transcript.warnings,
                                phases: transcript.stdout.split(separator: "\n").map(String.init).filter { $0.hasPrefix("[") })
         let reportFile = context.newOutput(named: Self.reportFile)

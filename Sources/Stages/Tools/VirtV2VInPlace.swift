@@ -105,6 +105,7 @@ final class PhaseProgress: Sendable {
         ("Checking for sufficient free disk space", 0.55), ("Converting", 0.6),
         ("Mapping filesystem data", 0.9), ("Closing the overlay", 0.95), ("Finishing off", 0.98),
     ]
+    static let longestLine = 64 * 1024
     private let report: @Sendable (Double) -> Void
     private let pending = Mutex(Data())
 
@@ -115,7 +116,12 @@ final class PhaseProgress: Sendable {
     func consume(_ chunk: Data) {
         let lines: [String] = pending.withLock { buffer in
             buffer.append(chunk)
-            guard let last = buffer.lastIndex(of: UInt8(ascii: "\n")) else { return [] }
+            guard let last = buffer.lastIndex(of: UInt8(ascii: "\n")) else {
+                // A phase line is short; a longer run without a newline is not one (and must
+                // not grow without bound).
+                if buffer.count > Self.longestLine { buffer.removeAll() }
+                return []
+            }
             let complete = buffer[buffer.startIndex...last]
             buffer = Data(buffer[buffer.index(after: last)...])
             return String(decoding: complete, as: UTF8.self).split(separator: "\n").map(String.init)
