@@ -33,7 +33,12 @@ public struct V2VStage: PipelineStage {
     }
 
     public func run(in context: StageContext) async throws -> StageOutputs {
-        let tool = try self.tool ?? VirtV2VInPlace.locate().get()
+        // Checked at start too; here for a host that lost virt-v2v since (a retryable tool failure).
+        let tool: VirtV2VInPlace
+        switch self.tool.map({ Result<VirtV2VInPlace, VirtV2VInPlace.Missing>.success($0) }) ?? VirtV2VInPlace.locate() {
+        case .success(let found): tool = found
+        case .failure(let missing): throw StageError(.toolFailed, file: context.source.path, missing.description)
+        }
         let vm = try context.vmDescription()
         let overlays = try await GuestOverlays.make(for: vm, in: context, qemuImg: qemuImg)
         var files = overlays.files
