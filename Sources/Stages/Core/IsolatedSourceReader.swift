@@ -31,23 +31,12 @@ public struct IsolatedSourceReader: Sendable {
         IsolatedSourceReader(executable: try ownExecutable(for: "reads sources", environment: environment))
     }
 
-    /// The `hyper2kvm` executable that serves our hidden child (`internal read-source`):
-    /// `HYPER2KVM_EXECUTABLE` when set; our own program when it is
-    /// `hyper2kvm` (the daemon and the CLI: found through /proc/self/exe, since argv[0] may
-    /// be a relative or made-up name); otherwise a `hyper2kvm` beside our program, which is
-    /// where the build puts it for a test bundle or a bench driver that hosts the stages.
-    /// `purpose` completes "the executable that … in a child process" when none is found.
+    /// The `hyper2kvm` executable that serves our hidden children (`internal read-source`,
+    /// `internal supervise`; see `CompanionExecutable`): `HYPER2KVM_EXECUTABLE` when set, our
+    /// own program when it is `hyper2kvm`, else a `hyper2kvm` beside it. `purpose` completes
+    /// "the executable that … in a child process" when none is found.
     static func ownExecutable(for purpose: String, environment: [String: String]) throws -> String {
-        if let path = environment[executableVariable], !path.isEmpty { return path }
-        let own = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        let candidates = own.lastPathComponent == productName
-            ? [own] : [own.deletingLastPathComponent().appendingPathComponent(productName)]
-        guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-            throw StageError(.toolFailed, file: own.path,
-                             "cannot find the \(productName) executable that \(purpose) in a child process "
-                                 + "(looked at \(candidates.map(\.path).joined(separator: ", "))); set \(executableVariable)")
-        }
-        return found.path
+        try CompanionExecutable(name: productName, variable: executableVariable, purpose: purpose).path(environment: environment)
     }
 
     /// `InputProbe.identify(source)`, in the child.

@@ -32,28 +32,16 @@ public struct IsolatedGuestFixer: Sendable {
     /// Overrides where the executable is looked for (tests, a build run from elsewhere).
     public static let executableVariable = "HYPER2KVM_FIX_GUEST_EXECUTABLE"
 
-    /// Finds `hyper2kvm-fix-guest`: `HYPER2KVM_FIX_GUEST_EXECUTABLE` when set, else beside our
-    /// own program (found through /proc/self/exe with symlinks resolved, since argv[0] may be
-    /// a relative or made-up name, and a symlinked `hyper2kvm` must find the fixer installed
-    /// beside the real file). Beside the daemon is where `scripts/install` puts it, and
-    /// beside a test bundle or bench driver is where the build does.
+    /// Finds `hyper2kvm-fix-guest` (`CompanionExecutable`): `HYPER2KVM_FIX_GUEST_EXECUTABLE`
+    /// when set, else beside our own program.
     public static func locate(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> IsolatedGuestFixer {
-        IsolatedGuestFixer(executable: try executablePath(
-            environment: environment, ownExecutable: URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()))
+        IsolatedGuestFixer(executable: try executablePath(environment: environment, ownExecutable: CompanionExecutable.ownExecutable))
     }
 
-    /// `locate`'s decision, given our own program's path. A missing fixer fails the stage
-    /// naming the path looked at; the file is checked when the stage runs, not at startup,
-    /// so a daemon that never fixes a guest (`fix_guest: false`) does not need it.
+    /// `locate`'s decision, given our own program's path.
     static func executablePath(environment: [String: String], ownExecutable: URL) throws -> String {
-        if let path = environment[executableVariable], !path.isEmpty { return path }
-        let candidate = ownExecutable.deletingLastPathComponent().appendingPathComponent(productName).path
-        guard FileManager.default.isExecutableFile(atPath: candidate) else {
-            throw StageError(.toolFailed, file: candidate,
-                             "cannot find the \(productName) executable that fixes guests in a child process (looked at "
-                                 + "\(candidate), beside \(ownExecutable.path)); install it beside hyper2kvm or set \(executableVariable)")
-        }
-        return candidate
+        try CompanionExecutable(name: productName, variable: executableVariable, purpose: "fixes guests")
+            .path(environment: environment, ownExecutable: ownExecutable)
     }
 
     /// What the parent sends: the disks in the VM's order (formats explicit) and the options.
