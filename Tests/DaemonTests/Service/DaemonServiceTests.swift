@@ -458,24 +458,12 @@ extension DaemonServiceTests {
         let base = scratch.path("data")
         let socket = scratch.path("notify.sock")
         let received = scratch.path("notify.log")
-        let listener = Process()
-        listener.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        listener.arguments = ["python3", "-c", """
-            import socket, sys
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1]); s.settimeout(30)
-            with open(sys.argv[2], "a") as out:
-                while True:
-                    try: data = s.recv(4096)
-                    except socket.timeout: break
-                    out.write(data.decode() + "\\n--\\n"); out.flush()
-                    if b"STOPPING=1" in data: break
-            """, socket, received]
-        try listener.run()
-        defer { if listener.isRunning { listener.terminate() } }
-        #expect(await waitFor(10) { exists(socket) })
+        let listener = try NotifyListener(socket: socket, messages: received, timeoutSeconds: 30)
+        defer { listener.stop() }
+        #expect(await waitFor(10) { listener.isListening })
         let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch),
                                        environment: ["NOTIFY_SOCKET": socket, "WATCHDOG_USEC": "400000"])
-        #expect(await waitFor(15) { ((try? String(contentsOfFile: received, encoding: .utf8)) ?? "").contains("WATCHDOG=1") },
+        #expect(await waitFor(15) { listener.received.contains("WATCHDOG=1") },
                 "log:\n\(daemon.output)")
         #expect(daemon.stop() == 0)
         listener.waitUntilExit()

@@ -13,31 +13,16 @@ private let daemonModeExamples = ((try? FileManager.default.contentsOfDirectory(
     .filter { $0.hasSuffix(".yaml") }.sorted()
 private let systemdExamples = ["hyper2kvm.conf.example", "hyper2kvm-vsphere.conf.example", "hyper2kvm-aws.conf.example"]
 
-/// A daemon started from one example: `NOTIFY_SOCKET` is a datagram socket a small listener
-/// (python3, as systemd would) appends every message of to a file.
+/// A daemon started from one example, its `NOTIFY_SOCKET` served by a `NotifyListener`.
 private final class NotifiedDaemon {
     let process = Process()
-    let listener = Process()
-    let messages: String
+    let listener: NotifyListener
     let log: String
 
     init(arguments: [String], scratch: Scratch, environment: [String: String], launcher: [String] = []) throws {
         let socket = scratch.path("notify.sock")
-        messages = scratch.path("notify.log")
+        listener = try NotifyListener(socket: socket, messages: scratch.path("notify.log"), timeoutSeconds: 120)
         log = scratch.path("daemon.log")
-        listener.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        listener.arguments = ["python3", "-c", """
-            import socket, sys
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1]); s.settimeout(120)
-            with open(sys.argv[2], "a") as out:
-                while True:
-                    try: data = s.recv(4096)
-                    except socket.timeout: break
-                    out.write(data.decode() + "\\n--\\n"); out.flush()
-                    if b"STOPPING=1" in data: break
-            """, socket, messages]
-        try listener.run()
-        for _ in 0..<100 where !FileManager.default.fileExists(atPath: socket) { usleep(50_000) }
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         process.executableURL = URL(fileURLWithPath: launcher.first ?? ProductBinary.path)
         process.arguments = launcher.isEmpty ? arguments : Array(launcher.dropFirst()) + [ProductBinary.path] + arguments
@@ -48,7 +33,7 @@ private final class NotifiedDaemon {
         try process.run()
     }
 
-    var received: String { (try? String(contentsOfFile: messages, encoding: .utf8)) ?? "" }
+    var received: String { listener.received }
     var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
 
     /// Polls without blocking a test thread: until READY=1 arrives or the daemon exits.
@@ -67,14 +52,14 @@ private final class NotifiedDaemon {
         if process.isRunning { process.terminate() }
         let deadline = ContinuousClock.now + .seconds(seconds)
         while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(100)) }
-        if listener.isRunning { listener.terminate() }
+        listener.stop()
         return process.isRunning ? nil : process.terminationStatus
     }
 
     func exited(within seconds: Double) async -> Int32? {
         let deadline = ContinuousClock.now + .seconds(seconds)
         while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(100)) }
-        if listener.isRunning { listener.terminate() }
+        listener.stop()
         return process.isRunning ? nil : process.terminationStatus
     }
 }
