@@ -18,10 +18,12 @@ public struct ConversionDaemon: Sendable {
         self.logger = logger
     }
 
-    /// - Parameter opened: the journal the launcher already opened (and locked) to refuse a
-    ///   lost or held journal before READY=1. Opening it again would run the integrity check
-    ///   twice, and that check is most of a restart's time (it reads the whole database).
-    public func run(journal opened: JobJournal? = nil) async throws {
+    /// - Parameter journal: opened (and locked) by the launcher through `JournalContinuity`, to
+    ///   refuse a lost or held journal before READY=1. Opening it here again would run the
+    ///   integrity check twice, and that check is most of a restart's time (it reads the whole
+    ///   database).
+    public func run(journal: JobJournal) async throws {
+        defer { try? journal.close() }
         let c = configuration
         logger.info("🚀 Starting daemon mode (hyper2kvm \(Hyper2KVMVersion.current), pid \(getpid()))")
         for (key, directory) in [("watch_dir", c.watchDir), ("output_dir", c.outputDir), ("workdir", c.workDir), ("state_dir", c.stateDir)] {
@@ -34,8 +36,6 @@ public struct ConversionDaemon: Sendable {
                 throw StageError(.ioFailed, file: directory, "\(key): not writable by uid \(getuid()): \(String(cString: strerror(errno)))")
             }
         }
-        let journal = try opened ?? JournalContinuity.openForWriting(c)
-        defer { try? journal.close() }
         let crashRecord = CrashRecordFile(stateDirectory: c.stateDir)
         let lastCrash = crashRecord.read(previousRun: try journal.latestDaemonRun()?.id)
         let run = try journal.recordDaemonStart(pid: getpid(), config: c.sources, watchDir: c.watchDir, outputDir: c.outputDir)

@@ -50,13 +50,12 @@ public struct VirtV2VInPlace: Sendable {
     /// lines are quoted verbatim in the thrown `StageError`.
     ///
     /// - Parameter supervisor: the `hyper2kvm` executable, whose `internal supervise` runs the
-    ///   tool so that it dies with the daemon (`Supervisor`); nil runs it directly.
-    public func convert(domainXML: URL, about file: String, environment: [String: String], supervisor: String?,
+    ///   tool so that it dies with the daemon (`Supervisor`).
+    public func convert(domainXML: URL, about file: String, environment: [String: String], supervisor: String,
                         progress: @escaping @Sendable (Double) -> Void) async throws -> Transcript {
         let phases = PhaseProgress(report: progress)
-        let tool = [executable, "-i", "libvirtxml", domainXML.path]
-        let command = supervisor.map { ExternalCommand($0, ["internal", "supervise", "--"] + tool, limits: Self.limits, environment: environment) }
-            ?? ExternalCommand(executable, Array(tool.dropFirst()), limits: Self.limits, environment: environment)
+        let command = ExternalCommand(supervisor, ["internal", "supervise", "--", executable, "-i", "libvirtxml", domainXML.path],
+                                      limits: Self.limits, environment: environment)
         let result = try await command.run(about: file) { phases.consume($0) }
         try Task.checkCancellation()
         let transcript = Transcript(stdout: result.stdoutText, stderr: result.stderrText)
