@@ -38,6 +38,16 @@ static inline int cguestfs_fstrim(guestfs_h *g, const char *mountpoint) {
     return guestfs_fstrim_argv(g, mountpoint, &optargs);
 }
 
+/* guestfs_selinux_relabel(g, specfile, path, ...) with `force` (reset every context, as
+ * setfiles -F does: files we wrote in the appliance carry no label or a wrong one). */
+static inline int cguestfs_selinux_relabel(guestfs_h *g, const char *specfile, const char *path) {
+    struct guestfs_selinux_relabel_argv optargs;
+    memset(&optargs, 0, sizeof optargs);
+    optargs.bitmask = GUESTFS_SELINUX_RELABEL_FORCE_BITMASK;
+    optargs.force = 1;
+    return guestfs_selinux_relabel_argv(g, specfile, path, &optargs);
+}
+
 /* guestfs_hivex_open(g, filename, ...) with the write flag (the Windows registry editor). */
 static inline int cguestfs_hivex_open(guestfs_h *g, const char *filename, int write) {
     struct guestfs_hivex_open_argv optargs;

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include "clinux.h"
@@ -17,4 +18,8 @@ int h2k_rename2(const char *source, const char *destination, unsigned int flags)
     errno = ENOSYS;
     return -1;
 #endif
+}
+
+int h2k_punch_hole(int descriptor, long long offset, long long length) {
+    return fallocate(descriptor, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length);
 }

@@ -166,6 +166,19 @@ final class GuestfsHandle {
         try checkInt64("filesize(\(path))", guestfs_filesize(handle, path))
     }
 
+    /// Whether the appliance has an optional group of calls (`selinuxrelabel`, …).
+    func featureAvailable(_ group: String) -> Bool {
+        let name = strdup(group)
+        defer { free(name) }
+        var groups: [UnsafeMutablePointer<CChar>?] = [name, nil]
+        return groups.withUnsafeMutableBufferPointer { guestfs_feature_available(handle, $0.baseAddress) } == 1
+    }
+
+    /// Resets the SELinux labels under `path` (inside the mounted guest) from `specfile`.
+    func selinuxRelabel(specfile: String, path: String) throws {
+        try check("selinux_relabel(\(specfile), \(path))", cguestfs_selinux_relabel(handle, specfile, path))
+    }
+
     // MARK: - Commands inside the guest
 
     /// Runs a guest binary (chrooted into the guest; /dev, /proc, /sys bind-mounted).
@@ -193,6 +206,40 @@ final class GuestfsHandle {
     func blkid(_ device: String) throws -> [String: String] { pairs(try stringList("blkid(\(device))", guestfs_blkid(handle, device))) }
     func listPartitions() throws -> [String] { try stringList("list_partitions", guestfs_list_partitions(handle)) }
     func listDevices() throws -> [String] { try stringList("list_devices", guestfs_list_devices(handle)) }
+
+    // MARK: - Partitions, volumes, boot facts
+
+    /// "gpt", "msdos", … of a whole disk.
+    func partitionTableType(_ disk: String) throws -> String { try string("part_get_parttype(\(disk))", guestfs_part_get_parttype(handle, disk)) }
+    /// The whole disk a partition is on (/dev/sda1 → /dev/sda).
+    func partitionDisk(_ partition: String) throws -> String { try string("part_to_dev(\(partition))", guestfs_part_to_dev(handle, partition)) }
+    func partitionNumber(_ partition: String) throws -> Int { Int(try checkInt("part_to_partnum(\(partition))", guestfs_part_to_partnum(handle, partition))) }
+    /// The GPT partition type GUID (upper case).
+    func gptType(_ disk: String, partition: Int) throws -> String {
+        try string("part_get_gpt_type(\(disk), \(partition))", guestfs_part_get_gpt_type(handle, disk, Int32(clamping: partition)))
+    }
+    /// The MBR partition type byte.
+    func mbrID(_ disk: String, partition: Int) throws -> Int {
+        Int(try checkInt("part_get_mbr_id(\(disk), \(partition))", guestfs_part_get_mbr_id(handle, disk, Int32(clamping: partition))))
+    }
+    /// Raw bytes of a device (the MBR's boot code).
+    func readDevice(_ device: String, count: Int32, offset: Int64) throws -> Data {
+        var size = 0
+        guard let bytes = guestfs_pread_device(handle, device, count, offset, &size) else { throw error("pread_device(\(device))") }
+        defer { free(bytes) }
+        return Data(bytes: bytes, count: size)
+    }
+    /// Logical volumes as /dev/<vg>/<lv>.
+    func logicalVolumes() throws -> [String] { try stringList("lvs", guestfs_lvs(handle)) }
+    /// LVM's UUID of a logical volume (`/dev/vg/lv`) or of a volume group, without dashes.
+    func logicalVolumeUUID(_ device: String) throws -> String { try string("lvuuid(\(device))", guestfs_lvuuid(handle, device)) }
+    func volumeGroupUUID(_ name: String) throws -> String { try string("vguuid(\(name))", guestfs_vguuid(handle, name)) }
+    /// md devices libguestfs assembled (/dev/md127).
+    func mdDevices() throws -> [String] { try stringList("list_md_devices", guestfs_list_md_devices(handle)) }
+    /// File names inside a gzip-compressed (or uncompressed) cpio initramfs, by the appliance's zcat and cpio.
+    func initrdList(_ path: String) throws -> [String] { try stringList("initrd_list(\(path))", guestfs_initrd_list(handle, path)) }
+    /// The canonical path, symlinks resolved inside the guest's tree.
+    func realpath(_ path: String) throws -> String { try string("realpath(\(path))", guestfs_realpath(handle, path)) }
 
     // MARK: - Augeas
 

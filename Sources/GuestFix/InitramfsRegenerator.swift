@@ -44,7 +44,17 @@ struct InitramfsRegenerator: Sendable {
     static let initramfsToolsModulesPath = "/etc/initramfs-tools/modules"
     static let mkinitcpioConfigPath = "/etc/mkinitcpio.conf"
 
-    init() {}
+    /// Runs a generator command inside the guest; nil runs it through the appliance. Tests
+    /// of phony guests (which have no libc to run a real generator) pass a recording fake.
+    var runGenerator: (@Sendable (GuestfsHandle, [String]) throws -> Void)?
+    /// This fix's listings of images, shared with the boot check.
+    let listings: InitramfsListings
+
+    init(runGenerator: (@Sendable (GuestfsHandle, [String]) throws -> Void)? = nil,
+         listings: InitramfsListings = InitramfsListings()) {
+        self.runGenerator = runGenerator
+        self.listings = listings
+    }
 
     // MARK: - Pure logic
 
@@ -147,6 +157,12 @@ struct InitramfsRegenerator: Sendable {
         }.sorted()
     }
 
+    /// Kernel versions with modules installed (`/lib/modules/<v>`): the kernels a generator can build for.
+    static func moduleVersions(_ guest: GuestfsHandle) throws -> [String] {
+        guard try guest.isDirectory("/lib/modules") else { return [] }
+        return try guest.list("/lib/modules").sorted()
+    }
+
     static func detectTool(_ guest: GuestfsHandle) throws -> Tool? {
         for tool in [Tool.initramfsTools, .dracut, .mkinitcpio] {
             for binary in tool.binaries where try guest.exists(binary) {
@@ -156,17 +172,58 @@ struct InitramfsRegenerator: Sendable {
         return nil
     }
 
-    /// Adds the drivers to the config; then, for each kernel whose image lacks them, checks
-    /// space, rebuilds and verifies. Returns why images were not rebuilt, when some were not.
-    func apply(guest: GuestfsHandle, editor: GuestFileEditor, kernels: [String]) throws -> SkippedGuestFix? {
-        guard !kernels.isEmpty else {
-            return SkippedGuestFix(area: "initramfs", reason: "no installed kernel found (no /boot/vmlinuz-<v> with /lib/modules/<v>)")
+    /// An initramfs a boot loader entry loads, with the kernel it goes with.
+    struct Target: Equatable, Sendable {
+        var version: String
+        /// The guest path the entry loads (symlinks resolved), whatever its name.
+        var image: String
+    }
+
+    /// The images to rebuild: each one a boot loader entry loads for an installed kernel
+    /// (microcode-only images left out), once. Entries whose kernel is not installed (no
+    /// /lib/modules/<v>) cannot be rebuilt and are left to the boot check.
+    static func targets(entries: [ResolvedBootEntry], installedKernels: [String]) -> [Target] {
+        var targets: [Target] = []
+        for entry in entries {
+            guard let version = entry.version, installedKernels.contains(version) else { continue }
+            for image in entry.initrds where !isMicrocode(image) && !targets.contains(where: { $0.image == image }) {
+                targets.append(Target(version: version, image: image))
+            }
         }
-        guard let tool = try Self.detectTool(guest) else {
-            throw StageError(.unsupportedGuest, file: "/boot",
-                             "cannot add virtio drivers to the initramfs: none of update-initramfs, dracut or mkinitcpio is installed in the guest")
+        return targets
+    }
+
+    /// Early-microcode images (`intel-ucode.img`, `amd-ucode.img`, `early_ucode.cpio`) hold no drivers.
+    static func isMicrocode(_ path: String) -> Bool {
+        let file = path.split(separator: "/").last.map(String.init) ?? path
+        return file.contains("ucode") || file.contains("microcode")
+    }
+
+    /// The guest command that writes `target.image` for its kernel: the tool's own default
+    /// invocation when the image has the tool's usual name, else the form that names the output
+    /// (`dracut -f <image> <kver>`, `mkinitramfs -o <image> <kver>`, `mkinitcpio -g`).
+    static func rebuildCommand(_ tool: Tool, target: Target) -> [String] {
+        let usual = target.image == tool.imagePath(kernel: target.version)
+        switch tool {
+        case .initramfsTools:
+            return usual ? ["update-initramfs", "-u", "-k", target.version] : ["mkinitramfs", "-o", target.image, target.version]
+        case .dracut:
+            return ["dracut", "-f", target.image, target.version]
+        case .mkinitcpio:
+            return ["mkinitcpio", "-k", target.version, "-g", target.image]
         }
-        let perKernel = try kernels.map { version -> KernelModules in
+    }
+
+    /// Adds the drivers to the config; then, for each target image that lacks them, checks
+    /// space, rebuilds it with the guest's own tool and verifies. Returns why images were
+    /// not rebuilt, when some were not.
+    func apply(guest: GuestfsHandle, editor: GuestFileEditor, tool: Tool, targets: [Target]) throws -> SkippedGuestFix? {
+        guard !targets.isEmpty else {
+            return SkippedGuestFix(area: "initramfs", reason: "no boot loader entry loads an initramfs of an installed kernel")
+        }
+        var versions: [String] = []
+        for target in targets where !versions.contains(target.version) { versions.append(target.version) }
+        let perKernel = try versions.map { version -> KernelModules in
             let base = "/lib/modules/\(version)"
             let dep = try guest.isFile("\(base)/modules.dep") ? try guest.cat("\(base)/modules.dep") : nil
             let builtin = try guest.isFile("\(base)/modules.builtin") ? try guest.cat("\(base)/modules.builtin") : nil
@@ -183,20 +240,24 @@ struct InitramfsRegenerator: Sendable {
         try configure(tool, modules: modules, editor: editor)
 
         var kept: [String] = []
-        for kernel in perKernel {
-            let image = tool.imagePath(kernel: kernel.version)
+        for target in targets {
+            guard let kernel = perKernel.first(where: { $0.version == target.version }) else { continue }
+            let image = target.image
             if let needed = kernel.neededInImage, try guest.isFile(image),
-               let inside = try modulesInside(guest: guest, tool: tool, image: image), needed.isSubset(of: inside) {
+               let inside = listings.modules(guest: guest, tool: tool, image: image), needed.isSubset(of: inside) {
                 kept.append(needed.isEmpty
                     ? "\(image) (the virtio drivers are built into \(kernel.version))"
                     : "\(image) (already holds \(needed.sorted().joined(separator: " ")))")
                 continue
             }
-            try checkSpace(guest: guest, tool: tool, kernel: kernel.version)
-            try rebuild(guest: guest, tool: tool, kernel: kernel.version)
-            try verify(guest: guest, tool: tool, kernel: kernel)
+            try checkSpace(guest: guest, image: image)
+            listings.forget(image)
+            let command = Self.rebuildCommand(tool, target: target)
+            try rebuild(guest: guest, command: command, image: image)
+            try verify(guest: guest, tool: tool, image: image, kernel: kernel)
             editor.record(GuestFixChange(area: "initramfs", file: image,
-                                         before: "without virtio drivers", after: "rebuilt by \(tool.rawValue) with \(modules.joined(separator: " "))"))
+                                         before: "without virtio drivers",
+                                         after: "rebuilt by \(command.joined(separator: " ")) with \(modules.joined(separator: " "))"))
         }
         guard !kept.isEmpty else { return nil }
         return SkippedGuestFix(area: "initramfs", reason: "not rebuilt, nothing to add: " + kept.joined(separator: "; "))
@@ -212,15 +273,17 @@ struct InitramfsRegenerator: Sendable {
         var neededToBoot: Set<String>
     }
 
-    /// The kernel modules inside an initramfs image, listed by the guest's own tool; nil
-    /// when the tool has no lister or the listing fails (the image is then rebuilt).
-    private func modulesInside(guest: GuestfsHandle, tool: Tool, image: String) throws -> Set<String>? {
-        guard let lister = Self.lister(tool, image: image) else { return nil }
-        do {
-            return Self.moduleNames(in: try guest.command(lister), takeKeysOnly: false)
-        } catch is StageError {
-            return nil
+    /// The kernel modules inside an initramfs image, listed by the guest's own tool, else by
+    /// the appliance (gzip or uncompressed cpio only); nil when neither can list it.
+    /// `scratchDirectory`: a writable TMPDIR for the lister when the guest is mounted read-only
+    /// (unmkinitramfs copies the main archive to a temp file when an early cpio precedes it).
+    static func modulesInside(guest: GuestfsHandle, tool: Tool?, image: String, scratchDirectory: String? = nil) -> Set<String>? {
+        if let tool, var lister = lister(tool, image: image) {
+            if let scratchDirectory { lister = ["env", "TMPDIR=\(scratchDirectory)"] + lister }
+            if let listing = try? guest.command(lister) { return moduleNames(in: listing, takeKeysOnly: false) }
         }
+        guard let files = try? guest.initrdList(image) else { return nil }
+        return moduleNames(in: files.joined(separator: "\n"), takeKeysOnly: false)
     }
 
     static func lister(_ tool: Tool, image: String) -> [String]? {
@@ -248,44 +311,38 @@ struct InitramfsRegenerator: Sendable {
         }
     }
 
-    private func checkSpace(guest: GuestfsHandle, tool: Tool, kernel version: String) throws {
-        let image = tool.imagePath(kernel: version)
+    private func checkSpace(guest: GuestfsHandle, image: String) throws {
         let current = try guest.isFile(image) ? try guest.fileSize(image) : 0
         let required = Self.requiredBootSpace(currentImageBytes: current)
-        let (available, _) = try guest.freeSpace("/boot")
+        let directory = (image as NSString).deletingLastPathComponent
+        let (available, _) = try guest.freeSpace(directory.isEmpty ? "/" : directory)
         guard available >= required else {
-            throw StageError(.noSpace, file: "/boot",
-                             "not enough free space in the guest's /boot to rebuild \(image): \(available / 1_048_576) MiB free, "
+            throw StageError(.noSpace, file: directory,
+                             "not enough free space in the guest's \(directory) to rebuild \(image): \(available / 1_048_576) MiB free, "
                                  + "\(required / 1_048_576) MiB needed (current image \(current / 1_048_576) MiB + the new one); "
                                  + "grow the filesystem or remove old kernels and convert again")
         }
     }
 
-    private func rebuild(guest: GuestfsHandle, tool: Tool, kernel version: String) throws {
-        let arguments: [String] = switch tool {
-        case .initramfsTools: ["update-initramfs", "-u", "-k", version]
-        case .dracut: ["dracut", "-f", "--kver", version]
-        case .mkinitcpio: ["mkinitcpio", "-P"]
-        }
+    private func rebuild(guest: GuestfsHandle, command: [String], image: String) throws {
         do {
-            try guest.command(arguments)
+            if let runGenerator { try runGenerator(guest, command) } else { try guest.command(command) }
         } catch let error as StageError {
-            throw StageError(error.code, file: tool.imagePath(kernel: version),
-                             "\(arguments.joined(separator: " ")) failed inside the guest: \(error.message)")
+            throw StageError(error.code, file: image, "\(command.joined(separator: " ")) \(StageError.guestToolFailed): \(error.message)")
         }
     }
 
     /// Lists the rebuilt image and fails unless it holds what the disk needs to appear on
     /// virtio-blk, dependencies included: a module whose dependency is missing does not load.
-    private func verify(guest: GuestfsHandle, tool: Tool, kernel: KernelModules) throws {
+    private func verify(guest: GuestfsHandle, tool: Tool, image: String, kernel: KernelModules) throws {
         guard !kernel.neededToBoot.isEmpty else { return }
-        let image = tool.imagePath(kernel: kernel.version)
-        guard let lister = Self.lister(tool, image: image) else { return }
-        let inside = Self.moduleNames(in: try guest.command(lister), takeKeysOnly: false)
+        guard let inside = listings.modules(guest: guest, tool: tool, image: image) else {
+            throw StageError(.toolFailed, file: image, "the rebuilt initramfs cannot be listed (neither \(Self.lister(tool, image: image)?.first ?? tool.rawValue) nor the appliance's cpio could read it)")
+        }
         let missing = kernel.neededToBoot.subtracting(inside)
         guard missing.isEmpty else {
             throw StageError(.toolFailed, file: image,
-                             "the rebuilt initramfs lacks \(missing.sorted().joined(separator: " ")) (checked with \(lister[0])); "
+                             "the rebuilt initramfs lacks \(missing.sorted().joined(separator: " ")); "
                                  + "the guest would not find its disk on virtio")
         }
     }

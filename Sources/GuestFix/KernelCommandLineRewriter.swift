@@ -124,6 +124,29 @@ enum KernelCommandLineRewriter {
         rewriteLines(text, isCommandLine: { firstWord($0) == "options" }, resolve: resolve)
     }
 
+    /// A grub environment block (`grubenv`, RHEL 8): its `kernelopts` value, which every BLS
+    /// entry's `options $kernelopts` names. The block keeps its size; when the stable names do
+    /// not fit in it, nothing is changed and `unfitted` says so.
+    static func rewriteGrubEnvironment(_ text: String, resolve: (DeviceReference) -> String?)
+        -> (result: TextRewriteResult, unfitted: Bool)
+    {
+        guard var block = GrubEnvironmentBlock(text) else { return (TextRewriteResult(text: text), false) }
+        var result = TextRewriteResult(text: text)
+        for index in block.variables.indices where block.variables[index].name == "kernelopts" {
+            let before = block.variables[index]
+            let (edited, missing) = rewriteParameters(in: before.value, resolve: resolve)
+            result.unresolved += missing
+            guard edited != before.value else { continue }
+            block.variables[index].value = edited
+            // Line numbers count the header as line 1.
+            result.edits.append(TextEdit(line: index + 2, before: "kernelopts=\(before.value)", after: "kernelopts=\(edited)"))
+        }
+        guard result.changed else { return (result, false) }
+        guard let rendered = block.rendered() else { return (TextRewriteResult(text: text, unresolved: result.unresolved), true) }
+        result.text = rendered
+        return (result, false)
+    }
+
     /// A `grub.cfg` (or grub1 `menu.lst`): the `linux`/`linux16`/`linuxefi`/`kernel` commands.
     /// `set root=…` is grub's own device syntax and is not touched.
     static func rewriteGrubConfig(_ text: String, resolve: (DeviceReference) -> String?) -> TextRewriteResult {

@@ -18,6 +18,9 @@ struct LinuxGuestFixer: Sendable {
     /// Called on the fixing thread at named points (`started`, `launched`, `inspected`): the guest-fix
     /// child's test hook crashes or stalls there (`GuestFixTestHook`); nil in production.
     var checkpoint: (@Sendable (String) -> Void)?
+    /// Runs the initramfs generator's command in the guest; nil runs it through the
+    /// appliance. Only tests of phony guests (no libc to run a real generator) set it.
+    var runGenerator: (@Sendable (GuestfsHandle, [String]) throws -> Void)?
 
     init(applianceMemoryMiB: Int32 = 2048,
          applianceCPUs: Int32 = Int32(min(4, max(1, ProcessInfo.processInfo.activeProcessorCount)))) {
@@ -111,11 +114,24 @@ struct LinuxGuestFixer: Sendable {
             }
         }
         var mounted: [String] = []
+        var encryptedRoot: [String] = []
+        var devices = GuestDeviceMap(devices: [])
+        var plan = GuestMounter.Plan(mountpoints: [:], fstab: [], warnings: [])
+        var firmware: FirmwareDecision?
         let inspection = try timed("inspect") { () throws -> GuestInspection in
             var inspection: GuestInspection
             do {
                 inspection = try GuestInspector.inspect(guest, disks: diskPaths)
             } catch let error as StageError {
+                // A LUKS root hides the operating system from inspection: without its key nothing
+                // inside can be fixed, but the disks still convert, and the report says so.
+                // blkid, not list_filesystems: libguestfs leaves LUKS volumes out of the latter.
+                let candidates = ((try? guest.listPartitions()) ?? []) + ((try? guest.listDevices()) ?? [])
+                let encrypted = candidates.filter { (try? guest.blkid($0))?["TYPE"] == "crypto_LUKS" }.sorted()
+                if !encrypted.isEmpty {
+                    encryptedRoot = encrypted
+                    return GuestInspection.encrypted(rootDevice: encrypted[0])
+                }
                 // BitLocker or a damaged registry hive deserve their own explanation.
                 throw WindowsInspector.explainInspectionFailure(guest, error: error, disk: diskPaths.first) ?? error
             }
@@ -124,13 +140,31 @@ struct LinuxGuestFixer: Sendable {
                                  "the guest is \(inspection.type) (\(inspection.productName)); only Linux and Windows guests are fixed")
             }
             guard inspection.type == "linux" else { return inspection }
-            let mounting = try GuestInspector.mountFilesystems(guest, inspection: inspection)
+            devices = try GuestBootFacts.devices(guest)
+            // The disk of a partition root, else the first: where the firmware starts.
+            let rootDisk = devices.devices.first { $0.device == inspection.rootDevice }?.disk ?? 0
+            let bootDisk = devices.devices.first { $0.disk == rootDisk && $0.partition == nil }?.device ?? "/dev/sda"
+            var facts = try GuestBootFacts.partitionFacts(guest, devices: devices, bootDisk: bootDisk)
+            let mounter = GuestMounter(guest: guest, devices: devices)
+            let mounting = try mounter.mount(root: inspection.rootDevice, inspected: inspection.mountpoints)
+            plan = mounting.plan
             mounted = mounting.mounted
-            warnings += mounting.warnings
+            warnings += plan.warnings
+            inspection.mountpoints = plan.mountpoints
+            try GuestBootFacts.addGuestFacts(guest, fstab: plan.fstab, to: &facts)
+            firmware = FirmwareDecider.decide(facts)
             inspection.installedKernels = try InitramfsRegenerator.installedKernels(guest)
             return inspection
         }
         checkpoint?("inspected")
+
+        if !encryptedRoot.isEmpty {
+            let reason = "the root filesystem is encrypted (LUKS on \(encryptedRoot.joined(separator: ", "))): a key is needed to open it, "
+                + "so nothing inside the guest was fixed or checked; the disks were converted as they are"
+            try finish(trimming: [])
+            return GuestFixReport(inspection: inspection, skipped: [SkippedGuestFix(area: "guest", reason: reason)],
+                                  warnings: warnings + [reason], durations: durations, bootNotEnsured: [reason])
+        }
 
         if inspection.type == "windows" {
             // Same appliance, same report; the Windows fixer mounts what it needs itself.
@@ -144,10 +178,15 @@ struct LinuxGuestFixer: Sendable {
 
         let editor = GuestFileEditor(guest: guest)
         var skipped: [SkippedGuestFix] = []
+        var notEnsured: [String] = []
         let knownDistro = inspection.isKnownLinuxDistro
         if !knownDistro {
             warnings.append("distro '\(inspection.distro)' (\(inspection.productName)) is not one hyper2kvm knows: "
                 + "only the generic file fixes were applied; guest tools (grub, initramfs) were not run")
+        }
+        if inspection.rootDevice.hasPrefix("/dev/md") {
+            notEnsured.append("the root filesystem is on md RAID (\(inspection.rootDevice)): hyper2kvm does not check that the "
+                + "initramfs assembles the array (mdadm and its config inside) on virtio")
         }
         let resolver = try StableDeviceResolver(guest: guest, mountpoints: inspection.mountpoints)
 
@@ -159,6 +198,7 @@ struct LinuxGuestFixer: Sendable {
         }
         try timed("network") {
             skipped += try NetworkPinningRemover().apply(guest: guest, editor: editor)
+            skipped += try CloudInitNetworkGuard().apply(editor: editor)
         }
         try timed("leftovers") {
             let remover = HypervisorLeftoversRemover(removeVMwareTools: options.removeVMwareTools && knownDistro)
@@ -171,21 +211,61 @@ struct LinuxGuestFixer: Sendable {
             skipped += bootSkipped
             warnings += bootWarnings
         }
+        let pathResolver = BootPathResolver(filesystems: GuestMounter(guest: guest, devices: devices).filesystemUUIDs(plan))
+        let tool = try InitramfsRegenerator.detectTool(guest)
+        let listings = InitramfsListings()
         try timed("initramfs") {
             if !options.regenInitramfs {
                 skipped.append(SkippedGuestFix(area: "initramfs", reason: "regen_initramfs is off"))
             } else if !knownDistro {
                 skipped.append(SkippedGuestFix(area: "initramfs", reason: "unknown distro: the guest's initramfs tool was not run"))
-            } else if let reason = try InitramfsRegenerator().apply(guest: guest, editor: editor, kernels: inspection.installedKernels) {
-                skipped.append(reason)
+            } else if let tool {
+                let found = try BootEntryFinder(guest: guest, resolver: pathResolver).find()
+                var targets = InitramfsRegenerator.targets(entries: found.entries, installedKernels: try InitramfsRegenerator.moduleVersions(guest))
+                if found.entries.isEmpty {
+                    notEnsured.append("unknown boot loader: no grub.cfg menuentry or Boot Loader Specification entry names a kernel, "
+                        + "so the initramfs it loads is not known; the images named as \(tool.rawValue) names them were rebuilt instead")
+                    targets = try inspection.installedKernels.map { InitramfsRegenerator.Target(version: $0, image: tool.imagePath(kernel: $0)) }
+                        .filter { try guest.isFile($0.image) }
+                }
+                let regenerator = InitramfsRegenerator(runGenerator: runGenerator, listings: listings)
+                if let reason = try regenerator.apply(guest: guest, editor: editor, tool: tool, targets: targets) {
+                    skipped.append(reason)
+                }
+            } else {
+                notEnsured.append("unknown initramfs generator: none of update-initramfs, dracut or mkinitcpio is installed in the guest, "
+                    + "so the virtio drivers could not be added to its initramfs")
+                skipped.append(SkippedGuestFix(area: "initramfs", reason: "no initramfs generator hyper2kvm knows is installed"))
             }
+        }
+        // Last of the edits: it labels what every step before it wrote.
+        try timed("selinux") {
+            if let reason = try SELinuxRelabeler().apply(guest: guest, editor: editor) { skipped.append(reason) }
         }
         warnings += resolver.lookupErrors.map { "identity lookup failed: \($0)" }
 
         // Only what mounted: a filesystem that did not has its own warning already.
-        try finish(trimming: mounted)
+        try timed("finish") {
+            for mountpoint in mounted {
+                do { try guest.fstrim(mountpoint) } catch { warnings.append("fstrim \(mountpoint): \(error)") }
+            }
+            try guest.umountAll()
+        }
+        // Read back, read-only, from the written disks: what the guest will find at boot.
+        let bootCheck = try timed("boot-check") { () throws -> BootChainCheck in
+            var readBack = plan
+            _ = try GuestMounter(guest: guest, devices: devices).mount(plan: &readBack, readOnly: true)
+            let fstab = try guest.isFile("/etc/fstab") ? FstabEntry.parse(try guest.cat("/etc/fstab")) : []
+            let check = BootChainVerifier(guest: guest, devices: devices, resolver: pathResolver, tool: tool, listings: listings).verify(fstab: fstab)
+            try guest.umountAll()
+            try guest.shutdown()
+            return check
+        }
+        notEnsured += bootCheck.problems.map { "boot check: \($0)" }
+        for reason in notEnsured where !warnings.contains(reason) { warnings.append(reason) }
         return GuestFixReport(inspection: inspection, changes: editor.changes, skipped: skipped,
-                              warnings: warnings, backupDirectory: GuestFileEditor.backupDirectory, durations: durations)
+                              warnings: warnings, backupDirectory: GuestFileEditor.backupDirectory, durations: durations,
+                              firmware: firmware, bootCheck: bootCheck, bootNotEnsured: notEnsured)
     }
 }
 

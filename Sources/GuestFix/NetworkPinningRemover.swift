@@ -36,8 +36,19 @@ struct NetworkPinningRemover: Sendable {
         return Result(rewrite: rewrite, interfaceNames: unique(names))
     }
 
-    /// RHEL/SUSE `ifcfg-*`: `HWADDR=` and `MACADDR=` commented out.
-    static func ifcfg(_ text: String) -> Result {
+    /// RHEL/SUSE `ifcfg-*`: `HWADDR=` and `MACADDR=` commented out. The interface is
+    /// `DEVICE=`, else the file's suffix: SUSE's wicked writes `ifcfg-eth0` with no DEVICE line
+    /// (and initscripts read it the same way).
+    static func ifcfg(_ text: String, path: String = "") -> Result {
+        var result = ifcfgLines(text)
+        if result.interfaceNames.isEmpty, let file = path.split(separator: "/").last, file.hasPrefix("ifcfg-") {
+            let suffix = String(file.dropFirst("ifcfg-".count))
+            if !suffix.isEmpty, suffix != "lo" { result.interfaceNames = [suffix] }
+        }
+        return result
+    }
+
+    private static func ifcfgLines(_ text: String) -> Result {
         var names: [String] = []
         let rewrite = commentOutLines(text) { fields in
             guard let first = fields.first else { return false }
@@ -215,7 +226,7 @@ struct NetworkPinningRemover: Sendable {
                 guard let text = try editor.read(path) else { continue }
                 let result: Result = switch format {
                 case "ifupdown": Self.ifupdown(text)
-                case "ifcfg": Self.ifcfg(text)
+                case "ifcfg": Self.ifcfg(text, path: path)
                 case "netplan": Self.netplan(text)
                 case "networkmanager": Self.networkManager(text)
                 case "networkd": Self.systemdNetwork(text, isLinkFile: false)

@@ -30,9 +30,12 @@ extension JobJournal {
 
     @discardableResult
     public func transition(job: Int64, to state: JobState, stage: String?, detail: String?) throws -> TransitionRecord {
-        try writeTransaction { db in
+        let record = try writeTransaction { db in
             try applyTransition(db, job: job, to: state, stage: stage, detail: detail, at: Timestamp.now())
         }
+        outboxHook.signalIfEnqueued()
+        if state == .stageStarted { outboxHook.signalStageStarted() }
+        return record
     }
 
     @discardableResult
@@ -74,11 +77,22 @@ extension JobJournal {
         guard fraction.isFinite, (0...1).contains(fraction) else {
             throw JournalError.invalidValue(field: "progress", message: "\(fraction) is not between 0 and 1")
         }
-        try writeTransaction { db in
-            try db.cachedStatement(sql: "UPDATE jobs SET progress = ?, updated_at = ? WHERE id = ?")
-                .execute(arguments: [fraction, Timestamp.now(), job])
+        let endedStall = try writeTransaction { db in
+            let wasStalled = try Bool.fetchOne(db, sql: "SELECT stalled_at IS NOT NULL AND progress IS NOT ? FROM jobs WHERE id = ?",
+                                               arguments: [fraction, job]) ?? false
+            // Only a changed fraction is progress: a stage that keeps reporting the same value
+            // is stalled all the same (markStalledJobs), and a change ends a stall.
+            let now = Timestamp.now()
+            try db.cachedStatement(sql: """
+                UPDATE jobs SET progressed_at = CASE WHEN progress IS ? THEN progressed_at ELSE ? END,
+                                stalled_at = CASE WHEN progress IS ? THEN stalled_at ELSE NULL END,
+                                progress = ?, updated_at = ? WHERE id = ?
+                """).execute(arguments: [fraction, now, fraction, fraction, now, job])
             guard db.changesCount == 1 else { throw JournalError.unknownJob(job) }
+            return wasStalled
         }
+        // The stall watch may be sleeping without a timer: this stage can stall again.
+        if endedStall { outboxHook.signalStageStarted() }
     }
 
     public func updateJob(job: Int64, vmName: String?, outputPath: String?, error: String?,
@@ -167,12 +181,16 @@ extension JobJournal {
         if state == .stageStarted || state == .stageSkipped {
             // A new stage run: its stage and attempt become the job's, its progress starts over.
             try db.cachedStatement(sql: """
-                UPDATE jobs SET state = ?, stage = ?, attempt = ?, progress = NULL, updated_at = ? WHERE id = ?
-                """).execute(arguments: [state.rawValue, rowStage, attempt, now, job])
+                UPDATE jobs SET state = ?, stage = ?, attempt = ?, progress = NULL, progressed_at = ?,
+                                stalled_at = NULL, updated_at = ? WHERE id = ?
+                """).execute(arguments: [state.rawValue, rowStage, attempt, now, now, job])
         } else {
-            try db.cachedStatement(sql: "UPDATE jobs SET state = ?, updated_at = ? WHERE id = ?")
+            // Any transition ends a stall: the job moved.
+            try db.cachedStatement(sql: "UPDATE jobs SET state = ?, stalled_at = NULL, updated_at = ? WHERE id = ?")
                 .execute(arguments: [state.rawValue, now, job])
         }
+        // The notification this transition causes commits with it, or not at all.
+        try enqueueNotifications(db, for: record)
         return record
     }
 

@@ -12,6 +12,8 @@ public final class JobJournal: JobJournaling {
     let database: DatabasePool
     /// nil for a journal opened for reading.
     private let ownerLock: OwnerLock?
+    /// Which transitions enqueue notifications, and whom to wake after they commit.
+    let outboxHook = OutboxHook()
 
     public var isWritable: Bool { ownerLock != nil }
 
@@ -187,6 +189,9 @@ public final class JobJournal: JobJournaling {
     /// Runs `body` in one `BEGIN IMMEDIATE` transaction; any throw rolls all of it back.
     func writeTransaction<T>(_ body: (Database) throws -> T) throws -> T {
         guard isWritable else { throw JournalError.readOnly(path: path) }
+        // The commit is synchronous (fsync of the WAL): its latency is what every transition waits for.
+        let started = ContinuousClock.now
+        defer { JournalMetrics.commitLatency(since: started) }
         do {
             return try database.write(body)
         } catch {

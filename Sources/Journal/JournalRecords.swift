@@ -73,10 +73,13 @@ public struct JobRecord: Codable, Sendable, Hashable {
     /// ISO 8601 UTC with milliseconds, see `Timestamp`.
     public var createdAt: String
     public var updatedAt: String
+    /// Set while the stage in progress is stalled: when it was found to have made no progress
+    /// for the configured time (`stalled_after_seconds`). Absent from JSON otherwise.
+    public var stalledSince: String?
 
     public init(id: Int64, sourcePath: String, sourceKind: String, identity: SourceIdentity, sourceSHA256: String?,
                 vmName: String?, state: JobState, stage: String?, attempt: Int, progress: Double?,
-                outputPath: String?, error: String?, createdAt: String, updatedAt: String) {
+                outputPath: String?, error: String?, createdAt: String, updatedAt: String, stalledSince: String? = nil) {
         self.id = id
         self.sourcePath = sourcePath
         self.sourceKind = sourceKind
@@ -91,6 +94,7 @@ public struct JobRecord: Codable, Sendable, Hashable {
         self.error = error
         self.createdAt = createdAt
         self.updatedAt = updatedAt
+        self.stalledSince = stalledSince
     }
 }
 

@@ -7,7 +7,7 @@ extension JobRecord {
     static let columns = """
         id, source_path, source_kind, source_dev, source_inode, source_size, source_mtime_ns,
         source_ctime_ns, source_sha256, vm_name, state, stage, attempt, progress, output_path,
-        error, created_at, updated_at
+        error, created_at, updated_at, stalled_at
         """
 
     init(row: Row, journalPath: String) throws {
@@ -35,7 +35,8 @@ extension JobRecord {
             outputPath: try row.decode(forColumn: "output_path"),
             error: try row.decode(forColumn: "error"),
             createdAt: try row.decode(forColumn: "created_at"),
-            updatedAt: try row.decode(forColumn: "updated_at"))
+            updatedAt: try row.decode(forColumn: "updated_at"),
+            stalledSince: try row.decode(forColumn: "stalled_at"))
     }
 }
 

@@ -10,7 +10,7 @@ struct Hyper2KVM: AsyncParsableCommand {
         abstract: "Convert VMware, Hyper-V, raw and AMI virtual machines into KVM guests that boot.",
         discussion: "With --config FILE (repeatable, later wins) runs what the file's `command:` says.",
         version: Hyper2KVMVersion.current,
-        subcommands: [RunConfigured.self, Convert.self, RunDaemon.self, Status.self, History.self, Verify.self,
+        subcommands: [RunConfigured.self, Convert.self, Inspect.self, RunDaemon.self, Status.self, History.self, Verify.self,
                       JournalGroup.self, ConfigGroup.self, ListInstances.self, ListCrashPoints.self, InternalGroup.self],
         defaultSubcommand: RunConfigured.self)
 }
@@ -75,7 +75,7 @@ struct Convert: AsyncParsableCommand {
         abstract: "Convert one VM now, through the same journal and stages as the daemon.",
         discussion: "Run the same command again after an interruption: the job resumes at its last completed stage.")
 
-    @Argument(help: "The source: .vmdk .ova .ovf .vhd .vhdx .raw .img .ami .qcow2")
+    @Argument(help: "The source: .vmdk .ova .ovf .vhd .vhdx .raw .img .ami .qcow2, or a Hyper-V export folder")
     var source: String
 
     @Option(name: .customLong("output-dir"), help: "Where the converted VM's directory is published.")
@@ -216,7 +216,15 @@ struct Status: AsyncParsableCommand {
 
     func run() async throws {
         let journal = try location.openJournal()
-        print(try JournalReports.status(journal.allJobs(), daemon: journal.latestDaemonRun(), json: json))
+        let jobs = try journal.allJobs()
+        // Copies in flight: the disks of each job whose convert stage is running or was cut short.
+        var copies: [Int64: [DiskCopyProgress]] = [:]
+        for job in jobs where job.stage == "convert" && ![.stageCompleted, .published, .archived, .failed].contains(job.state) {
+            let disks = try journal.checkpoints(job: job.id).filter { $0.stage == "convert" }
+                .compactMap { DiskCopyProgress.from(name: $0.name, value: $0.value) }
+            if !disks.isEmpty { copies[job.id] = disks }
+        }
+        print(try JournalReports.status(jobs, daemon: journal.latestDaemonRun(), json: json, copies: copies))
     }
 }
 

@@ -3,6 +3,7 @@ import Daemon
 import Foundation
 import Journal
 import Stages
+import StatusEndpoint
 import Synchronization
 
 /// Wiring only: the logic lives in the Daemon module.
@@ -33,8 +34,17 @@ enum ConvertLauncher {
         bar.finish()
         let elapsed = ContinuousClock.now - started
         switch outcome {
-        case .published(let path):
-            print("converted \(source) → \(path) in \(elapsed.formatted(.units(allowed: [.hours, .minutes, .seconds], width: .narrow)))")
+        case .published(let path, let result):
+            let took = elapsed.formatted(.units(allowed: [.hours, .minutes, .seconds], width: .narrow))
+            if let result, configuration.conversion.dryRun {
+                // A preflight: nothing was converted; the path is the report's.
+                print("\(result)\n\(source): preflight report \(path) in \(took)")
+            } else if let result {
+                // Not a plain success: the guest fix could not promise the guest boots.
+                print("\(result)\n\(source) → \(path) in \(took) (see metadata.json fix_warnings)")
+            } else {
+                print("converted \(source) → \(path) in \(took)")
+            }
         case .failed(let stage, let message, _):
             throw ConversionFailed(stage: stage, message: message)
         case .waitingForSpace(let stage, let message):
@@ -102,7 +112,8 @@ enum DaemonLauncher {
             throw StartRefused(reasons: ["\(error)"])
         }
         let logger = LogSetup.makeLogger(verbose: configuration.verbose, logFile: configuration.logFile)
-        try await ConversionDaemon(configuration: configuration, logger: logger).run(journal: journal)
+        try await ConversionDaemon(configuration: configuration, logger: logger)
+            .run(journal: journal, extraServices: HTTPEndpointService.services)
     }
 }
 

@@ -6,6 +6,9 @@
 /* memfd_create(2) with MFD_CLOEXEC: an anonymous file that lives while a descriptor does. */
 int h2k_memfd_create(const char *name);
 
+/* fallocate(2) PUNCH_HOLE | KEEP_SIZE: the range reads as zeros and holds no blocks. */
+int h2k_punch_hole(int descriptor, long long offset, long long length);
+
 /* renameat2(2) flags from <linux/fs.h>. */
 #define H2K_RENAME_NOREPLACE 1u
 #define H2K_RENAME_EXCHANGE 2u

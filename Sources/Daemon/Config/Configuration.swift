@@ -38,6 +38,13 @@ public struct Configuration: Sendable, Equatable {
     public var shutdownGraceSeconds = 60.0
     /// How often a job waiting for space checks whether it has returned.
     public var spaceCheckSeconds = 30.0
+    /// The `notifications` mapping.
+    public var notifications = NotificationSettings()
+    /// A running stage without progress for this long is stalled.
+    public var stalledAfterSeconds = ConfigurationKeys.stalledAfterSeconds
+
+    /// The HTTP endpoint (`http_listen`).
+    public var httpListen = HTTPListen.default
 
     public var logFile: String?
     public var verbose = 1

@@ -42,6 +42,7 @@ extension ConfigurationKeys {
         .init("compress_level", type: "int 1-9", default: "3 (qemu-img cannot set zstd levels: any other value is reported)", "compression level.") { value, config throws(ConfigurationValue.Mismatch) in
             config.conversion.compressLevel = try value.int(in: 1...9)
         },
+        copyChunkMiBKey,
         .init("checksum", type: "bool", default: "true", "SHA-256 of every output, verified before it is trusted.") { value, config throws(ConfigurationValue.Mismatch) in
             config.conversion.checksum = try value.bool()
         },
@@ -65,8 +66,10 @@ extension ConfigurationKeys {
             config.conversion.fstabMode = ConversionOptions.FstabMode(rawValue: raw) ?? .stabilizeAll
         },
         .init("regen_initramfs", type: "bool", default: "true", """
-                  add the virtio drivers to the guest's initramfs configuration and rebuild the image of each \
-                  installed kernel whose image lacks them (an image that already holds them and their \
+                  add the virtio drivers to the guest's initramfs configuration and rebuild, with the guest's own \
+                  generator, each image a boot loader entry loads (grub `menuentry` `initrd` lines, BLS \
+                  `/boot/loader/entries`, paths taken relative to the filesystem grub reads, never derived from the \
+                  generator's usual naming) whose image lacks them (an image that already holds them and their \
                   dependencies, as Debian's default `MODULES=most` does, is kept and `fix_skipped` says so).
                   """) { value, config throws(ConfigurationValue.Mismatch) in
             config.conversion.regenInitramfs = try value.bool()
@@ -168,7 +171,8 @@ extension ConfigurationKeys {
         .init("space_check_seconds", type: "number", default: "30", """
                   how often a job waiting for disk space checks whether space returned. Before writing, `convert` \
                   asks `qemu-img measure` what the disks will take (plus 1/64 and a 64 MiB reserve; what other \
-                  conversions running in the daemon are about to write counts as taken) and a gzip'd AMI is \
+                  conversions running in the daemon are about to write counts as taken; a resumed copy \
+                  subtracts what its earlier attempt already wrote) and a gzip'd AMI is \
                   planned on its declared size and decompressed under a byte counter; a job that does not fit \
                   waits until that estimate is free on that filesystem (the journal says "needs N bytes, M free"), \
                   and one that could never fit (more than the whole filesystem) fails at once. After a plain \
@@ -192,8 +196,9 @@ extension ConfigurationKeys {
         .init("verbose", type: "int 0-3", default: "1", "log verbosity.") { value, config throws(ConfigurationValue.Mismatch) in
             config.verbose = try value.int(in: 0...3)
         },
-        .init("notifications", type: "mapping", default: "off", "webhook/e-mail notifications.", status: .notImplemented("notifications"),
-              isActive: { value in value.node.mapping?["enabled"]?.bool == true }) { _, _ throws(ConfigurationValue.Mismatch) in },
+        // Notifications and stall detection (ConfigurationKeyTable+Notifications.swift).
+        notificationsKey, stalledAfterSecondsKey,
+    ] + endpointKeys + [
         .init("use_v2v", type: "bool", default: "false", """
                   virt-v2v converts the guest instead of hyper2kvm's own fixer: stage `v2v` runs \
                   `virt-v2v-in-place` on a qcow2 overlay over each source disk (stage `fix` is skipped), and \
@@ -238,8 +243,7 @@ extension ConfigurationKeys {
                   """) { value, config throws(ConfigurationValue.Mismatch) in
             config.conversion.virtioWin = try value.path()
         },
-        .init("dry_run", type: "bool", default: "false", "plan without writing.", status: .notImplemented("dry_run"),
-              isActive: { !$0.isFalseOrNull }) { value, _ throws(ConfigurationValue.Mismatch) in _ = try value.bool() },
+        dryRunKey,
         .init("workers", type: "-", "", status: .replaced("use max_concurrent (jobs) and parallel_processing (disks)")) { _, _ throws(ConfigurationValue.Mismatch) in },
     ]
 }

@@ -7,9 +7,11 @@ import Stages
 /// probe stage then checks the content agrees).
 public enum JobIntake {
     public static func kind(of url: URL) throws -> InputKind {
+        // A directory is a job only as a Hyper-V export folder (README, "Hyper-V exports").
+        if HyperVExportReader.looksLikeExport(url) { return .hyperv }
         guard let kind = QueueEntryFilter.inputKind(of: url.lastPathComponent) else {
             let known = QueueEntryFilter.kindsByExtension.keys.sorted().map { "." + $0 }.joined(separator: " ")
-            throw StageError(.badInput, file: url.path, "unsupported file type (expected one of \(known))")
+            throw StageError(.badInput, file: url.path, "unsupported file type (expected one of \(known), or a Hyper-V export folder)")
         }
         return kind
     }

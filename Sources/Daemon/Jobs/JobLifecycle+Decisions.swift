@@ -40,10 +40,10 @@ extension JobLifecycle {
             return [move(.failed, detail: detail), .discardWork]
                 + failedForGood(message: message, stage: stage)
                 + [.end(.failed(stage: stage, message: message, code: .sourceChanged))]
-        case .pipelineDone(let directory):
+        case .pipelineDone(let directory, let result):
             guard isRunning, Rules.isLegal(from: state, to: .published) else { return [] }
-            return [.recordOutput(directory), move(.published, detail: directory), .discardWork]
-                + (policy.fromQueue ? [.archive(.processed)] : []) + [.end(.published(outputPath: directory))]
+            return [.recordOutput(directory), move(.published, detail: result.map { "\($0) → \(directory)" } ?? directory), .discardWork]
+                + (policy.fromQueue ? [.archive(.processed)] : []) + [.end(.published(outputPath: directory, result: result))]
         case .runFailed(let message):
             guard let state, state != .failed, !state.isTerminal, state != .published else { return [] }
             let stageFailed = state == .stageStarted ? [move(.stageFailed, stage: stage, detail: message)] : []

@@ -56,7 +56,9 @@ public struct JobLifecycle<Instant: InstantProtocol>: Sendable, Equatable where 
         /// The stage was stopped by a shutdown (its child tools were killed).
         case stageInterrupted(String)
         case sourceChanged(stage: String, change: String, source: String)
-        case pipelineDone(publishedDirectory: String)
+        /// `result`: set when the job converted but cannot promise the guest boots
+        /// ("converted, boot not ensured: …"); shown in the published transition and the ending.
+        case pipelineDone(publishedDirectory: String, result: String? = nil)
         /// The run failed outside any stage (the journal names an unknown input kind…).
         case runFailed(message: String)
         case sourceArchived(detail: String)
@@ -103,7 +105,8 @@ public struct JobLifecycle<Instant: InstantProtocol>: Sendable, Equatable where 
     }
 
     public enum Ending: Sendable, Equatable {
-        case published(outputPath: String)
+        /// `result`: "converted, boot not ensured: …" when the guest fix could not promise a boot.
+        case published(outputPath: String, result: String? = nil)
         case failed(stage: String?, message: String, code: StageError.Code?)
         case retrying
         case waitingForSpace(stage: String, message: String)

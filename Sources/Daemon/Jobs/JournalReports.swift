@@ -9,14 +9,24 @@ public enum JournalReports {
         /// Whether that daemon still holds the journal (its pid is alive and it did not record a stop).
         public var daemonRunning: Bool
         public var counts: [String: Int]
+        /// Jobs whose running stage made no progress for `stalled_after_seconds` (each has `stalledSince`).
+        public var stalled: Int
         public var jobs: [JobRecord]
+        /// Per disk copy progress of the jobs that have it, by job id.
+        public var copies: [String: [DiskCopyProgress]]?
     }
 
-    public static func status(_ jobs: [JobRecord], daemon: DaemonRun?, json: Bool) throws -> String {
+    public static func status(_ jobs: [JobRecord], daemon: DaemonRun?, json: Bool,
+                              copies: [Int64: [DiskCopyProgress]] = [:]) throws -> String {
         let running = daemon.map { $0.stoppedAt == nil && kill($0.pid, 0) == 0 } ?? false
         var counts: [String: Int] = [:]
         for job in jobs { counts[job.state.rawValue, default: 0] += 1 }
-        if json { return try encode(StatusDocument(daemon: daemon, daemonRunning: running, counts: counts, jobs: jobs)) }
+        let stalled = jobs.filter { $0.stalledSince != nil }.count
+        if json {
+            let byJob = Dictionary(uniqueKeysWithValues: copies.map { (String($0.key), $0.value) })
+            return try encode(StatusDocument(daemon: daemon, daemonRunning: running, counts: counts, stalled: stalled, jobs: jobs,
+                                             copies: byJob.isEmpty ? nil : byJob))
+        }
         var header: [String] = []
         if let daemon {
             header.append(running
@@ -24,7 +34,8 @@ public enum JournalReports {
                 : "daemon: not running (last run pid \(daemon.pid), \(daemon.startedAt) – \(daemon.stoppedAt ?? "killed"))")
             header.append("queue: \(daemon.watchDir) → \(daemon.outputDir)")
         }
-        header.append("jobs: " + (counts.isEmpty ? "none" : counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))
+        header.append("jobs: " + (counts.isEmpty ? "none" : counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))
+            + (stalled > 0 ? " (\(stalled) stalled)" : ""))
         guard !jobs.isEmpty else { return header.joined(separator: "\n") }
         var lines = header + [pad("JOB", 6) + pad("STATE", 18) + pad("STAGE", 10) + pad("PROGRESS", 9) + "SOURCE → OUTPUT"]
         for job in jobs {
@@ -33,7 +44,9 @@ public enum JournalReports {
             // Source names, paths and errors quoting them are chosen by whoever dropped the file.
             line += UntrustedText.escaped(job.sourcePath)
             if let output = job.outputPath { line += " → " + UntrustedText.escaped(output) }
+            for copy in copies[job.id] ?? [] { line += "\n      " + UntrustedText.escaped(copy.line) }
             if let error = job.error, job.state == .failed || job.state == .stageFailed { line += "\n      error: " + UntrustedText.escaped(error) }
+            if let since = job.stalledSince { line += "\n      STALLED: stage \(job.stage ?? "?") without progress (reported \(since))" }
             lines.append(line)
         }
         return lines.joined(separator: "\n")

@@ -105,7 +105,8 @@ public struct JobRunner: Sendable {
             let context = StageContext(
                 jobID: jobID, source: source, kind: kind, workDirectory: workDirectory, options: options,
                 recorded: ledger.recordedFiles, recordedSHA256: ledger.recordedSHA256,
-                stageHistory: ledger.timings, outputRoot: outputRoot, progress: recorder.record)
+                stageHistory: ledger.timings, outputRoot: outputRoot, progress: recorder.record,
+                checkpoints: JournalCheckpoints(journal: journal, jobID: jobID, stage: stageName))
             let skipReason = lifecycle.stopping ? nil : stage.skipReason(in: context)
             let next = lifecycle.handle(.nextStage(stageName, skipReason: skipReason,
                                                    detail: ledger.pendingDetail ?? "attempt \(ledger.attempts(of: stageName) + 1)"),
@@ -144,6 +145,7 @@ public struct JobRunner: Sendable {
             let actions = lifecycle.handle(event, now: .now)
             if let ending = try journalActions.carryOut(actions, jobID: jobID, artifacts: artifacts, followUps: &followUps) {
                 if ending == .interrupted { throw CancellationError() }
+                if case .failed(_, _, let code) = ending { JobMetrics.failed(code: code) }
                 return Run(ending: ending, followUps: followUps)
             }
             let seconds = (ContinuousClock.now - began).seconds
@@ -151,7 +153,8 @@ public struct JobRunner: Sendable {
             logger.info("\(stageName) completed in \(String(format: "%.2f", seconds)) s", metadata: ["job": "\(jobID)"])
         }
 
-        let done = lifecycle.handle(.pipelineDone(publishedDirectory: facts.publishedDirectory(recorded: ledger.recordedFiles)),
+        let done = lifecycle.handle(.pipelineDone(publishedDirectory: facts.publishedDirectory(recorded: ledger.recordedFiles),
+                                                  result: facts.result(recorded: ledger.recordedFiles)),
                                     now: .now)
         guard let ending = try journalActions.carryOut(done, jobID: jobID, followUps: &followUps) else {
             throw JournalError.unknownJob(jobID)

@@ -21,9 +21,30 @@ struct StageFactReader: Sendable {
         return .init(sourceDigest: try? sourceDigest.identityKey)
     }
 
-    /// Where the publish stage put the VM (the output root when it recorded none).
+    /// Where the publish stage put the VM; a preflight's report (`dry_run: true`), which
+    /// publishes no VM; the output root when neither was recorded.
     func publishedDirectory(recorded: [String: URL]) -> String {
-        recorded[PublishStage.directoryArtifact]?.path ?? outputRoot.path
+        (recorded[PublishStage.directoryArtifact] ?? recorded[PreflightReport.artifactName])?.path ?? outputRoot.path
+    }
+
+    /// The job's result when it is not a plain success: a preflight's verdict ("dry run: will
+    /// not boot: <reasons>"), else `bootNotEnsured`.
+    func result(recorded: [String: URL]) -> String? {
+        if let file = recorded[PreflightReport.artifactName], let data = FileManager.default.contents(atPath: file.path),
+           let preflight = try? JSONDecoder().decode(PreflightReport.self, from: data) {
+            let reasons = preflight.verdict.reasons.isEmpty ? "" : ": " + preflight.verdict.reasons.joined(separator: "; ")
+            let text = "dry run, nothing converted: \(preflight.verdict.outcome.rawValue)" + reasons
+            return text.count > 400 ? String(text.prefix(399)) + "…" : text
+        }
+        return bootNotEnsured(recorded: recorded)
+    }
+
+    /// "converted, boot not ensured: <reasons>" when the fix stage's report has reasons to
+    /// doubt the guest boots (read from the recorded report, so a resumed job says it too).
+    func bootNotEnsured(recorded: [String: URL]) -> String? {
+        guard let file = recorded[StageFiles.fixReport], let data = FileManager.default.contents(atPath: file.path),
+              let report = try? JSONDecoder().decode(GuestFixReport.self, from: data) else { return nil }
+        return report.bootResult
     }
 
     /// Gives back the output directory the job reserved, once it has failed for good.

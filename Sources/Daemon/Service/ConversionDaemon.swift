@@ -22,7 +22,9 @@ public struct ConversionDaemon: Sendable {
     ///   refuse a lost or held journal before READY=1. Opening it here again would run the
     ///   integrity check twice, and that check is most of a restart's time (it reads the whole
     ///   database).
-    public func run(journal: JobJournal) async throws {
+    /// - Parameter extraServices: more services for the group (the HTTP endpoint); they stop
+    ///   after the queue has drained, just before the watchdog.
+    public func run(journal: JobJournal, extraServices: DaemonExtraServices = { _ in [] }) async throws {
         defer { try? journal.close() }
         let c = configuration
         logger.info("🚀 Starting daemon mode (hyper2kvm \(Hyper2KVMVersion.current), pid \(getpid()))")
@@ -50,17 +52,24 @@ public struct ConversionDaemon: Sendable {
         logger.info("📤 Output: \(c.outputDir)")
         logger.info("⚙️  Workers: \(c.maxConcurrent) (journal in \(c.stateDir))")
         let notifier = SystemdNotifier()
+        let outbox = NotificationOutboxSetup(configuration: c, journal: journal, logger: logger)
+        let health = DaemonHealth()
         try await queue.recoverInterruptedJobs(crash: lastCrash)
         // Watching starts before the scan, so a file dropped in between is not missed.
         watcher.start()
         await queue.rescan(reason: "start")
 
         // Shut down in reverse order: the watcher first, the watchdog last (see DaemonServices).
+        let extra = extraServices(DaemonContext(configuration: c, journal: journal, health: health, logger: logger))
+        // Stopped in reverse order: the outbox delivers a shutdown's last transitions, and
+        // the endpoint answers until the jobs have drained.
         let services: [any Service] = [
             WatchdogService(notifier: notifier, queue: queue, watchDir: c.watchDir, logger: logger),
+            outbox.deliveryService, outbox.stallWatch,
+        ] + extra + [
             SchedulerService(queue: queue, grace: .seconds(c.shutdownGraceSeconds), logger: logger),
             StabilityCheckService(queue: queue),
-            QueueWatchService(watcher: watcher, queue: queue, notifier: notifier, configuration: c, logger: logger),
+            QueueWatchService(watcher: watcher, queue: queue, notifier: notifier, configuration: c, health: health, logger: logger),
         ]
         var group = ServiceGroupConfiguration(
             services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
@@ -68,7 +77,13 @@ public struct ConversionDaemon: Sendable {
         // Below systemd's TimeoutStopSec= (90 s for the default 60 s grace): past it, everything
         // still running is cancelled, and a cancelled stage is journaled interrupted.
         group.maximumGracefulShutdownDuration = .seconds(c.shutdownGraceSeconds) + Self.shutdownMargin
-        try await ServiceGroup(configuration: group).run()
+        do {
+            try await ServiceGroup(configuration: group).run()
+        } catch {
+            await outbox.senders.shutdown()
+            throw error
+        }
+        await outbox.senders.shutdown()
         try journal.recordDaemonStop(run: run)
         logger.notice("✅ Daemon shutdown complete")
     }

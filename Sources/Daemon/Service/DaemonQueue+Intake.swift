@@ -17,8 +17,11 @@ extension DaemonQueue {
             return
         }
         let now = ContinuousClock.now
-        for name in names where !taken.contains(name) {
+        let folders = (try? QueueDirectoryListing.exportFolderNames(in: configuration.watchDir)) ?? []
+        for name in names + folders where !taken.contains(name) {
             if case .candidate = QueueEntryFilter.classify(name) {
+                tracker.noteArrival(name, .discovered, at: now)
+            } else if folders.contains(name) {
                 tracker.noteArrival(name, .discovered, at: now)
             }
         }
@@ -41,7 +44,13 @@ extension DaemonQueue {
             tracker.forget(event.name)
             return
         case .movedIn, .closedAfterWrite, .created, .modified:
-            guard !event.isDirectory, !taken.contains(event.name) else { return }
+            guard !taken.contains(event.name) else { return }
+            if event.isDirectory {
+                // Perhaps a Hyper-V export arriving; whether it is one is decided once it settles.
+                if !event.name.hasPrefix(".") { tracker.noteArrival(event.name, event.kind == .movedIn ? .movedIn : .written, at: .now) }
+                wakeStabilityChecks()
+                return
+            }
             switch QueueEntryFilter.classify(event.name) {
             case .candidate:
                 tracker.noteArrival(event.name, event.kind == .movedIn ? .movedIn : .written, at: .now)
@@ -94,6 +103,16 @@ extension DaemonQueue {
         let grouping = currentGrouping()
         let stillSettling = Set(tracker.trackedNames)
         for name in stable.sorted() {
+            if QueueDirectoryListing.isFolder(name, in: configuration.watchDir) {
+                intakeFolder(name)
+                continue
+            }
+            if let (lead, set) = grouping.refusedSet(containing: name) {
+                guard set.members.allSatisfy({ !stillSettling.contains($0) && !taken.contains($0) }) else { continue }
+                logger.error("refusing \(set.members.joined(separator: ", ")): \(set.reason)")
+                rejectUnqueued(name: lead, members: set.members, message: "\(configuration.watchDir)/\(lead): \(set.reason)")
+                continue
+            }
             guard let job = grouping.job(containing: name) else {
                 intake(name, members: [name])
                 continue
@@ -105,26 +124,6 @@ extension DaemonQueue {
             // Whichever member settles last brings the whole job in.
             guard job.members.allSatisfy({ !stillSettling.contains($0) && !taken.contains($0) }) else { continue }
             intake(job.primary, members: job.members)
-        }
-    }
-
-    func currentGrouping() -> QueueJobGrouping {
-        let names = (try? QueueDirectoryListing.regularFileNames(in: configuration.watchDir)) ?? []
-        let directory = URL(fileURLWithPath: configuration.watchDir)
-        return QueueEntryFilter.groupJobs(names: names) { name, kind in
-            switch kind {
-            case .ovf:
-                return try OVFDescriptor.load(directory.appendingPathComponent(name)).referencedFiles
-            case .manifest:
-                // Disks a manifest names inside the queue belong to its job, not jobs of their own.
-                // Only top-level names: `queue/../x` is no queue file to wait for (the reader refuses it).
-                let queuePath = directory.standardizedFileURL.path + "/"
-                return try ArtifactManifest.load(from: directory.appendingPathComponent(name)).disks
-                    .map(\.localPath).filter { $0.hasPrefix(queuePath) }.map { String($0.dropFirst(queuePath.count)) }
-                    .filter { !$0.contains("/") && $0 != ".." && $0 != "." }
-            default:
-                return []
-            }
         }
     }
 
@@ -145,7 +144,8 @@ extension DaemonQueue {
                 return
             }
             taken.formUnion(members)
-            let sameSize = configuration.enableDeduplication ? try journal.convertedJobs(withSourceSize: identity.size) : []
+            // A folder has no one content digest: never a duplicate.
+            let sameSize = configuration.enableDeduplication && !QueueDirectoryListing.isFolder(name, in: configuration.watchDir) ? try journal.convertedJobs(withSourceSize: identity.size) : []
             guard !sameSize.isEmpty else {
                 try claim(name, members: members, sha256: nil)
                 return
@@ -207,12 +207,13 @@ extension DaemonQueue {
 
     /// A file that could not even become a job (unknown type, unreadable) still goes to
     /// `.errors/` with a report, so the operator sees why and the queue stays clean.
-    func rejectUnqueued(name: String, message: String) {
+    func rejectUnqueued(name: String, members: [String]? = nil, message: String) {
         let source = configuration.watchDir + "/" + name
         let report = ErrorReport.make(sourcePath: source, error: message, stage: "intake", jobID: nil, attempt: nil,
                                       version: Hyper2KVMVersion.current)
         do {
-            let archived = try SourceArchiver(watchDirectory: configuration.watchDir).archive([.init(name: name)], to: .errors)
+            let archived = try SourceArchiver(watchDirectory: configuration.watchDir)
+                .archive((members ?? [name]).map { SourceArchiver.Member(name: $0) }, to: .errors)
             if let path = archived.first?.path {
                 _ = try ErrorReportWriter(watchDirectory: configuration.watchDir).write(report, forArchivedSource: path)
             }

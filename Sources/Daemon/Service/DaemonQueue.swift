@@ -161,10 +161,12 @@ actor DaemonQueue {
         ended(jobID)
         defer { schedule() }
         switch run.ending {
-        case .published(let path):
+        case .published(let path, let result):
             // The power-loss harness reads "Completed: SOURCE → " as the acknowledgement.
             let source = (try? journal.job(jobID))?.sourcePath ?? "job \(jobID)"
             logger.info("✅ Completed: \(source) → \(path)")
+            // Never a plain success for a guest the fix could not promise boots.
+            if let result { logger.warning("job \(jobID) \(result) (see metadata.json fix_warnings)") }
         case .waitingForSpace(let stage, let message):
             logger.warning("job \(jobID) is waiting for space (\(stage)): \(message)")
         case .interrupted:

@@ -15,11 +15,15 @@ struct QueueWatchService: Service {
     let queue: DaemonQueue
     let notifier: SystemdNotifier
     let configuration: Configuration
+    let health: DaemonHealth
     let logger: Logger
 
     func run() async {
+        health.setWatcherAlive(true)
+        defer { health.setWatcherAlive(false) }
         await withGracefulShutdownHandler {
             for await event in watcher.events { await queue.handle(event) }
+            health.setWatcherAlive(false)
         } onGracefulShutdown: { [watcher, queue, notifier, logger, configuration] in
             notifier.send("STOPPING=1")
             logger.notice("🛑 Shutting down gracefully: no new jobs; running stages get \(Int(configuration.shutdownGraceSeconds)) s")

@@ -41,6 +41,13 @@ public struct FileStabilitySampler<C: Clock>: Sendable where C.Duration == Durat
                 samples[name] = .missing
                 continue
             }
+            if status.st_mode & S_IFMT == S_IFDIR {
+                // A folder job (a Hyper-V export) settles as a whole tree.
+                let folder = ExportFolderSample.look(directory + "/" + name, status: status)
+                samples[name] = .regular(folder.observation)
+                for (relative, identity) in folder.files { identities[name + "/" + relative] = identity }
+                continue
+            }
             guard status.st_mode & S_IFMT == S_IFREG else {
                 samples[name] = .notRegularFile(kind: Self.describeType(status.st_mode))
                 continue
@@ -52,7 +59,9 @@ public struct FileStabilitySampler<C: Clock>: Sendable where C.Duration == Durat
             samples[name] = .regular(observation)
             identities[name] = FileIdentity(device: observation.device, inode: observation.inode)
         }
-        for name in writerScanner.namesOpenForWriting(identities) {
+        for key in writerScanner.namesOpenForWriting(identities) {
+            // A file inside a folder job holds the folder back (queue names have no "/").
+            let name = String(key.prefix { $0 != "/" })
             if case .regular(var observation) = samples[name] {
                 observation.hasWriter = true
                 samples[name] = .regular(observation)

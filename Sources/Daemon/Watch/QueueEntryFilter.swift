@@ -31,7 +31,7 @@ public enum QueueEntryFilter {
     public static let kindsByExtension: [String: InputKind] = [
         "vmdk": .vmdk, "ova": .ova, "ovf": .ovf, "vhd": .vhd, "vhdx": .vhdx,
         "raw": .raw, "img": .raw, "ami": .ami, "qcow2": .qcow2,
-        "json": .manifest, "yaml": .manifest, "yml": .manifest,
+        "json": .manifest, "yaml": .manifest, "yml": .manifest, "vmx": .vmx,
     ]
 
     /// Suffixes copy tools give files that are still arriving (browsers, rsync `--partial`,

@@ -30,8 +30,16 @@ public struct QueueJobGrouping: Sendable, Equatable {
     /// with the reason. Until they can be read, which disks they claim is unknown, so a caller
     /// may hold back lone disks while this is not empty.
     public var unreadableDescriptors: [String: String] = [:]
+    /// Sets that can never be a job (a VMDK snapshot tree, a chain that loops), by the name that
+    /// leads them: the caller refuses all their files together (see `QueueVMDKChains`).
+    var refusedSets: [String: QueueVMDKChains.RefusedSet] = [:]
 
     public init() {}
+
+    /// The refused set a file belongs to, with the name that leads it.
+    func refusedSet(containing name: String) -> (lead: String, set: QueueVMDKChains.RefusedSet)? {
+        refusedSets.first { $0.value.members.contains(name) }.map { ($0.key, $0.value) }
+    }
 
     /// The job a file belongs to, if any.
     public func job(containing name: String) -> QueueJobCandidate? {
@@ -40,6 +48,9 @@ public struct QueueJobGrouping: Sendable, Equatable {
 }
 
 extension QueueEntryFilter {
+    /// Files beside a descriptor that belong to its job when present (archived with it, never waited for).
+    static let sidecarExtensions: [InputKind: [String]] = [.ovf: ["mf", "cert"], .vmx: ["nvram", "vmsd", "vmxf"]]
+
     /// Groups the regular files of the queue directory into jobs.
     ///
     /// An OVF dropped with its disks forms one job; so does a VMDK descriptor with its extents,
@@ -52,8 +63,11 @@ extension QueueEntryFilter {
     ///     names of the files it refers to (OVF `<File ovf:href>`; a manifest's disks that lie in
     ///     the queue directory). Names with a `/` never match a top-level file and are reported
     ///     missing. Throwing marks the descriptor unreadable; it then stays a one-file job.
+    ///   - parentOf: a `.vmdk`'s `parentFileNameHint` (nil: none): snapshot chains are one job,
+    ///     led by the newest delta (see `QueueVMDKChains`).
     public static func groupJobs(
         names: [String],
+        parentOf: (_ name: String) -> String? = { _ in nil },
         referencedNames: (_ name: String, _ kind: InputKind) throws -> [String]
     ) -> QueueJobGrouping {
         let present = Set(names)
@@ -73,10 +87,22 @@ extension QueueEntryFilter {
             }
         }
 
-        // Files claimed by an OVF or manifest; the descriptor claims them with their extents.
+        let chains = QueueVMDKChains(vmdks: candidates.filter { $0.kind == .vmdk }.map(\.name), parentOf: parentOf)
+        // A refused set goes to .errors whole: with the extents of its descriptors.
+        grouping.refusedSets = chains.refused.mapValues { set in
+            var set = set
+            set.members += set.members.flatMap { extentsByDescriptor[$0] ?? [] }
+            return set
+        }
+        /// A disk's extents, and for the newest delta of a chain its parents with their extents.
+        func filesOf(_ disk: String) -> [String] {
+            (extentsByDescriptor[disk] ?? []) + chains.members(of: disk).flatMap { [$0] + (extentsByDescriptor[$0] ?? []) }
+        }
+
+        // Files claimed by an OVF, a .vmx or a manifest; the descriptor claims them with their extents.
         var claimedBy: [String: String] = [:]
         var jobsByPrimary: [String: QueueJobCandidate] = [:]
-        for (name, kind) in candidates where kind == .ovf || kind == .manifest {
+        for (name, kind) in candidates where kind == .ovf || kind == .manifest || kind == .vmx {
             var job = QueueJobCandidate(primary: name, kind: kind, members: [name])
             do {
                 for reference in try referencedNames(name, kind) where reference != name {
@@ -87,13 +113,14 @@ extension QueueEntryFilter {
                     guard claimedBy[reference] == nil else { continue }
                     claimedBy[reference] = name
                     job.members.append(reference)
-                    for extent in extentsByDescriptor[reference] ?? [] where claimedBy[extent] == nil {
-                        claimedBy[extent] = name
-                        job.members.append(extent)
+                    for file in filesOf(reference) where claimedBy[file] == nil {
+                        claimedBy[file] = name
+                        job.members.append(file)
                     }
+                    job.missing += (chains.missingByLeaf[reference] ?? []).filter { !job.missing.contains($0) }
                 }
-                if kind == .ovf, let (stem, _) = splitExtension(name) {
-                    for sidecar in [stem + ".mf", stem + ".cert"] where present.contains(sidecar) {
+                if let sidecars = sidecarExtensions[kind], let (stem, _) = splitExtension(name) {
+                    for sidecar in sidecars.map({ stem + "." + $0 }) where present.contains(sidecar) {
                         job.members.append(sidecar)
                     }
                 }
@@ -104,12 +131,25 @@ extension QueueEntryFilter {
         }
 
         for (name, kind) in candidates where jobsByPrimary[name] == nil && claimedBy[name] == nil {
-            let extents = kind == .vmdk ? (extentsByDescriptor[name] ?? []) : []
-            jobsByPrimary[name] = QueueJobCandidate(primary: name, kind: kind, members: [name] + extents)
+            // A chain's parent is a member of its newest delta's job, never a job of its own.
+            guard kind != .vmdk || !chains.parents.contains(name) else { continue }
+            let files = kind == .vmdk ? filesOf(name) : []
+            jobsByPrimary[name] = QueueJobCandidate(primary: name, kind: kind, members: [name] + files,
+                                                    missing: kind == .vmdk ? chains.missingByLeaf[name] ?? [] : [])
         }
         // An OVF/manifest listed after another descriptor that claimed it is not a job of its own.
         for (claimed, _) in claimedBy { jobsByPrimary[claimed] = nil }
 
+        // A refused set is no job: a job holding one of its files (an OVF or .vmx naming a disk of
+        // the tree) is refused with it, all its files together.
+        for lead in grouping.refusedSets.keys.sorted() {
+            for (primary, job) in jobsByPrimary.sorted(by: { $0.key < $1.key }) {
+                guard var set = grouping.refusedSets[lead], !Set(job.members).isDisjoint(with: set.members) else { continue }
+                jobsByPrimary[primary] = nil
+                set.members += job.members.filter { !set.members.contains($0) }
+                grouping.refusedSets[lead] = set
+            }
+        }
         grouping.jobs = jobsByPrimary.values
             .map { job in
                 var job = job

@@ -155,7 +155,8 @@ public struct SourceArchiver: Sendable {
                     var status = stat()
                     let path = "\(candidate)/\(entry.name)"
                     if lstat(path, &status) == 0, UInt64(status.st_dev) == identity.device,
-                       UInt64(status.st_ino) == identity.inode, status.st_mode & S_IFMT == S_IFREG {
+                       UInt64(status.st_ino) == identity.inode,
+                       status.st_mode & S_IFMT == S_IFREG || status.st_mode & S_IFMT == S_IFDIR {  // a folder job (Hyper-V export)
                         return path
                     }
                 }

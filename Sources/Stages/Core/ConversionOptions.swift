@@ -50,6 +50,14 @@ public struct ConversionOptions: Sendable, Codable, Equatable {
     /// `manifest_allowed_dirs`: where an Artifact Manifest's disks may be, besides the
     /// directory the manifest was dropped in (absolute paths; empty: only there).
     public var manifestAllowedDirectories: [String] = []
+    /// `copy_chunk_mib`: the window of guest address space convert copies and journals at a
+    /// time (a crash costs at most one); 1 GiB by measurement (BENCHMARKS.md, "Chunked copy").
+    public var copyChunkMiB: Int = 1024
+    public var copyChunkBytes: UInt64 { UInt64(max(copyChunkMiB, 1)) << 20 }
+    /// `dry_run`: a preflight. Probe, extract and fix run (the fix on throw-away overlays),
+    /// the fixed overlays are measured, the verdict is written as a report, and every later
+    /// stage is skipped: nothing is converted or published.
+    public var dryRun: Bool = false
 
     public init() {}
 }

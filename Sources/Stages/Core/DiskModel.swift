@@ -1,6 +1,8 @@
 /// The kinds of input the pipeline accepts, decided by content (see `InputProbe`).
 public enum InputKind: String, Codable, Sendable, CaseIterable {
-    case vmdk, ova, ovf, vhd, vhdx, raw, ami, qcow2, manifest
+    case vmdk, ova, ovf, vhd, vhdx, raw, ami, qcow2, manifest, vmx
+    /// A Hyper-V export folder (`Virtual Hard Disks/`, `Virtual Machines/`): a directory.
+    case hyperv
 }
 
 public enum Firmware: String, Codable, Sendable {

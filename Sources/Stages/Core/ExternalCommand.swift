@@ -106,6 +106,8 @@ public struct ExternalCommand: Sendable {
         public var stdout: Data
         /// At most ``ExternalCommand/stderrCap`` bytes: the start and the end, with a marker between.
         public var stderr: Data
+        /// False when stdout ran past ``ExternalCommand/stdoutLimit`` and only its start was kept.
+        public var stdoutComplete = true
         /// The exit code, or 128 + the signal number for a tool killed by a signal (the
         /// shell's convention), so a signal is never 0 and never one of qemu-img's codes.
         public var status: Int32 {
@@ -122,6 +124,9 @@ public struct ExternalCommand: Sendable {
     public var arguments: [String]
     public var limits: Limits?
     public var environment: [String: String]?
+    /// At most this many bytes of stdout are kept (the rest is read and dropped); nil keeps
+    /// all. For tools whose output grows with what an untrusted image holds (`qemu-img map`).
+    public var stdoutLimit: Int?
 
     public init(_ executable: String, _ arguments: [String], limits: Limits? = nil, environment: [String: String]? = nil) {
         self.executable = executable
@@ -264,7 +269,7 @@ public struct ExternalCommand: Sendable {
                                           allowedDurationToNextStep: Self.terminationGrace)]
         let updates = Dictionary(uniqueKeysWithValues: childEnvironment.map { (Environment.Key(stringLiteral: $0.key), Optional($0.value)) })
         let executable: Executable = first.contains("/") ? .path(FilePath(first)) : .name(first)
-        let outcome: ExecutionResult<(Data, Data), SequenceOutput, SequenceOutput>
+        let outcome: ExecutionResult<((Data, Bool), Data), SequenceOutput, SequenceOutput>
         do {
             outcome = try await Subprocess.run(
                 executable, arguments: Arguments(Array(line.dropFirst())),
@@ -273,7 +278,7 @@ public struct ExternalCommand: Sendable {
             ) { execution in
                 start?.record(execution.processIdentifier.value)
                 async let errors = Self.collectCapped(execution.standardError)
-                let output = await Self.collect(execution.standardOutput, onChunk: onStdoutChunk)
+                let output = await Self.collect(execution.standardOutput, limit: stdoutLimit, onChunk: onStdoutChunk)
                 return (output, await errors)
             }
         } catch let error as SubprocessError {
@@ -284,7 +289,8 @@ public struct ExternalCommand: Sendable {
         case .exited(let code): .exited(code)
         case .signaled(let signal): .signaled(signal)
         }
-        return Result(termination: termination, stdout: outcome.closureResult.0, stderr: outcome.closureResult.1)
+        return Result(termination: termination, stdout: outcome.closureResult.0.0, stderr: outcome.closureResult.1,
+                      stdoutComplete: outcome.closureResult.0.1)
     }
 
     /// Whatever the tool started and left behind dies with it: a grandchild would hold
@@ -297,17 +303,25 @@ public struct ExternalCommand: Sendable {
         _ = kill(-group, SIGKILL)
     }
 
-    /// A read error on our own pipe ends the stream like end of file: what was read stays.
-    private static func collect(_ stream: SubprocessOutputSequence, onChunk: (@Sendable (Data) -> Void)?) async -> Data {
+    /// stdout to its end, kept up to `limit` bytes; true when all of it was kept. A read
+    /// error on our own pipe ends the stream like end of file: what was read stays.
+    private static func collect(_ stream: SubprocessOutputSequence, limit: Int?,
+                                onChunk: (@Sendable (Data) -> Void)?) async -> (Data, Bool) {
         var collected = Data()
+        var complete = true
         do {
             for try await buffer in stream {
                 let chunk = buffer.withUnsafeBytes { Data($0) }
-                collected.append(chunk)
+                if let limit, collected.count + chunk.count > limit {
+                    collected.append(chunk.prefix(max(0, limit - collected.count)))
+                    complete = false
+                } else {
+                    collected.append(chunk)
+                }
                 onChunk?(chunk)
             }
         } catch {}
-        return collected
+        return (collected, complete)
     }
 
     private static func collectCapped(_ stream: SubprocessOutputSequence) async -> Data {

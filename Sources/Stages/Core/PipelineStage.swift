@@ -35,10 +35,13 @@ public struct StageContext: Sendable {
     public let outputRoot: URL
     /// Reports progress of long operations (0…1); the runner records it for `status`.
     public let progress: @Sendable (Double) -> Void
+    /// Checkpoints inside this stage, kept in the journal (see ``StageCheckpoints``).
+    public let checkpoints: any StageCheckpoints
 
     public init(jobID: Int64, source: URL, kind: InputKind, workDirectory: URL, options: ConversionOptions,
                 recorded: [String: URL], recordedSHA256: [String: String] = [:], stageHistory: [StageTiming] = [],
-                outputRoot: URL, progress: @escaping @Sendable (Double) -> Void = { _ in }) {
+                outputRoot: URL, progress: @escaping @Sendable (Double) -> Void = { _ in },
+                checkpoints: any StageCheckpoints = NoCheckpoints()) {
         self.jobID = jobID
         self.source = source
         self.kind = kind
@@ -49,6 +52,7 @@ public struct StageContext: Sendable {
         self.stageHistory = stageHistory
         self.outputRoot = outputRoot
         self.progress = progress
+        self.checkpoints = checkpoints
     }
 
     /// Where a stage writes output `name` before the runner publishes it under its final name.

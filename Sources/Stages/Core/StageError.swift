@@ -33,6 +33,10 @@ public struct StageError: Error, CustomStringConvertible, Sendable, Equatable {
         self.message = message
     }
 
+    /// What the guest fixer says when a tool of the guest's own (update-initramfs, grub)
+    /// fails inside it: the preflight reads it as the guest's verdict, not as its own failure.
+    public static let guestToolFailed = "failed inside the guest"
+
     public var description: String {
         guard let file else { return message }
         return "\(file): \(message)"

@@ -34,15 +34,39 @@ public enum SparseDigest {
     /// The digest of `url` as lowercase hex.
     ///
     /// - Parameter isCancelled: polled between reads (a blocking thread cannot see its
-    ///   task's cancellation); see ``SourceDigest/compute(_:label:)``.
+    ///   task's cancellation); see ``SourceDigest/compute(_:label:checkpointing:)``.
     /// - Throws: `StageError(.ioFailed)` naming the file when it cannot be read,
     ///   `.sourceChanged` when it shrinks while read, `CancellationError` when cancelled.
     public static func sha256(of url: URL, isCancelled: @Sendable () -> Bool = { false }) throws -> String {
+        try sha256(of: url, isCancelled: isCancelled, checkpointing: nil).hex
+    }
+
+    /// As above, saving the state each time the read passes a multiple of the segment size
+    /// and going on from a saved state of the same file, unchanged; with the byte it
+    /// resumed at (nil: from the first).
+    static func sha256(of url: URL, isCancelled: @Sendable () -> Bool,
+                       checkpointing: HashCheckpointing?) throws -> (hex: String, resumedAt: UInt64?) {
         let path = url.path
         let file = try OpenFile(path: path)
         defer { file.close() }
         let size = file.size
-        let context = try DigestContext(.sha256)
+        let identity = try HashCheckpoint.identity(of: file.descriptor, path: path)
+        var context = SHA256_CTX()
+        var doneUpTo: UInt64 = 0   // every block below this was hashed or is a hole
+        var resumedAt: UInt64?
+        if let checkpointing, let restored = restore(checkpointing, identity: identity, size: size) {
+            context = restored.context
+            doneUpTo = restored.offset
+            resumedAt = restored.offset
+        } else {
+            SHA256_Init(&context)
+        }
+        let segmentBytes = checkpointing?.segmentBytes ?? .max
+        func boundary(after position: UInt64) -> UInt64 {
+            let (next, overflow) = (position / segmentBytes &+ 1).multipliedReportingOverflow(by: segmentBytes)
+            return overflow ? .max : next
+        }
+        var nextSave = boundary(after: doneUpTo)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: FileDigest.bufferSize, alignment: blockSize)
         defer { buffer.deallocate() }
         let zeros = UnsafeMutableRawBufferPointer.allocate(byteCount: blockSize, alignment: blockSize)
@@ -50,12 +74,11 @@ public enum SparseDigest {
         zeros.initializeMemory(as: UInt8.self, repeating: 0)
         let indexBytes = UnsafeMutableRawBufferPointer.allocate(byteCount: 8, alignment: 8)
         defer { indexBytes.deallocate() }
-        guard let base = buffer.baseAddress, let zeroBase = zeros.baseAddress else {
+        guard let base = buffer.baseAddress, let zeroBase = zeros.baseAddress, let indexBase = indexBytes.baseAddress else {
             throw StageError(.ioFailed, file: path, "cannot allocate the hashing buffers")
         }
 
-        var doneUpTo: UInt64 = 0   // every block below this was hashed or is a hole
-        for extent in try DataExtents(file: file) {
+        for extent in try DataExtents(file: file, from: doneUpTo) {
             // Extents are block-aligned on every Linux filesystem; rounding keeps it right anyway.
             var position = max(doneUpTo, extent.lowerBound / UInt64(blockSize) * UInt64(blockSize))
             let end = min(size, roundUp(extent.upperBound))
@@ -79,22 +102,42 @@ public enum SparseDigest {
                 var index = position / UInt64(blockSize)
                 while offset < count {
                     let length = min(blockSize, count - offset)
-                    let block = UnsafeRawBufferPointer(start: base + offset, count: length)
                     if memcmp(base + offset, zeroBase, length) != 0 {
-                        indexBytes.storeBytes(of: index.bigEndian, as: UInt64.self)
-                        context.update(UnsafeRawBufferPointer(indexBytes))
-                        context.update(block)
+                        indexBase.storeBytes(of: index.bigEndian, as: UInt64.self)
+                        SHA256_Update(&context, indexBase, 8)
+                        SHA256_Update(&context, base + offset, length)
                     }
                     offset += length
                     index += 1
                 }
                 position += UInt64(count)
+                // Every read but the file's last is whole blocks, so `position` is a block
+                // boundary and the state is that of every block below it.
+                if let checkpointing, position >= nextSave, position < size {
+                    try checkpointing.save(HashCheckpoint(file: identity, offset: position, context: context))
+                    nextSave = boundary(after: position)
+                }
             }
             doneUpTo = max(doneUpTo, end)
         }
         var total = size.bigEndian
-        withUnsafeBytes(of: &total) { context.update($0) }
-        return context.finalize()
+        withUnsafeBytes(of: &total) { _ = SHA256_Update(&context, $0.baseAddress, 8) }
+        var digest = [UInt8](repeating: 0, count: Int(SHA256_DIGEST_LENGTH))
+        SHA256_Final(&digest, &context)
+        return (FileDigest.hex(digest), resumedAt)
+    }
+
+    /// A saved state trusted for this file: a block boundary inside it, and a state that has
+    /// taken in whole blocks with their indexes (8 + 4096 bytes each), no more of them than
+    /// lie below the offset.
+    private static func restore(_ checkpointing: HashCheckpointing, identity: String,
+                                size: UInt64) -> (context: SHA256_CTX, offset: UInt64)? {
+        guard let saved = checkpointing.load(identity: identity), saved.offset <= size,
+              saved.offset % UInt64(blockSize) == 0, let context = saved.context else { return nil }
+        let bitsPerBlock = UInt64(8 + blockSize) * 8
+        let bits = HashCheckpoint.bitsHashed(context)
+        guard bits % bitsPerBlock == 0, bits / bitsPerBlock <= saved.offset / UInt64(blockSize) else { return nil }
+        return (context, saved.offset)
     }
 
     private static func roundUp(_ value: UInt64) -> UInt64 {
@@ -147,16 +190,25 @@ public struct SourceDigest: Sendable, Equatable {
         return context.finalize()
     }
 
-    public static func of(_ url: URL, isCancelled: @escaping @Sendable () -> Bool = { false }) throws -> SourceDigest {
-        SourceDigest(sparseSHA256: try SparseDigest.sha256(of: url, isCancelled: isCancelled))
+    /// The byte an interrupted digest went on from (nil: from the first); not part of the value.
+    public var resumedAt: UInt64?
+
+    public static func == (lhs: SourceDigest, rhs: SourceDigest) -> Bool { lhs.sparseSHA256 == rhs.sparseSHA256 }
+
+    public static func of(_ url: URL, isCancelled: @escaping @Sendable () -> Bool = { false },
+                          checkpointing: HashCheckpointing? = nil) throws -> SourceDigest {
+        let result = try SparseDigest.sha256(of: url, isCancelled: isCancelled, checkpointing: checkpointing)
+        var digest = SourceDigest(sparseSHA256: result.hex)
+        digest.resumedAt = result.resumedAt
+        return digest
     }
 
-    /// As ``of(_:isCancelled:)`` on a thread of its own; cancelling the task stops the read
-    /// at the next buffer (a task's cancellation is not visible from that thread).
-    public static func compute(_ url: URL, label: String) async throws -> SourceDigest {
+    /// As ``of(_:isCancelled:checkpointing:)`` on a thread of its own; cancelling the task
+    /// stops the read at the next buffer (a task's cancellation is not visible from that thread).
+    public static func compute(_ url: URL, label: String, checkpointing: HashCheckpointing? = nil) async throws -> SourceDigest {
         let flag = CancellationFlag()
         return try await withTaskCancellationHandler {
-            try await BlockingWork.run(label) { try SourceDigest.of(url, isCancelled: { flag.isSet }) }
+            try await BlockingWork.run(label) { try SourceDigest.of(url, isCancelled: { flag.isSet }, checkpointing: checkpointing) }
         } onCancel: {
             flag.set()
         }
@@ -186,8 +238,10 @@ struct DataExtents: Sequence, IteratorProtocol {
     private let file: OpenFile
     private var position: UInt64 = 0
 
-    init(file: OpenFile) throws {
+    /// Extents at or past `start` (one that holds `start` begins before it).
+    init(file: OpenFile, from start: UInt64 = 0) throws {
         self.file = file
+        position = start
     }
 
     mutating func next() -> Range<UInt64>? {

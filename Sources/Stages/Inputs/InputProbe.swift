@@ -73,8 +73,11 @@ public enum InputProbe {
         guard stat(path, &status) == 0 else {
             throw StageError(.badInput, file: path, "cannot read: \(String(cString: strerror(errno)))")
         }
+        // A directory is a job only as a Hyper-V export folder (see HyperVExportReader).
+        if status.st_mode & S_IFMT == S_IFDIR, HyperVExportReader.looksLikeExport(url) { return .hyperv }
         guard status.st_mode & S_IFMT == S_IFREG else {
-            throw StageError(.badInput, file: path, "not a regular file")
+            throw StageError(.badInput, file: path, status.st_mode & S_IFMT == S_IFDIR
+                                 ? "a directory, and not a Hyper-V export (no 'Virtual Hard Disks' folder)" : "not a regular file")
         }
         guard status.st_size > 0 else {
             throw StageError(.badInput, file: path, "empty file (0 bytes): not a disk image, OVA, OVF or manifest")
@@ -104,6 +107,8 @@ public enum InputProbe {
             if [.sparseVMDK, .vhd, .vhdx, .qcow2].contains(content), let kind = content.imageKind { return kind }
             return try require(content, in: [.tar, .gzip], is: .ami, file: path,
                                expected: "an AMI export (tar or tar.gz, or a VMDK, VHD, VHDX or qcow2 image)")
+        case "vmx":
+            return try require(content, in: [.text], is: .vmx, file: path, expected: "a VMware .vmx configuration (text)")
         case "json", "yaml", "yml":
             return try require(content, in: [.text], is: .manifest, file: path, expected: "a manifest (text)")
         case "raw", "img":
@@ -117,7 +122,7 @@ public enum InputProbe {
             case .ovfXML: return .ovf
             default:
                 throw StageError(.badInput, file: path,
-                                 "unrecognised input: extension '.\(claimed)' is not one of vmdk, ova, ovf, vhd, vhdx, raw, img, ami, qcow2, json, yaml and the content is \(content.rawValue)")
+                                 "unrecognised input: extension '.\(claimed)' is not one of vmdk, ova, ovf, vhd, vhdx, raw, img, ami, qcow2, json, yaml, vmx and the content is \(content.rawValue)")
             }
         }
     }

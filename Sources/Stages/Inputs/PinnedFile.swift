@@ -124,6 +124,12 @@ final class PinnedDirectory: Sendable {
         self.descriptor = descriptor
     }
 
+    /// Takes over an open directory descriptor (see `init(root:components:referrer:)`).
+    init(path: String, descriptor: Int32) {
+        self.path = path
+        self.descriptor = descriptor
+    }
+
     deinit { close(descriptor) }
 }
 

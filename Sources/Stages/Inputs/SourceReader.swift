@@ -42,8 +42,12 @@ public enum SourceReader {
             reading = try OVAReader.read(source)
         case .ovf:
             reading = try OVFDirectoryReader.read(source)
+        case .vmx:
+            reading = try VMXDirectoryReader.read(source)
         case .ami:
             reading = try await AMIReader.read(source, scratchDirectory: scratchDirectory)
+        case .hyperv:
+            reading = try await HyperVExportReader.read(source, scratchDirectory: scratchDirectory)
         case .manifest:
             // The manifest reader checks each disk itself (checksum first, then content
             // against the declared format, including vdi, which bare inputs never are).
@@ -57,6 +61,7 @@ public enum SourceReader {
             reading.description.disks[index].identity = info.identity
             var fact = "disk \(disk.id): \(info.format)"
             if let createType = info.createType { fact += " (\(createType))" }
+            if let backing = info.backingFile { fact += ", a snapshot of \(backing) (flattened to its newest state)" }
             fact += ", virtual size \(info.virtualSize) bytes, stored \(info.storedSize) bytes"
             reading.facts.append(fact)
         }

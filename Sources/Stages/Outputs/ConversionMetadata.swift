@@ -29,6 +29,12 @@ import SystemSupport
 /// - `fix_skipped[]`: each part of the guest fix that did not run or was not needed: `area`,
 ///   `reason`. `fix_warnings[]`: notes for the operator. `fix_steps[]`: `step`, `seconds`, in
 ///   order. All three are absent when the guest was not opened.
+/// - Linux guests fixed by hyper2kvm: `boot_firmware` (`firmware` bios/uefi, `decided_by`
+///   vm_uefi/source/disk/default, `reasons[]`: the ESP, EFI binaries, BIOS boot partition, MBR
+///   boot code, grub platform the decision rests on); `boot_check` (`ensured`, `entries[]`
+///   with `config`, `title`, `kernel`, `initramfs[]`, `problems[]`, `passed[]`: the boot chain
+///   read back from the converted disks); `result` (`converted` or `converted, boot not
+///   ensured`) and `boot_not_ensured[]` (each reason, also in `fix_warnings`).
 /// - `outputs[]`: `name` (file name in the published directory), `path`, `format`, `size` in
 ///   bytes, `sha256` (absent when checksums are off), `virtual_size` (disks only).
 /// - `stages[]`: in run order, as the journal recorded them: `name`, `status` (`completed` or
@@ -52,6 +58,14 @@ public struct ConversionMetadata: Codable, Sendable, Equatable {
     public var domain: Domain?
     /// Windows guests: drivers, registry changes, disk bus and firmware (`WindowsFixReport`).
     public var windows: [String: JSONValue]?
+    /// Linux guests: the firmware domain.xml boots, who decided it, and why.
+    public var bootFirmware: FirmwareDecision?
+    /// Linux guests: the boot chain as read back from the converted disks.
+    public var bootCheck: BootChainCheck?
+    /// "converted", or "converted, boot not ensured" when `boot_not_ensured` lists reasons;
+    /// absent when the guest was not fixed by hyper2kvm.
+    public var result: String?
+    public var bootNotEnsured: [String]?
 
     public init(createdAt: Date, tool: Tool, source: Source, vm: VM, inspection: [String: JSONValue]? = nil,
                 fixes: [Fix] = [], outputs: [Output] = [], stages: [Stage] = [], windows: [String: JSONValue]? = nil) {
@@ -70,6 +84,7 @@ public struct ConversionMetadata: Codable, Sendable, Equatable {
         case schema, tool, source, vm, inspection, fixes, outputs, stages, domain, windows
         case createdAt = "created_at"
         case fixSkipped = "fix_skipped", fixWarnings = "fix_warnings", fixSteps = "fix_steps"
+        case bootFirmware = "boot_firmware", bootCheck = "boot_check", result, bootNotEnsured = "boot_not_ensured"
     }
 
     public struct Tool: Codable, Sendable, Equatable {
@@ -167,25 +182,35 @@ public struct ConversionMetadata: Codable, Sendable, Equatable {
         public var memoryMiB: Int?
         public var firmware: Firmware
         public var nics: [NIC]
+        /// Where the settings came from, when not from a descriptor the source carries
+        /// (a Hyper-V export, whose `.vmcx` is not read).
+        public var settingsSource: String?
 
-        public init(name: String, vcpus: Int? = nil, memoryMiB: Int? = nil, firmware: Firmware = .unknown, nics: [NIC] = []) {
+        public init(name: String, vcpus: Int? = nil, memoryMiB: Int? = nil, firmware: Firmware = .unknown, nics: [NIC] = [],
+                    settingsSource: String? = nil) {
             self.name = name
             self.vcpus = vcpus
             self.memoryMiB = memoryMiB
             self.firmware = firmware
             self.nics = nics
+            self.settingsSource = settingsSource
         }
+
+        static let hyperVSettingsSource = "Hyper-V export: name from the folder, vCPUs and memory from the defaults, "
+            + "firmware from the first disk's partition table (the .vmcx is not read)"
 
         /// The source's own description, before any configuration override.
         public init(_ description: VMDescription) {
             self.init(name: description.name, vcpus: description.vcpus, memoryMiB: description.memoryMiB,
                       firmware: description.firmware,
-                      nics: description.nics.map { NIC(mac: $0.mac, network: $0.network) })
+                      nics: description.nics.map { NIC(mac: $0.mac, network: $0.network) },
+                      settingsSource: description.origin == "hyperv" ? Self.hyperVSettingsSource : nil)
         }
 
         enum CodingKeys: String, CodingKey {
             case name, vcpus, firmware, nics
             case memoryMiB = "memory_mib"
+            case settingsSource = "settings_source"
         }
     }
 

@@ -45,3 +45,31 @@ public struct GuestPlatform: Sendable, Equatable {
         return .windows(windows, options: options)
     }
 }
+
+/// BIOS or UEFI for a Linux guest, by precedence: the operator's `vm_uefi`, then what the
+/// source description (OVF, manifest) states, then what the fix found on the disk, then
+/// BIOS. A source that contradicts its own disk wins, with a warning: the description is
+/// what the old hypervisor booted, and the disk evidence can be a leftover (an ESP on a
+/// guest reinstalled for BIOS).
+public enum FirmwareChoice {
+    public static func choose(vmUEFI: Bool?, source: Firmware, disk: FirmwareDecision?) -> (decision: FirmwareDecision, warning: String?) {
+        let diskFirmware = disk.map(\.firmware).flatMap { $0 == .unknown ? nil : $0 }
+        let diskReasons = disk.map { "the disk shows \($0.firmware.rawValue): \($0.reasons.joined(separator: "; "))" }
+        if let vmUEFI {
+            let chosen: Firmware = vmUEFI ? .uefi : .bios
+            let warning = diskFirmware.flatMap { $0 == chosen ? nil
+                : "vm_uefi: \(vmUEFI) overrides the guest, whose disk boots through \($0.rawValue): it may not boot" }
+            return (FirmwareDecision(firmware: chosen, decidedBy: "vm_uefi", reasons: ["vm_uefi: \(vmUEFI)"] + (diskReasons.map { [$0] } ?? [])), warning)
+        }
+        if source != .unknown {
+            let warning = diskFirmware.flatMap { $0 == source ? nil
+                : "the source description says \(source.rawValue) but the disk shows \($0.rawValue) "
+                    + "(\(disk?.reasons.joined(separator: "; ") ?? "")); the description wins: check that the guest boots" }
+            return (FirmwareDecision(firmware: source, decidedBy: "source",
+                                     reasons: ["the source description (OVF/manifest) says \(source.rawValue)"] + (diskReasons.map { [$0] } ?? [])), warning)
+        }
+        if let disk, diskFirmware != nil { return (disk, nil) }
+        return (FirmwareDecision(firmware: .bios, decidedBy: "default",
+                                 reasons: ["neither the source nor the disk says; BIOS, the default"] + (disk?.reasons ?? [])), nil)
+    }
+}

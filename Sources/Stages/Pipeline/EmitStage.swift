@@ -28,8 +28,16 @@ public struct EmitStage: PipelineStage {
         // One UUID for domain.xml and metadata.json; `register` defines exactly this domain.
         let uuid = UUID().uuidString.lowercased()
         let fixReport = context.recorded[StageFiles.fixReport].flatMap { try? StageJSON.read(GuestFixReport.self, from: $0) }
-        let platform = GuestPlatform.from(fixReport, options: context.options)
+        var platform = GuestPlatform.from(fixReport, options: context.options)
         var notes: [String] = []
+        // Linux: the firmware by precedence (vm_uefi, the source description, the disk).
+        var firmwareChoice: (decision: FirmwareDecision, warning: String?)?
+        if let fixReport, fixReport.windows == nil {
+            let choice = FirmwareChoice.choose(vmUEFI: context.options.vmUEFI, source: vm.firmware, disk: fixReport.firmware)
+            platform.detectedFirmware = choice.decision.firmware == .unknown ? nil : choice.decision.firmware
+            if let warning = choice.warning { notes.append(warning) }
+            firmwareChoice = choice
+        }
         if let forced = context.options.vmUEFI, let detected = platform.detectedFirmware, forced != (detected == .uefi) {
             // The operator's setting wins, but a firmware the disk cannot boot with is worth saying.
             notes.append("vm_uefi: \(forced) overrides the guest, whose disk boots through \(detected.rawValue): it may not boot")
@@ -48,6 +56,13 @@ public struct EmitStage: PipelineStage {
         }
 
         var metadata = try await metadataDocument(vm: vm, layout: layout, context: context, fixReport: fixReport)
+        if let fixReport, fixReport.windows == nil {
+            metadata.bootFirmware = firmwareChoice?.decision
+            metadata.bootCheck = fixReport.bootCheck
+            metadata.bootNotEnsured = fixReport.bootNotEnsuredReasons
+            metadata.result = fixReport.bootNotEnsuredReasons.isEmpty ? "converted" : GuestFixReport.bootNotEnsuredResult
+            if let warning = firmwareChoice?.warning { metadata.fixWarnings = (metadata.fixWarnings ?? []) + [warning] }
+        }
         if context.options.emitDomainXML { metadata.domain = .init(name: layout.vmName, uuid: uuid) }
         let metadataFile = context.newOutput(named: StageFiles.metadata)
         try MetadataWriter.write(metadata, to: metadataFile)

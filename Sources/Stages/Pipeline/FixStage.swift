@@ -34,9 +34,25 @@ public struct FixStage: PipelineStage {
         }
         let overlays = try await GuestOverlays.make(for: vm, in: context, qemuImg: qemuImg)
         var files = overlays.files
-        let report = try await fixer.fix(disks: overlays.paths.map { ($0, "qcow2") }, options: options, identifier: "job-\(context.jobID)",
-                                         request: context.newOutput(named: "fix-request.json"),
-                                         answer: context.newOutput(named: "fix-answer.json"))
+        let fix = { try await fixer.fix(disks: overlays.paths.map { ($0, "qcow2") }, options: options, identifier: "job-\(context.jobID)",
+                                        request: context.newOutput(named: "fix-request.json"),
+                                        answer: context.newOutput(named: "fix-answer.json")) }
+        if options.dryRun {
+            // A preflight: the fix's refusal is the verdict, and the overlays are measured
+            // while their sources are still pinned.
+            let began = ContinuousClock.now
+            let result: Result<GuestFixReport, StageError>
+            do {
+                result = .success(try await fix())
+            } catch let error as StageError where PreflightStep.isVerdict(error) && !Task.isCancelled {
+                result = .failure(error)
+            }
+            let outputs = try await PreflightStep(qemuImg: qemuImg).finish(vm: vm, overlays: overlays, fix: result,
+                                                                          fixSeconds: PreflightStep.seconds(since: began), in: context)
+            withExtendedLifetime(overlays.sources) {}
+            return outputs
+        }
+        let report = try await fix()
         withExtendedLifetime(overlays.sources) {}
         let reportFile = context.newOutput(named: StageFiles.fixReport)
         try StageJSON.write(report, to: reportFile)
@@ -51,7 +67,9 @@ public struct FixStage: PipelineStage {
         let changes = report.windows.map { windows in
             "\(windows.registryChanges.count) registry change(s), \(windows.filesCopied.count) file(s) copied, disk bus \(windows.diskBus)"
         } ?? "\(report.changes.count) change(s)"
-        return StageOutputs(files: files, detail: "\(inspection.distro) \(inspection.majorVersion).\(inspection.minorVersion) "
+        // A guest whose boot the fix could not promise says so first, in the stage's journal line.
+        let verdict = report.bootResult.map { "\($0) — " } ?? ""
+        return StageOutputs(files: files, detail: verdict + "\(inspection.distro) \(inspection.majorVersion).\(inspection.minorVersion) "
                                 + "(\(inspection.arch)), root \(inspection.rootDevice): \(changes)"
                                 + (report.skipped.isEmpty ? "" : ", skipped: " + report.skipped.map { "\($0.area) (\($0.reason))" }.joined(separator: "; ")))
     }

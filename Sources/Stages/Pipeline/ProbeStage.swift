@@ -37,7 +37,7 @@ public struct ProbeStage: PipelineStage {
 /// and locates the disks (OVA members are read in place, not extracted). In a child
 /// process, as the probe.
 public struct ExtractStage: PipelineStage {
-    public static let archiveKinds: Set<InputKind> = [.ova, .ovf, .ami, .manifest]
+    public static let archiveKinds: Set<InputKind> = [.ova, .ovf, .ami, .manifest, .vmx, .hyperv]
     public let name = StageName.extract
     let reader: IsolatedSourceReader?
     public init() { reader = nil }

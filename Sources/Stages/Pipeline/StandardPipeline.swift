@@ -5,10 +5,8 @@
 public enum StandardPipeline {
     /// - Parameter parallelDiskCopies: disks of one job copied at once (1: one after another).
     public static func stages(toolVersion: String, parallelDiskCopies: Int) -> [any PipelineStage] {
-        [
-            ProbeStage(),
-            ExtractStage(),
-            FixStage(),
+        // With `dry_run: true` the fix stage writes the preflight report and the rest is skipped.
+        let afterFix: [any PipelineStage] = [
             V2VStage(),
             ConvertStage(parallelDiskCopies: parallelDiskCopies),
             EmitStage(toolVersion: toolVersion),
@@ -16,5 +14,6 @@ public enum StandardPipeline {
             PublishStage(),
             RegisterStage(),
         ]
+        return [ProbeStage(), ExtractStage(), FixStage()] + afterFix.map(DryRunSkipping.init)
     }
 }

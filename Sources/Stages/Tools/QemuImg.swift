@@ -112,6 +112,21 @@ public struct QemuImg: Sendable {
         }
     }
 
+    /// The guest size of `image` as a whole-image convert would give its target: what
+    /// `qemu-img measure -O raw` requires, which qemu takes from the opened top node.
+    /// Unlike `info`, which opens no backing file and so refuses a spec that names one
+    /// (`does not support the option 'backing.driver'`), measure opens the whole chain.
+    public func guestSize(_ image: String, format: String) async throws -> UInt64 {
+        let command = ExternalCommand(executable, ["measure", "--output=json", "-O", "raw", "-f", format, image], limits: probeLimits)
+        let result = try await command.runChecked(about: image)
+        guard let measured = try? JSONDecoder().decode(RawMeasure.self, from: result.stdout) else {
+            throw StageError(.toolFailed, file: image, "qemu-img measure printed JSON this program cannot read: \(result.stdoutText)")
+        }
+        return measured.required
+    }
+
+    private struct RawMeasure: Decodable { var required: UInt64 }
+
     /// Whether two images have the same guest-visible content. Not strict: a hole and
     /// written zeros count as equal, and a larger image may have a zero tail, which is
     /// right across formats (vpc rounds sizes to its geometry).

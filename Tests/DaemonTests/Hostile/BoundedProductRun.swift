@@ -129,13 +129,8 @@ enum ProcessTree {
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
         var children: [pid_t: [pid_t]] = [:]
         for entry in entries {
-            guard let pid = pid_t(entry),
-                  let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { continue }
-            // Fields after "(comm)": state, ppid, …
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            guard fields.count > 1, let parent = pid_t(fields[1]) else { continue }
-            children[parent, default: []].append(pid)
+            guard let pid = pid_t(entry), let stat = ProcessStat(pid) else { continue }
+            children[stat.parent, default: []].append(pid)
         }
         var found: [pid_t] = []
         var queue = [root]

@@ -10,7 +10,7 @@ import Journal
 /// file the firing child creates, so only one attempt is hit and the next runs normally.
 /// The guest is the phony Debian (scripts/build-test-guest phony): a fix of it takes
 /// about a minute under TCG.
-@Suite(.serialized, .tags(.guest), .requiresLibguestfs) struct GuestFixChildDaemonTests {
+@Suite(.serialized, .guestWorkSlot, .tags(.guest), .requiresLibguestfs) struct GuestFixChildDaemonTests {
     static var phonyGuest: String {
         (ProcessInfo.processInfo.environment["HYPER2KVM_TEST_CACHE"] ?? "/var/cache/hyper2kvm-test") + "/phony-debian.img"
     }

@@ -6,7 +6,7 @@ import TestSupport
 /// /dev/sda1, NIC ens192 pinned to a VMware MAC, no virtio in its initramfs), packed as an
 /// OVA and dropped into the daemon, comes out as a qcow2 that boots under QEMU with virtio
 /// disk and NIC. (The bare-VMDK path is booted by StagesTests' GuestFixRealGuestTests.)
-@Suite(.serialized, .tags(.guest, .boot), .requiresLibguestfs, .requiresBootTools) struct RealGuestConversionTests {
+@Suite(.serialized, .guestWorkSlot, .tags(.guest, .boot), .requiresLibguestfs, .requiresBootTools) struct RealGuestConversionTests {
     static let repositoryRoot = RealGuestTesting.repositoryRoot
 
     static var cachedGuest: String {
@@ -31,7 +31,9 @@ import TestSupport
         defer { _ = daemon.stop() }
         try FileManager.default.moveItem(atPath: ova, toPath: base + "/queue/web01.ova")
 
-        let published = try await RealGuestTesting.awaitPublication(base: base, vm: "web01", queued: "web01.ova", seconds: 1500)
+        // 40 minutes: under a full run the libguestfs appliance alone took 140-170 s to start and
+        // inspection 190-290 s (25 minutes were not enough once, with every guest test running).
+        let published = try await RealGuestTesting.awaitPublication(base: base, vm: "web01", queued: "web01.ova", seconds: 2400)
         #expect(FileManager.default.fileExists(atPath: published + "/web01.qcow2"), "log:\n\(daemon.output)")
         guard FileManager.default.fileExists(atPath: published + "/web01.qcow2") else { return }
 

@@ -15,7 +15,7 @@ import Stages
 ///
 /// Both variants share one test so their costs overlap: the first output boots while the
 /// second converts (the boot is one TCG vCPU; the fix appliance mostly waits on guest tools).
-@Suite(.serialized, .tags(.guest, .boot), .requiresLibguestfs, .requiresBootTools) struct RealGuestHyperVFormatTests {
+@Suite(.serialized, .guestWorkSlot, .inGuestRotation("hyperv"), .tags(.guest, .boot), .requiresLibguestfs, .requiresBootTools) struct RealGuestHyperVFormatTests {
     static let repositoryRoot = RealGuestTesting.repositoryRoot
     static var cacheDirectory: String { ProcessInfo.processInfo.environment["HYPER2KVM_TEST_CACHE"] ?? "/var/cache/hyper2kvm-test" }
     static var bootTest: String { repositoryRoot.appendingPathComponent("scripts/boot-test").path }

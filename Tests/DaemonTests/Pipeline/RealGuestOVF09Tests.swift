@@ -7,7 +7,7 @@ import TestSupport
 /// `<Content xsi:type>`, `rasd:InstanceId`), with a SHA1 manifest and a streamOptimized disk.
 /// The one-shot `hyper2kvm convert` (guest fixes on) turns it into a guest that boots on
 /// virtio disk and NIC, keeps the VMware MAC and stays on BIOS firmware.
-@Suite(.serialized, .tags(.guest, .boot), .requiresLibguestfs, .requiresBootTools) struct RealGuestOVF09Tests {
+@Suite(.serialized, .guestWorkSlot, .inGuestRotation("ovf09"), .tags(.guest, .boot), .requiresLibguestfs, .requiresBootTools) struct RealGuestOVF09Tests {
     static let repositoryRoot = RealGuestTesting.repositoryRoot
     static var cachedGuest: String {
         (ProcessInfo.processInfo.environment["HYPER2KVM_TEST_CACHE"] ?? "/var/cache/hyper2kvm-test") + "/debian12-vmware.vmdk"

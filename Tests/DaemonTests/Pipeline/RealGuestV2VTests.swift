@@ -12,7 +12,7 @@ import TestSupport
 /// The daemon is killed (SIGKILL) while virt-v2v-in-place runs; after a restart the job
 /// finishes once: `v2v` ran twice and completed once, `fix` was skipped with its reason,
 /// metadata.json names virt-v2v and its version, and the output boots on virtio.
-@Suite(.serialized, .tags(.guest, .boot), .requiresLibguestfs, .requiresBootTools) struct RealGuestV2VTests {
+@Suite(.serialized, .guestWorkSlot, .inGuestRotation("v2v"), .tags(.guest, .boot), .requiresLibguestfs, .requiresBootTools) struct RealGuestV2VTests {
     static var cachedGuest: String {
         (ProcessInfo.processInfo.environment["HYPER2KVM_TEST_CACHE"] ?? "/var/cache/hyper2kvm-test") + "/debian12-vmware.vmdk"
     }

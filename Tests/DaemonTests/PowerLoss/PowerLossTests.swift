@@ -8,7 +8,7 @@ import TestSupport
 /// drives it (many cuts there, and the negative control). CI runs one cut in a stage, one
 /// after both jobs are published, and the checks after each: two boots, 124–353 s measured
 /// on the 2-core build machine at load average 10–25 (most of it booting under TCG).
-@Suite(.serialized, .tags(.boot, .slow), .requiresBootTools) struct PowerLossTests {
+@Suite(.serialized, .guestWorkSlot, .tags(.boot, .slow), .requiresBootTools) struct PowerLossTests {
     static let cuts = Int(ProcessInfo.processInfo.environment["HYPER2KVM_POWERLOSS_CUTS"] ?? "") ?? 1
 
     static var script: String {

@@ -45,15 +45,6 @@ import Daemon
     }
 
     /// Polls (in the test only) until `condition` holds or `seconds` pass.
-    func waitFor(_ seconds: Double, _ condition: () throws -> Bool) async rethrows -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if try condition() { return true }
-            try? await Task.sleep(for: .seconds(0.2))
-        }
-        return try condition()
-    }
-
     func exists(_ path: String) -> Bool { FileManager.default.fileExists(atPath: path) }
 
     @Test func convertsWhatIsDroppedArchivesItAndRejectsGarbage() async throws {
@@ -62,7 +53,7 @@ import Daemon
         let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch))
         defer { _ = daemon.stop() }
         let queue = base + "/queue"
-        #expect(await waitFor(10) { exists(queue) })
+        #expect(await waitUntil(10) { exists(queue) })
 
         let raw = scratch.path("base.raw")
         try await TestDisks.makeRaw(at: raw)
@@ -79,11 +70,11 @@ import Daemon
         // Garbage named like a disk goes to .errors with a report.
         try await sh(["dd", "if=/dev/urandom", "of=\(queue)/garbage.vmdk", "bs=64k", "count=2", "status=none"])
 
-        #expect(await waitFor(90) { exists(base + "/output/moved/moved.qcow2") && exists(base + "/output/slow/slow.qcow2") },
+        #expect(await waitUntil(90) { exists(base + "/output/moved/moved.qcow2") && exists(base + "/output/slow/slow.qcow2") },
                 "not published; log:\n\(daemon.output)")
         slowCopy.waitUntilExit()
-        #expect(await waitFor(20) { exists(queue + "/.errors/garbage.vmdk.error.json") }, "log:\n\(daemon.output)")
-        #expect(await waitFor(20) { !exists(queue + "/moved.vmdk") && !exists(queue + "/slow.vhd") })
+        #expect(await waitUntil(20) { exists(queue + "/.errors/garbage.vmdk.error.json") }, "log:\n\(daemon.output)")
+        #expect(await waitUntil(20) { !exists(queue + "/moved.vmdk") && !exists(queue + "/slow.vhd") })
 
         let processed = try FileManager.default.subpathsOfDirectory(atPath: queue + "/.processed")
         #expect(processed.contains { $0.hasSuffix("/moved.vmdk") } && processed.contains { $0.hasSuffix("/slow.vhd") })
@@ -105,14 +96,16 @@ import Daemon
         #expect(daemon.stop() == 0, "SIGTERM should stop the daemon cleanly; log:\n\(daemon.output)")
     }
 
-    /// Context switches of each thread of a process so far, by thread id: a thread that
-    /// sleeps without a timeout adds none, one woken by a timer adds one per tick.
+    /// Voluntary context switches of each thread of a process so far, by thread id: a thread
+    /// that sleeps without a timeout adds none, one woken by a timer adds one per tick.
+    /// Involuntary ones are left out: they count preemption, which a loaded host adds to a
+    /// thread that woke once (seen in CI: the runtime's 1 s tick counted 7 in 4 s).
     func contextSwitches(of pid: Int32) -> [String: Int] {
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
         return Dictionary(uniqueKeysWithValues: tasks.map { tid in
             let status = (try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/status", encoding: .utf8)) ?? ""
             let switches = status.split(separator: "\n")
-                .filter { $0.hasPrefix("voluntary_ctxt_switches") || $0.hasPrefix("nonvoluntary_ctxt_switches") }
+                .filter { $0.hasPrefix("voluntary_ctxt_switches") }
                 .compactMap { Int($0.split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "") }
                 .reduce(0, +)
             return (tid, switches)
@@ -128,7 +121,7 @@ import Daemon
         let base = scratch.path("data")
         let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch))
         defer { _ = daemon.stop() }
-        #expect(await waitFor(10) { daemon.output.contains("Daemon ready") })
+        #expect(await waitUntil(10) { daemon.output.contains("Daemon ready") })
         let pid = daemon.process.processIdentifier
         let seconds = 4.0
 
@@ -144,8 +137,11 @@ import Daemon
                 if count > 0 { woke[thread.key] = count }
             }
         }
+        // One thread, at about its 1 s period: at a load average of 21 on 2 cores the tick
+        // thread woke 7 times in 4 s (CI and here), so the rate bound has room for that.
+        // What a poller of ours would add is the second thread.
         func isOnlyTheRuntimeTick(_ woke: [String: Int]) -> Bool {
-            woke.count <= 1 && woke.values.allSatisfy { Double($0) <= seconds + 1 }
+            woke.count <= 1 && woke.values.allSatisfy { Double($0) <= 2 * seconds + 1 }
         }
         let idle = try await wakeups()
         #expect(isOnlyTheRuntimeTick(idle), "idle after start: \(idle)")
@@ -154,10 +150,10 @@ import Daemon
         try await TestDisks.makeRaw(at: raw)
         try await TestDisks.convert(raw: raw, to: scratch.path("idle.vmdk"), format: "vmdk", options: [])
         try FileManager.default.moveItem(atPath: scratch.path("idle.vmdk"), toPath: base + "/queue/idle.vmdk")
-        #expect(await waitFor(60) { exists(base + "/output/idle/idle.qcow2") && !exists(base + "/queue/idle.vmdk") },
+        #expect(await waitUntil(60) { exists(base + "/output/idle/idle.qcow2") && !exists(base + "/queue/idle.vmdk") },
                 "log:\n\(daemon.output)")
         let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: base + "/state"))
-        #expect(await waitFor(60) { (try? journal.job(1))??.state == .archived }, "log:\n\(daemon.output)")
+        #expect(await waitUntil(60) { (try? journal.job(1))??.state == .archived }, "log:\n\(daemon.output)")
         // A poller of ours wakes in every window; the tail of the finished job (its last
         // journal commits, a reaped child's waiter) at most in the first, on a loaded host.
         var afterWork: [[String: Int]] = []
@@ -175,7 +171,7 @@ import Daemon
         let config = try writeConfig(scratch)
         let first = try RunningDaemon(base: base, config: config)
         defer { _ = first.stop() }
-        #expect(await waitFor(10) { first.output.contains("Daemon ready") })
+        #expect(await waitUntil(10) { first.output.contains("Daemon ready") })
         let second = try await sh([ProductBinary.path, "daemon", "--base-dir", base, "--config", config], allowFailure: true)
         #expect(second.status != 0)
         #expect(second.err.contains("\(first.process.processIdentifier)"), "the error should name the holder's pid: \(second.err)")
@@ -196,7 +192,7 @@ import Daemon
 
         let restarted = try RunningDaemon(base: base, config: config)
         defer { _ = restarted.stop() }
-        #expect(await waitFor(60) { exists(base + "/output/vm/vm.qcow2") && !exists(base + "/queue/vm.vmdk") }, "log:\n\(restarted.output)")
+        #expect(await waitUntil(60) { exists(base + "/output/vm/vm.qcow2") && !exists(base + "/queue/vm.vmdk") }, "log:\n\(restarted.output)")
         let compare = try await sh(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, base + "/output/vm/vm.qcow2"], allowFailure: true)
         #expect(compare.status == 0)
 
@@ -204,7 +200,7 @@ import Daemon
         let history = try journal.history(job: 1)
         #expect(history.contains { $0.to == .interrupted } && history.contains { $0.to == .resumed })
         #expect(history.filter { $0.to == .stageCompleted && $0.stage == "probe" }.count == 1, "probe was redone")
-        #expect(await waitFor(10) { (try? journal.job(1))??.state == .archived })
+        #expect(await waitUntil(10) { (try? journal.job(1))??.state == .archived })
     }
 }
 
@@ -215,7 +211,7 @@ extension DaemonServiceTests {
         let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch))
         defer { _ = daemon.stop() }
         let queue = base + "/queue"
-        #expect(await waitFor(10) { exists(queue) })
+        #expect(await waitUntil(10) { exists(queue) })
         let raw = scratch.path("base.raw")
         try await TestDisks.makeRaw(at: raw)
 
@@ -230,9 +226,9 @@ extension DaemonServiceTests {
             try FileManager.default.moveItem(atPath: unpacked + "/" + name, toPath: queue + "/" + name)
         }
 
-        #expect(await waitFor(90) { exists(base + "/output/web01/web01.qcow2") && exists(base + "/output/flat/flat.qcow2") },
+        #expect(await waitUntil(90) { exists(base + "/output/web01/web01.qcow2") && exists(base + "/output/flat/flat.qcow2") },
                 "log:\n\(daemon.output)")
-        #expect(await waitFor(20) { (try? FileManager.default.contentsOfDirectory(atPath: queue).filter { !$0.hasPrefix(".") })?.isEmpty == true },
+        #expect(await waitUntil(20) { (try? FileManager.default.contentsOfDirectory(atPath: queue).filter { !$0.hasPrefix(".") })?.isEmpty == true },
                 "files left in the queue: \((try? FileManager.default.contentsOfDirectory(atPath: queue)) ?? [])")
         let status = try await sh([ProductBinary.path, "status", "--state-dir", base + "/state", "--json"]).out
         let jobs = try JSONDecoder().decode(JournalReports.StatusDocument.self, from: Data(status.utf8)).jobs
@@ -251,28 +247,28 @@ extension DaemonServiceTests {
         let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch))
         defer { _ = daemon.stop() }
         let queue = base + "/queue"
-        #expect(await waitFor(10) { exists(queue) })
+        #expect(await waitUntil(10) { exists(queue) })
         let raw = scratch.path("base.raw")
         try await TestDisks.makeRaw(at: raw)
         try await TestDisks.convert(raw: raw, to: scratch.path("first.vmdk"), format: "vmdk", options: [])
         try FileManager.default.copyItem(atPath: scratch.path("first.vmdk"), toPath: scratch.path("again.vmdk"))
         try FileManager.default.moveItem(atPath: scratch.path("first.vmdk"), toPath: queue + "/first.vmdk")
-        #expect(await waitFor(60) { exists(base + "/output/first/first.qcow2") && !exists(queue + "/first.vmdk") }, "log:\n\(daemon.output)")
+        #expect(await waitUntil(60) { exists(base + "/output/first/first.qcow2") && !exists(queue + "/first.vmdk") }, "log:\n\(daemon.output)")
 
         try FileManager.default.moveItem(atPath: scratch.path("again.vmdk"), toPath: queue + "/again.vmdk")
-        #expect(await waitFor(30) { !exists(queue + "/again.vmdk") }, "log:\n\(daemon.output)")
+        #expect(await waitUntil(30) { !exists(queue + "/again.vmdk") }, "log:\n\(daemon.output)")
         #expect(!exists(base + "/output/again"), "the duplicate was converted again")
-        #expect(await waitFor(10) {
+        #expect(await waitUntil(10) {
             ((try? FileManager.default.subpathsOfDirectory(atPath: queue + "/.processed")) ?? []).contains { $0.hasSuffix("again.vmdk.duplicate.json") }
         }, "log:\n\(daemon.output)")
 
         // A file that failed goes to .errors; dropped again (fixed), it is converted.
         try await sh(["dd", "if=/dev/urandom", "of=\(queue)/later.vmdk", "bs=64k", "count=2", "status=none"])
-        #expect(await waitFor(30) { exists(queue + "/.errors/later.vmdk.error.json") })
+        #expect(await waitUntil(30) { exists(queue + "/.errors/later.vmdk.error.json") })
         try await TestDisks.convert(raw: raw, to: scratch.path("later.vmdk"), format: "vmdk", options: ["-o", "subformat=streamOptimized"])
         try FileManager.default.moveItem(atPath: scratch.path("later.vmdk"), toPath: queue + "/later.vmdk")
         // Archived after its outputs are published: the source leaving the queue is the end.
-        #expect(await waitFor(60) { exists(base + "/output/later/later.qcow2") && !exists(queue + "/later.vmdk") }, "log:\n\(daemon.output)")
+        #expect(await waitUntil(60) { exists(base + "/output/later/later.qcow2") && !exists(queue + "/later.vmdk") }, "log:\n\(daemon.output)")
 
         let status = try await sh([ProductBinary.path, "status", "--state-dir", base + "/state", "--json"]).out
         let jobs = try JSONDecoder().decode(JournalReports.StatusDocument.self, from: Data(status.utf8)).jobs
@@ -290,7 +286,7 @@ extension DaemonServiceTests {
         let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch), moreConfigs: [allowing])
         defer { _ = daemon.stop() }
         let queue = base + "/queue"
-        #expect(await waitFor(10) { exists(queue) })
+        #expect(await waitUntil(10) { exists(queue) })
         let raw = scratch.path("base.raw")
         try await TestDisks.makeRaw(at: raw)
         try FileManager.default.createDirectory(atPath: exports, withIntermediateDirectories: true)
@@ -310,7 +306,7 @@ extension DaemonServiceTests {
             """
         try manifest.write(toFile: scratch.path("db01.json"), atomically: true, encoding: .utf8)
         try FileManager.default.moveItem(atPath: scratch.path("db01.json"), toPath: queue + "/db01.json")
-        #expect(await waitFor(90) { exists(base + "/output/db01/db01.qcow2") && exists(base + "/output/db01/db01-disk-1.qcow2") },
+        #expect(await waitUntil(90) { exists(base + "/output/db01/db01.qcow2") && exists(base + "/output/db01/db01-disk-1.qcow2") },
                 "log:\n\(daemon.output)")
         let xml = try String(contentsOfFile: base + "/output/db01/domain.xml", encoding: .utf8)
         let first = try #require(xml.range(of: "db01.qcow2")), second = try #require(xml.range(of: "db01-disk-1.qcow2"))
@@ -324,7 +320,7 @@ extension DaemonServiceTests {
                                   with: String(try await TestDisks.sha256(exports + "/db01-disk0.vmdk").dropLast(10)))
         try wrong.write(toFile: scratch.path("db02.json"), atomically: true, encoding: .utf8)
         try FileManager.default.moveItem(atPath: scratch.path("db02.json"), toPath: queue + "/db02.json")
-        #expect(await waitFor(60) { exists(queue + "/.errors/db02.json.error.json") }, "log:\n\(daemon.output)")
+        #expect(await waitUntil(60) { exists(queue + "/.errors/db02.json.error.json") }, "log:\n\(daemon.output)")
         let report = try String(contentsOfFile: queue + "/.errors/db02.json.error.json", encoding: .utf8)
         #expect(report.contains("disk-0") && report.lowercased().contains("sha-256") || report.lowercased().contains("checksum"), "\(report)")
         #expect(!exists(base + "/output/db02"))
@@ -338,7 +334,7 @@ extension DaemonServiceTests {
             .replacingOccurrences(of: "\"source_format\": \"vmdk\"", with: "\"source_format\": \"raw\"")
         try stealing.write(toFile: scratch.path("db03.json"), atomically: true, encoding: .utf8)
         try FileManager.default.moveItem(atPath: scratch.path("db03.json"), toPath: queue + "/db03.json")
-        #expect(await waitFor(60) { exists(queue + "/.errors/db03.json.error.json") }, "log:\n\(daemon.output)")
+        #expect(await waitUntil(60) { exists(queue + "/.errors/db03.json.error.json") }, "log:\n\(daemon.output)")
         let refused = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: queue + "/.errors/db03.json.error.json"))) as? [String: Any]
         let refusal = refused?["error"] as? String ?? ""
         #expect(refusal.hasSuffix("disks[0].local_path: '\(host)' is not allowed (outside the queue and manifest_allowed_dirs)"), "\(refusal)")
@@ -349,7 +345,7 @@ extension DaemonServiceTests {
             .replacingOccurrences(of: host, with: queue + "/../../host-secret.raw")
         try escaping.write(toFile: scratch.path("db04.json"), atomically: true, encoding: .utf8)
         try FileManager.default.moveItem(atPath: scratch.path("db04.json"), toPath: queue + "/db04.json")
-        #expect(await waitFor(60) { exists(queue + "/.errors/db04.json.error.json") }, "log:\n\(daemon.output)")
+        #expect(await waitUntil(60) { exists(queue + "/.errors/db04.json.error.json") }, "log:\n\(daemon.output)")
         let escaped = try String(contentsOfFile: queue + "/.errors/db04.json.error.json", encoding: .utf8)
         #expect(escaped.contains("is not allowed (outside the queue and manifest_allowed_dirs)"), "\(escaped)")
     }
@@ -365,7 +361,7 @@ extension DaemonServiceTests {
         let daemon = try RunningDaemon(base: base, config: config)
         defer { _ = daemon.stop() }
         let queue = base + "/queue"
-        #expect(await waitFor(10) { exists(queue) })
+        #expect(await waitUntil(10) { exists(queue) })
         let raw = scratch.path("base.raw")
         try await TestDisks.makeRaw(at: raw)
         let staging = scratch.path("staging")
@@ -381,12 +377,12 @@ extension DaemonServiceTests {
         for index in 0..<20 {
             try FileManager.default.moveItem(atPath: staging + "/vm\(index).qcow2", toPath: queue + "/vm\(index).qcow2")
         }
-        #expect(await waitFor(240) { (0..<20).allSatisfy { exists(base + "/output/vm\($0)/vm\($0).qcow2") } }, "log:\n\(daemon.output)")
+        #expect(await waitUntil(240) { (0..<20).allSatisfy { exists(base + "/output/vm\($0)/vm\($0).qcow2") } }, "log:\n\(daemon.output)")
 
         // Outputs are renamed into place before `published` is committed, so the last job's
         // transition can still be on its way when its file appears.
         let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: base + "/state"))
-        #expect(await waitFor(30) {
+        #expect(await waitUntil(30) {
             let jobs = (try? journal.allJobs()) ?? []
             return jobs.count == 20 && jobs.allSatisfy { $0.state == .published || $0.state == .archived }
         }, "log:\n\(daemon.output)")
@@ -433,7 +429,7 @@ extension DaemonServiceTests {
         try FileManager.default.moveItem(atPath: raw, toPath: base + "/queue/big.raw")
 
         let first = try RunningDaemon(base: base, config: config)
-        #expect(await waitFor(60) { first.output.contains("convert started") }, "log:\n\(first.output)")
+        #expect(await waitUntil(60) { first.output.contains("convert started") }, "log:\n\(first.output)")
         let stopAsked = Date()
         first.process.terminate()
         first.process.waitUntilExit()
@@ -447,7 +443,7 @@ extension DaemonServiceTests {
 
         let second = try RunningDaemon(base: base, config: config)
         defer { _ = second.stop() }
-        #expect(await waitFor(180) { exists(base + "/output/big/big.qcow2") && !exists(base + "/queue/big.raw") }, "log:\n\(second.output)")
+        #expect(await waitUntil(180) { exists(base + "/output/big/big.qcow2") && !exists(base + "/queue/big.raw") }, "log:\n\(second.output)")
         let history = try journal.history(job: 1)
         #expect(history.filter { $0.to == .stageCompleted && $0.stage == "probe" }.count == 1, "probe was redone")
         #expect(history.contains { $0.to == .resumed })
@@ -460,10 +456,10 @@ extension DaemonServiceTests {
         let received = scratch.path("notify.log")
         let listener = try NotifyListener(socket: socket, messages: received, timeoutSeconds: 30)
         defer { listener.stop() }
-        #expect(await waitFor(10) { listener.isListening })
+        #expect(await waitUntil(10) { listener.isListening })
         let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch),
                                        environment: ["NOTIFY_SOCKET": socket, "WATCHDOG_USEC": "400000"])
-        #expect(await waitFor(15) { listener.received.contains("WATCHDOG=1") },
+        #expect(await waitUntil(15) { listener.received.contains("WATCHDOG=1") },
                 "log:\n\(daemon.output)")
         #expect(daemon.stop() == 0)
         listener.waitUntilExit()
@@ -498,14 +494,14 @@ extension DaemonServiceTests {
             """.write(toFile: config, atomically: true, encoding: .utf8)
         let daemon = try RunningDaemon(base: base, config: config)
         defer { _ = daemon.stop() }
-        #expect(await waitFor(10) { exists(base + "/queue") })
+        #expect(await waitUntil(10) { exists(base + "/queue") })
         let raw = scratch.path("base.raw")
         try await TestDisks.makeRaw(at: raw)
         try await TestDisks.convert(raw: raw, to: scratch.path("big.vmdk"), format: "vmdk", options: [])
         try FileManager.default.moveItem(atPath: scratch.path("big.vmdk"), toPath: base + "/queue/big.vmdk")
 
         let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: base + "/state"))
-        #expect(await waitFor(60) { (try? journal.job(1))??.state == .waitingForSpace }, "log:\n\(daemon.output)")
+        #expect(await waitUntil(60) { (try? journal.job(1))??.state == .waitingForSpace }, "log:\n\(daemon.output)")
         let leftovers = (try? FileManager.default.subpathsOfDirectory(atPath: small + "/work")) ?? []
         #expect(!leftovers.contains { $0.hasSuffix(".partial") || $0.hasSuffix(".qcow2") }, "output written: \(leftovers)")
         #expect(exists(base + "/queue/big.vmdk"), "the source must stay queued while the job waits")
@@ -521,7 +517,7 @@ extension DaemonServiceTests {
         #expect(try !journal.history(job: 1).contains { $0.to == .resumed })
 
         try FileManager.default.removeItem(atPath: small + "/ballast-a")
-        #expect(await waitFor(60) { exists(small + "/output/big/big.qcow2") }, "log:\n\(daemon.output)")
+        #expect(await waitUntil(60) { exists(small + "/output/big/big.qcow2") }, "log:\n\(daemon.output)")
         let compare = try await sh(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, small + "/output/big/big.qcow2"], allowFailure: true)
         #expect(compare.status == 0)
         let history = try journal.history(job: 1)
@@ -547,14 +543,14 @@ extension DaemonServiceTests {
             """.write(toFile: config, atomically: true, encoding: .utf8)
         let daemon = try RunningDaemon(base: base, config: config)
         defer { _ = daemon.stop() }
-        #expect(await waitFor(10) { exists(base + "/queue") })
+        #expect(await waitUntil(10) { exists(base + "/queue") })
         let raw = scratch.path("base.raw")
         try await TestDisks.makeRaw(at: raw)
         try await TestDisks.convert(raw: raw, to: scratch.path("big.vmdk"), format: "vmdk", options: [])
         try FileManager.default.moveItem(atPath: scratch.path("big.vmdk"), toPath: base + "/queue/big.vmdk")
 
         let report = base + "/queue/.errors/big.vmdk.error.json"
-        #expect(await waitFor(60) { exists(report) }, "log:\n\(daemon.output)")
+        #expect(await waitUntil(60) { exists(report) }, "log:\n\(daemon.output)")
         let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: base + "/state"))
         #expect((try? journal.job(1))??.state == .failed)
         #expect(try !journal.history(job: 1).contains { $0.to == .waitingForSpace })

@@ -12,7 +12,7 @@ extension DaemonServiceTests {
         let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch))
         defer { _ = daemon.stop() }
         let queue = base + "/queue"
-        #expect(await waitFor(10) { exists(queue) })
+        #expect(await waitUntil(10) { exists(queue) })
 
         let fake = "2026-01-01T00:00:00+0000 info hyper2kvm : ✅ Completed: FAKE.vmdk"
         let evil = "evil\n" + fake
@@ -24,7 +24,7 @@ extension DaemonServiceTests {
             try FileManager.default.moveItem(atPath: staging, toPath: queue + "/" + name)
         }
         let longReport = queue + "/.errors/" + ErrorReportWriter.reportName(for: long)
-        #expect(await waitFor(60) { exists(queue + "/.errors/\(evil).error.json") && exists(longReport) }, "log:\n\(daemon.output)")
+        #expect(await waitUntil(60) { exists(queue + "/.errors/\(evil).error.json") && exists(longReport) }, "log:\n\(daemon.output)")
         #expect(exists(queue + "/.errors/" + long) && !exists(queue + "/" + long))
 
         let lines = daemon.output.split(separator: "\n", omittingEmptySubsequences: false)

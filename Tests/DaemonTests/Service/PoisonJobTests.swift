@@ -39,7 +39,7 @@ extension DaemonServiceTests {
         let daemon = try RunningDaemon(base: base, config: config)
         defer { _ = daemon.stop() }
         let queue = base + "/queue"
-        #expect(await waitFor(30) { exists(queue + "/.errors/bad.vmdk.error.json") }, "log:\n\(daemon.output)")
+        #expect(await waitUntil(30) { exists(queue + "/.errors/bad.vmdk.error.json") }, "log:\n\(daemon.output)")
         #expect(exists(queue + "/.errors/bad.vmdk") && !exists(queue + "/bad.vmdk"))
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: queue + "/.errors/bad.vmdk.error.json"))) as? [String: Any]
         #expect(report?["error_code"] as? String == "poison", "\(String(describing: report))")
@@ -50,7 +50,7 @@ extension DaemonServiceTests {
         // The daemon is still up and converts the next file.
         try await TestDisks.convert(raw: raw, to: scratch.path("good.vmdk"), format: "vmdk", options: [])
         try FileManager.default.moveItem(atPath: scratch.path("good.vmdk"), toPath: queue + "/good.vmdk")
-        #expect(await waitFor(90) { exists(base + "/output/good/good.qcow2") && !exists(queue + "/good.vmdk") }, "log:\n\(daemon.output)")
+        #expect(await waitUntil(90) { exists(base + "/output/good/good.qcow2") && !exists(queue + "/good.vmdk") }, "log:\n\(daemon.output)")
         #expect(daemon.process.isRunning)
 
         let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: base + "/state"))
@@ -72,7 +72,7 @@ extension DaemonServiceTests {
 
         let daemon = try RunningDaemon(base: base, config: config)
         defer { _ = daemon.stop() }
-        #expect(await waitFor(90) { exists(base + "/output/vm/vm.qcow2") && !exists(base + "/queue/vm.vmdk") }, "log:\n\(daemon.output)")
+        #expect(await waitUntil(90) { exists(base + "/output/vm/vm.qcow2") && !exists(base + "/queue/vm.vmdk") }, "log:\n\(daemon.output)")
         #expect(!exists(base + "/queue/.errors/vm.vmdk.error.json"))
         let compare = try await sh(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, base + "/output/vm/vm.qcow2"], allowFailure: true)
         #expect(compare.status == 0)
@@ -97,8 +97,8 @@ extension DaemonServiceTests {
 
         let daemon = try RunningDaemon(base: base, config: config)
         defer { _ = daemon.stop() }
-        #expect(await waitFor(90) { exists(base + "/output/vm/vm.qcow2") && !exists(base + "/queue/vm.vmdk") }, "log:\n\(daemon.output)")
+        #expect(await waitUntil(90) { exists(base + "/output/vm/vm.qcow2") && !exists(base + "/queue/vm.vmdk") }, "log:\n\(daemon.output)")
         let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: base + "/state"))
-        #expect(await waitFor(10) { (try? journal.allJobs().map(\.state)) == [.archived] }, "\(String(describing: try? journal.allJobs().map(\.state)))")
+        #expect(await waitUntil(10) { (try? journal.allJobs().map(\.state)) == [.archived] }, "\(String(describing: try? journal.allJobs().map(\.state)))")
     }
 }

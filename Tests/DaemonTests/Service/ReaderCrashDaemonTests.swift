@@ -14,14 +14,14 @@ import TestSupport
                                                           environment: ["HYPER2KVM_READER_TRAP_FOR_TESTS": "boom.vmdk"])
         defer { _ = daemon.stop() }
         let queue = base + "/queue"
-        #expect(await service.waitFor(10) { service.exists(queue) })
+        #expect(await waitUntil(10) { service.exists(queue) })
 
         let raw = scratch.path("base.raw")
         try await TestDisks.makeRaw(at: raw)
         try await TestDisks.convert(raw: raw, to: scratch.path("boom.vmdk"), format: "vmdk", options: [])
         try FileManager.default.moveItem(atPath: scratch.path("boom.vmdk"), toPath: queue + "/boom.vmdk")
         let report = queue + "/.errors/boom.vmdk.error.json"
-        #expect(await service.waitFor(60) { service.exists(report) }, "log:\n\(daemon.output)")
+        #expect(await waitUntil(60) { service.exists(report) }, "log:\n\(daemon.output)")
         let error = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as? [String: Any]
         let message = error?["error"] as? String ?? ""
         #expect(message.contains("reading the source crashed the reader (signal "), "\(message)")
@@ -31,7 +31,7 @@ import TestSupport
 
         try await TestDisks.convert(raw: raw, to: scratch.path("next.vmdk"), format: "vmdk", options: [])
         try FileManager.default.moveItem(atPath: scratch.path("next.vmdk"), toPath: queue + "/next.vmdk")
-        #expect(await service.waitFor(90) { service.exists(base + "/output/next/next.qcow2") && !service.exists(queue + "/next.vmdk") },
+        #expect(await waitUntil(90) { service.exists(base + "/output/next/next.qcow2") && !service.exists(queue + "/next.vmdk") },
                 "log:\n\(daemon.output)")
         #expect(daemon.stop() == 0, "log:\n\(daemon.output)")
     }

@@ -9,7 +9,7 @@ import Testing
 /// unfixed it does not boot on virtio-blk; fixed through an overlay (twice: the second
 /// fix must change nothing) and converted to qcow2 it boots to multi-user under QEMU TCG
 /// with virtio disk and NIC.
-@Suite("GuestFix on a real Debian 12 guest", .serialized, .tags(.guest, .boot), .requiresLibguestfs, .requiresBootTools)
+@Suite("GuestFix on a real Debian 12 guest", .serialized, .guestWorkSlot, .tags(.guest, .boot), .requiresLibguestfs, .requiresBootTools)
 struct GuestFixRealGuestTests {
     static var bootTest: String { GuestFixTestGuests.repositoryRoot.appendingPathComponent("scripts/boot-test").path }
 

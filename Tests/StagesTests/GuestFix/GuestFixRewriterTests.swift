@@ -270,6 +270,11 @@ struct GuestFixRewriterTests {
         #expect(result.rewrite.edits.count == 2)
         #expect(!result.rewrite.text.contains("\nHWADDR="))
         #expect(result.rewrite.text.contains("ONBOOT=yes"))
+        // SUSE's wicked names the interface by the file only.
+        let wicked = "BOOTPROTO='static'\nSTARTMODE='auto'\nIPADDR='192.168.10.23/24'\n"
+        #expect(NetworkPinningRemover.ifcfg(wicked, path: "/etc/sysconfig/network/ifcfg-eth0").interfaceNames == ["eth0"])
+        #expect(NetworkPinningRemover.ifcfg("DEVICE=ens192\n", path: "/etc/sysconfig/network-scripts/ifcfg-old").interfaceNames == ["ens192"])
+        #expect(NetworkPinningRemover.ifcfg("ONBOOT=yes\n", path: "/etc/sysconfig/network/ifcfg-lo").interfaceNames.isEmpty)
     }
 
     @Test("netplan: macaddress removed, an empty match goes with its set-name")

@@ -20,6 +20,17 @@ struct ExternalCommandOutputTests {
         #expect(lines.enumerated().allSatisfy { $0.element == "line-\($0.offset)" })
     }
 
+    @Test("stdout past its limit is read to the end but kept only up to the limit, and says so")
+    func stdoutLimitKeepsTheStart() async throws {
+        var command = ExternalCommand("sh", ["-c", "head -c 3000000 /dev/zero | tr '\\0' x; echo; echo done >&2"])
+        command.stdoutLimit = 1000
+        let result = try await command.run()
+        #expect(result.status == 0 && result.stderrText == "done\n")
+        #expect(result.stdout.count == 1000 && !result.stdoutComplete)
+        let small = try await ExternalCommand("echo", ["fits"]).run()
+        #expect(small.stdoutComplete && small.stdoutText == "fits\n")
+    }
+
     @Test("400 short commands, 16 at a time: each one's stdout and stderr arrive whole")
     func manyShortCommandsLoseNothing() async throws {
         let descriptorsBefore = Self.openDescriptors()

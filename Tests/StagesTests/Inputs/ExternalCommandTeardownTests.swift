@@ -18,10 +18,8 @@ struct ExternalCommandTeardownTests {
 
     /// Whether `pid` is gone (or a zombie waiting for init to reap it: dead all the same).
     private static func isGone(_ pid: pid_t) -> Bool {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
-        // The state follows the parenthesised command name.
-        guard let close = stat.lastIndex(of: ")") else { return true }
-        return stat[close...].dropFirst(2).first == "Z"
+        guard let stat = ProcessStat(pid) else { return true }
+        return stat.state == "Z"
     }
 
     private static func waitUntilGone(_ pid: pid_t, within seconds: Double = 5) async throws -> Bool {

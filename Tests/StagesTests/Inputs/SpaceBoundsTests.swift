@@ -44,6 +44,32 @@ struct SpaceBoundsTests {
         #expect(ConvertSpaceEstimate(required: .max - 1).bytes == .max)
     }
 
+    @Test("a resumed copy asks only for what is not written yet, never less than the reserve; publishing elsewhere asks for all")
+    func resumedConvertEstimate() {
+        let required: UInt64 = 64 << 20
+        let half = ConvertSpaceEstimate(required: required, alreadyWritten: 32 << 20)
+        #expect(half.bytes == (32 << 20) + (1 << 20) + SpaceCheck.reserveBytes)
+        #expect(half.wholeBytes == ConvertSpaceEstimate(required: required).bytes)
+        #expect(ConvertSpaceEstimate(required: required, alreadyWritten: 1 << 40).bytes == SpaceCheck.reserveBytes)
+        #expect(ConvertSpaceEstimate(required: .max, alreadyWritten: .max).bytes == SpaceCheck.reserveBytes)
+    }
+
+    @Test("allocated bytes count a file's blocks, not its holes; missing files and directories count nothing")
+    func allocatedBytes() throws {
+        let dir = try Scratch()
+        let sparse = dir.url.appendingPathComponent("sparse")
+        let handle = try FileHandle(forWritingTo: { FileManager.default.createFile(atPath: sparse.path, contents: nil); return sparse }())
+        try handle.truncate(atOffset: 1 << 30)
+        try handle.seek(toOffset: 0)
+        try handle.write(contentsOf: Data(repeating: 7, count: 1 << 20))
+        try handle.synchronize()
+        try handle.close()
+        let allocated = AllocatedBytes.of(sparse.path)
+        #expect(allocated >= 1 << 20 && allocated < 8 << 20, "\(allocated)")
+        #expect(AllocatedBytes.of(dir.url.appendingPathComponent("absent").path) == 0)
+        #expect(AllocatedBytes.of(dir.url.path) == 0)
+    }
+
     @Test("two estimates checked one after the other cannot both count the same free bytes")
     func reservations() throws {
         let dir = try Scratch()

@@ -193,4 +193,70 @@ struct SparseDigestTests {
             try await TestImageFactory.run("qemu-img", ["convert", "-f", "raw", "-O", "qcow2", url.path, output.path])
         }
     }
+
+    // MARK: - Resuming
+
+    /// 40 MiB: data in the first 9 MiB, a 10 MiB hole, data to 30 MiB with zeros written in
+    /// it, a hole to the end.
+    private func segmentedFile(in dir: Scratch) async throws -> URL {
+        let url = dir.file("segmented.raw")
+        try await TestImageFactory.run("truncate", ["-s", "40M", url.path])
+        for (seek, count) in [(0, 9), (19, 11)] {
+            try await TestImageFactory.run("dd", ["if=/dev/urandom", "of=\(url.path)", "bs=1M", "seek=\(seek)", "count=\(count)",
+                                                  "conv=notrunc", "status=none"])
+        }
+        try write(Data(count: 1 << 20), to: url, at: 24 << 20)
+        return url
+    }
+
+    @Test("a digest cut part way goes on from its last checkpoint and equals the digest read whole and the script's")
+    func aCutDigestResumes() async throws {
+        let dir = try Scratch()
+        let url = try await segmentedFile(in: dir)
+        let reference = try SparseDigest.sha256(of: url)
+        // 256 KiB reads: cut in the first data, just past the hole, and late in the second data.
+        for cutAfter in [20, 37, 70] {
+            let checkpoints = MemoryCheckpoints()
+            let saving = HashCheckpointing(checkpoints: checkpoints, name: "source", segmentBytes: 4 << 20)
+            let cut = ResumableSHA256Tests.CutAfter(cutAfter)
+            #expect(throws: CancellationError.self) {
+                _ = try SparseDigest.sha256(of: url, isCancelled: { cut.reached }, checkpointing: saving)
+            }
+            let resumed = try SparseDigest.sha256(of: url, isCancelled: { false }, checkpointing: saving)
+            let at = try #require(resumed.resumedAt, "cut after \(cutAfter) reads")
+            #expect(at % 4096 == 0 && at > 0 && at < 40 << 20)
+            #expect(resumed.hex == reference, "cut after \(cutAfter) reads, resumed at \(at)")
+        }
+        #expect(try await scriptDigest(url) == reference)
+    }
+
+    @Test("a checkpoint of a changed file, or one whose state claims more blocks than lie below it, is not used")
+    func aCheckpointOfAChangedFileOrAForgedStateIsNotUsed() async throws {
+        let dir = try Scratch()
+        let url = try await segmentedFile(in: dir)
+        let checkpoints = MemoryCheckpoints()
+        let saving = HashCheckpointing(checkpoints: checkpoints, name: "source", segmentBytes: 4 << 20)
+        let cut = ResumableSHA256Tests.CutAfter(30)
+        #expect(throws: CancellationError.self) {
+            _ = try SparseDigest.sha256(of: url, isCancelled: { cut.reached }, checkpointing: saving)
+        }
+        let saved = try #require(try checkpoints.load("source"))
+        // Changed after the checkpoint (same size, one byte in the covered part).
+        try write(Data([0xff]), to: url, at: 5)
+        let afterChange = try SparseDigest.sha256(of: url, isCancelled: { false }, checkpointing: saving)
+        #expect(afterChange.resumedAt == nil)
+        #expect(afterChange.hex == (try SparseDigest.sha256(of: url)))
+
+        // The state of the first blocks, claimed for the file's current identity at offset 4 KiB.
+        var forged = try JSONDecoder().decode(HashCheckpoint.self, from: Data(saved.utf8))
+        let file = try FileHandle(forReadingFrom: url)
+        forged.file = try HashCheckpoint.identity(of: file.fileDescriptor, path: url.path)
+        try file.close()
+        forged.offset = 4096
+        try checkpoints.save("source", String(decoding: try JSONEncoder().encode(forged), as: UTF8.self))
+        let afterForgery = try SparseDigest.sha256(of: url, isCancelled: { false }, checkpointing: saving)
+        #expect(afterForgery.resumedAt == nil)
+        #expect(afterForgery.hex == afterChange.hex)
+    }
+
 }

@@ -33,13 +33,16 @@ struct TestSupportTests {
     @Test("processes(mentioning:) finds a running child by its command line")
     func findsProcesses() async throws {
         let marker = "h2k-support-\(UUID().uuidString.prefix(8))"
-        async let sleeper = sh(["sh", "-c", "sleep 2; : \(marker)"])
+        // Long enough to be seen on a loaded host (a 2 s child was missed there); ended below.
+        // One process holds the marker in its own command line, so ending it ends the child.
+        async let sleeper = sh(["python3", "-c", "import time; time.sleep(60)", marker], allowFailure: true)
         var found: [Int32] = []
-        for _ in 0..<50 where found.isEmpty {
+        for _ in 0..<400 where found.isEmpty {
             try await Task.sleep(for: .milliseconds(50))
             found = processes(mentioning: marker)
         }
         #expect(!found.isEmpty)
+        for pid in found { kill(pid, SIGTERM) }
         _ = try await sleeper
         #expect(processes(mentioning: marker).isEmpty)
     }

@@ -72,6 +72,13 @@ struct WindowsGuestFixTests {
         async let uefiFix = WindowsTestGuests.fix("win2k8r2-uefi", options: uefiOptions, overlay: uefiOverlay)
         let (bios, uefi) = try await (biosFix, uefiFix)
         print("windows fixes: \(ContinuousClock.now - started); bios steps: \(bios.durations.map { "\($0.step)=\(String(format: "%.1f", $0.seconds))s" })")
+        // The preflight's verdict on these same reports: virtio storage added, so it boots; the
+        // BIOS guest's VMware Tools services were disabled, a warning the operator sees.
+        let biosVerdict = PreflightVerdict.judge(report: bios, failure: nil)
+        #expect(biosVerdict.outcome == .willBootWithWarnings)
+        #expect(biosVerdict.reasons.contains { $0.contains("VMware Tools services disabled") })
+        #expect(biosVerdict.passed.contains { $0.hasPrefix("Windows: boot-start storage driver") })
+        #expect(PreflightVerdict.judge(report: uefi, failure: nil).outcome == .willBoot)
 
         // Inspection and the report.
         #expect(bios.inspection.type == "windows")
@@ -183,9 +190,10 @@ struct WindowsGuestFixTests {
     }
 }
 
-/// Each way the Windows path must refuse, with a clear message and the source untouched.
-/// The cases run in parallel (one appliance each).
-@Suite("Windows guest fix errors", .tags(.guest), .requiresLibguestfs)
+/// Each way the Windows path must refuse, with a clear message and the source untouched, and
+/// `win_virtio: false`. One appliance each: two per run in rotation (`WindowsPhonyRotation`),
+/// one after the other in a guest-work slot.
+@Suite("Windows guest fix errors", .serialized, .guestWorkSlot, .tags(.guest), .requiresLibguestfs)
 struct WindowsGuestFixErrorTests {
     func expectFailure(_ image: String, options: ConversionOptions, _ check: (StageError) -> Void) async throws {
         let scratch = try Scratch()
@@ -197,11 +205,14 @@ struct WindowsGuestFixErrorTests {
         if let error {
             print("\(image): \(error)")
             check(error)
+            // The job fails with it; the preflight (dry_run, inspect) makes it its verdict.
+            #expect(PreflightStep.isVerdict(error), "\(error.code) would fail a preflight instead of giving a verdict")
+            #expect(PreflightVerdict.judge(report: nil, failure: error.description).outcome == .willNotBoot)
         }
         #expect(try FileDigest.sha256(of: source) == digest)
     }
 
-    @Test("a driver tree without the guest's version names what was looked for and where")
+    @Test("a driver tree without the guest's version names what was looked for and where", .inWindowsPhonyRotation("win-wrong-version"))
     func wrongVersion() async throws {
         let options = WindowsTestGuests.virtioOptions(source: "virtio-win-w7")
         try await expectFailure("win10-bios", options: options) { error in
@@ -211,7 +222,7 @@ struct WindowsGuestFixErrorTests {
         }
     }
 
-    @Test("a SYSTEM hive that cannot be parsed")
+    @Test("a SYSTEM hive that cannot be parsed", .inWindowsPhonyRotation("win-bad-hive"))
     func damagedHive() async throws {
         try await expectFailure("win10-badhive", options: WindowsTestGuests.virtioOptions(source: "virtio-win")) { error in
             #expect(error.message.contains("cannot be parsed"))
@@ -220,7 +231,7 @@ struct WindowsGuestFixErrorTests {
         }
     }
 
-    @Test("a BitLocker volume")
+    @Test("a BitLocker volume", .inWindowsPhonyRotation("win-bitlocker"))
     func bitLocker() async throws {
         try await expectFailure("bitlocker", options: WindowsTestGuests.virtioOptions(source: "virtio-win")) { error in
             #expect(error.message.contains("BitLocker"))
@@ -229,7 +240,7 @@ struct WindowsGuestFixErrorTests {
         }
     }
 
-    @Test("a hibernated (Fast Startup) NTFS volume")
+    @Test("a hibernated (Fast Startup) NTFS volume", .inWindowsPhonyRotation("win-hibernated"))
     func hibernated() async throws {
         try await expectFailure("win10-hibernated", options: WindowsTestGuests.virtioOptions(source: "virtio-win")) { error in
             #expect(error.message.contains("Windows was not shut down cleanly (hibernated or Fast Startup)"))
@@ -237,7 +248,7 @@ struct WindowsGuestFixErrorTests {
         }
     }
 
-    @Test("win_virtio off: nothing injected, SATA with the reason, no registry change")
+    @Test("win_virtio off: nothing injected, SATA with the reason, no registry change", .inWindowsPhonyRotation("win-virtio-off"))
     func virtioOff() async throws {
         GuestFixTestGuests.configureLibguestfsForTests()
         let scratch = try Scratch()
@@ -248,6 +259,8 @@ struct WindowsGuestFixErrorTests {
         let windows = try #require(report.windows)
         #expect(windows.diskBus == "sata")
         #expect(windows.diskBusReason.contains("win_virtio is off"))
+        // It boots, on SATA and e1000e: the preflight says so as a warning.
+        #expect(PreflightVerdict.judge(report: report, failure: nil).outcome == .willBootWithWarnings)
         #expect(windows.nicModel == "e1000e")
         #expect(windows.storageDriver == nil)
         #expect(windows.filesCopied.isEmpty)

@@ -20,6 +20,8 @@ enum FuzzTarget: String, CaseIterable {
     case artifactYAML = "artifact-yaml"
     case iso9660 = "iso9660"
     case pinnedImage = "pinned-image"
+    case vmx = "vmx"
+    case vhdx = "vhdx"
 
     /// Parsers that take a path read the bytes from here: a private directory in /dev/shm
     /// (or $TMPDIR), rewritten for every input.
@@ -90,6 +92,29 @@ enum FuzzTarget: String, CaseIterable {
                 _ = end.follow(descriptor, written: UInt64(data.count))
                 close(descriptor)
             }
+        case .vmx:
+            // The parser on the bytes, the settings on what it accepts, and the reader on the file
+            // (its disks resolved beside it: x-flat.vmdk exists, anything else is missing).
+            if let vmx = try? VMXFile.parse(Array(data), file: file) {
+                _ = try? VMXSettings(vmx, file: file)
+            }
+            let url = Self.write(data, as: "m.vmx")
+            _ = try? VMXDirectoryReader.read(url)
+            _ = try? VMXDirectoryReader.diskFileNames(of: url)
+        case .vhdx:
+            // A checkpoint file (headers, region table, metadata, parent locator, the whole BAT),
+            // its chain resolved inside the work directory (its parent may be itself, or the
+            // seed base beside it), and the partition-table firmware check on the same bytes.
+            let url = Self.write(data, as: "c.avhdx")
+            _ = Self.write(data, as: "base.vhdx")  // the parent the seeds' relative_path names
+            if let reader = try? ByteRangeReader(path: url.path), let layout = try? VHDXLayout(reading: reader) {
+                let table = VHDXBlockTable(layout: layout, reader: reader)
+                _ = try? table.validateAll()
+                if !layout.hasParent { _ = try? table.leadingBytes(1 << 20) }
+            }
+            _ = try? VHDXChain.resolve(top: url.path, root: Self.workDirectory.path)
+            _ = PartitionTableFirmware.firmware(leadingBytes: data, sectorSize: 512)
+            _ = PartitionTableFirmware.firmware(leadingBytes: data, sectorSize: 4096)
         case .tar:
             let url = Self.write(data, as: "t.tar")
             _ = try? TarArchiveReader(url: url).members()
