@@ -236,6 +236,8 @@ final class GuestfsHandle {
     func volumeGroupUUID(_ name: String) throws -> String { try string("vguuid(\(name))", guestfs_vguuid(handle, name)) }
     /// md devices libguestfs assembled (/dev/md127).
     func mdDevices() throws -> [String] { try stringList("list_md_devices", guestfs_list_md_devices(handle)) }
+    /// `mdadm --detail --export` of an array, keys without `MD_` in lower case (uuid, name, devname…).
+    func mdDetail(_ device: String) throws -> [String: String] { pairs(try stringList("md_detail(\(device))", guestfs_md_detail(handle, device))) }
     /// File names inside a gzip-compressed (or uncompressed) cpio initramfs, by the appliance's zcat and cpio.
     func initrdList(_ path: String) throws -> [String] { try stringList("initrd_list(\(path))", guestfs_initrd_list(handle, path)) }
     /// The canonical path, symlinks resolved inside the guest's tree.

@@ -140,7 +140,7 @@ struct LinuxGuestFixer: Sendable {
                                  "the guest is \(inspection.type) (\(inspection.productName)); only Linux and Windows guests are fixed")
             }
             guard inspection.type == "linux" else { return inspection }
-            devices = try GuestBootFacts.devices(guest)
+            devices = try GuestBootFacts.devices(guest, root: inspection.rootDevice)
             // The disk of a partition root, else the first: where the firmware starts.
             let rootDisk = devices.devices.first { $0.device == inspection.rootDevice }?.disk ?? 0
             let bootDisk = devices.devices.first { $0.disk == rootDisk && $0.partition == nil }?.device ?? "/dev/sda"

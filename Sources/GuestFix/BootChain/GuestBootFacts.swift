@@ -8,8 +8,10 @@ enum GuestBootFacts {
     static let espGUID = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
     static let biosBootGUID = "21686148-6449-6E6F-744E-656564454649"
 
-    /// Every disk, partition, logical volume and md array, with blkid's names for it.
-    static func devices(_ guest: GuestfsHandle) throws -> GuestDeviceMap {
+    /// Every disk, partition, logical volume and md array, with blkid's names for it. An md
+    /// array gets the names the guest may use for it (``MDArrayNames``), those in the mdadm.conf
+    /// of `root` included (mounted read-only for the read, and unmounted again).
+    static func devices(_ guest: GuestfsHandle, root: String) throws -> GuestDeviceMap {
         let disks = try guest.listDevices()
         var devices: [GuestBlockDevice] = []
         func described(_ device: GuestBlockDevice) -> GuestBlockDevice {
@@ -40,10 +42,27 @@ enum GuestBootFacts {
             }
             devices.append(device)
         }
-        for array in (try? guest.mdDevices()) ?? [] {
-            devices.append(described(GuestBlockDevice(device: array)))
+        let arrays = (try? guest.mdDevices()) ?? []
+        let mdadmConf = arrays.isEmpty ? "" : Self.mdadmConf(guest, root: root)
+        for array in arrays {
+            var device = described(GuestBlockDevice(device: array))
+            let detail = (try? guest.mdDetail(array)) ?? [:]
+            device.aliases = MDArrayNames.aliases(detail: detail)
+                + (MDArrayNames.uuid(detail: detail).map { MDArrayNames.configuredNames(mdadmConf: mdadmConf, uuid: $0) } ?? [])
+            devices.append(device)
         }
         return GuestDeviceMap(devices: devices)
+    }
+
+    /// The guest's mdadm.conf (Debian's /etc/mdadm/mdadm.conf, else RHEL's /etc/mdadm.conf),
+    /// or "" when root cannot be mounted or has none.
+    private static func mdadmConf(_ guest: GuestfsHandle, root: String) -> String {
+        guard (try? guest.mount(root, at: "/", readOnly: true)) != nil else { return "" }
+        defer { try? guest.umountAll() }
+        for path in ["/etc/mdadm/mdadm.conf", "/etc/mdadm.conf"] where (try? guest.isFile(path)) == true {
+            if let data = try? guest.readFile(path) { return String(decoding: data.prefix(1 << 20), as: UTF8.self) }
+        }
+        return ""
     }
 
     /// The partition-level evidence: partition table, ESP and BIOS boot partitions, EFI

@@ -15,7 +15,8 @@ struct GuestBlockDevice: Equatable, Sendable {
     var type: String = ""
     /// `vg/lv` for a logical volume.
     var logicalVolume: String?
-    /// Other device-mapper or md names (`/dev/md/root`, `/dev/md0`).
+    /// Other device-mapper or md names (`/dev/md/root`, `/dev/md0`, udev's md-uuid and
+    /// md-name links): an array's names in the guest (``MDArrayNames``).
     var aliases: [String] = []
     /// A logical volume's device-mapper UUID, as udev's `/dev/disk/by-id/dm-uuid-…` link
     /// names it (Ubuntu's installer writes the root so in fstab).
@@ -72,7 +73,7 @@ struct GuestDeviceMap: Equatable, Sendable {
             let value = String(spec.dropFirst(Self.deviceMapperUUIDLink.count))
             return unique(devices.filter { $0.deviceMapperUUID == value }, "the device-mapper UUID \(value)")
         }
-        if spec.hasPrefix("/dev/md") {
+        if spec.hasPrefix("/dev/md") || spec.hasPrefix("/dev/disk/by-id/md-") {
             return unique(devices.filter { $0.device == spec || $0.aliases.contains(spec) }, "the md name \(spec)")
         }
         if case let .kernelName(disk, partition) = BlockDeviceSpec(spec) {

@@ -10,7 +10,7 @@ import TestSupport
 /// the loaded 2-core host): a default run inspects one guest (`PreflightRotation`).
 @Suite(.serialized, .guestWorkSlot, .tags(.guest), .requiresLibguestfs) struct PreflightInspectTests {
     static var cache: String { RealGuestBooting.cacheDirectory }
-    static var bootChain: String { cache + "/bootchain-v1" }
+    static var bootChain: String { cache + "/bootchain-v2" }
     static var phonyWindows: String { cache + "/phony-windows-v1" }
 
     struct Inspection {

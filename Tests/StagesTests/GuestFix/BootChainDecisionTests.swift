@@ -172,6 +172,40 @@ struct BootChainDecisionTests {
         #expect(Self.devices.resolve("/dev/sdc1").device == nil)
     }
 
+    /// `mdadm --detail --export` as libguestfs returns it for an array created in the
+    /// appliance (`md-create md0 …`) and for one a Debian installer made on host "web01".
+    static let applianceArray = ["level": "raid1", "devices": "2", "metadata": "1.2", "uuid": "8ef4498a:a730c2f6:602e9b89:34b30eef",
+                                 "devname": "md0", "name": "(none):md0"]
+    static let installerArray = ["level": "raid1", "metadata": "1.2", "uuid": "5C3B2A10:0D9E8F7A:6B5C4D3E:2F1A0B9C", "name": "web01:0"]
+
+    @Test("an md array answers to udev's links, /dev/md/<name>, /dev/mdN for a numeric name, and mdadm.conf's names")
+    func mdArrayNames() {
+        #expect(MDArrayNames.aliases(detail: Self.applianceArray) == [
+            "/dev/disk/by-id/md-uuid-8ef4498a:a730c2f6:602e9b89:34b30eef", "/dev/disk/by-id/md-name-(none):md0", "/dev/md/md0"])
+        #expect(MDArrayNames.aliases(detail: Self.installerArray) == [
+            "/dev/disk/by-id/md-uuid-5C3B2A10:0D9E8F7A:6B5C4D3E:2F1A0B9C", "/dev/disk/by-id/md-name-web01:0", "/dev/md/0", "/dev/md0"])
+        #expect(MDArrayNames.aliases(detail: [:]).isEmpty)
+        // Debian's mkconf output, a commented line and another array's line.
+        let conf = """
+            # definitions of existing MD arrays
+            ARRAY /dev/md/boot  metadata=1.2 UUID=11111111:22222222:33333333:44444444 name=web01:boot
+            #ARRAY /dev/md9 UUID=5c3b2a10:0d9e8f7a:6b5c4d3e:2f1a0b9c
+            ARRAY /dev/md2 metadata=1.2 UUID=5c3b2a10:0d9e8f7a:6b5c4d3e:2f1a0b9c name=web01:0
+            """
+        let uuid = MDArrayNames.uuid(detail: Self.installerArray) ?? ""
+        #expect(MDArrayNames.configuredNames(mdadmConf: conf, uuid: uuid) == ["/dev/md2"])
+
+        var array = GuestBlockDevice(device: "/dev/md127", uuid: "0f0f0f0f-5555-4aaa-8bbb-000000000005", type: "ext4")
+        array.aliases = MDArrayNames.aliases(detail: Self.installerArray) + MDArrayNames.configuredNames(mdadmConf: conf, uuid: uuid)
+        let map = GuestDeviceMap(devices: Self.devices.devices + [array])
+        for spec in ["/dev/md0", "/dev/md2", "/dev/md/0", "/dev/disk/by-id/md-name-web01:0",
+                     "/dev/disk/by-id/md-uuid-5C3B2A10:0D9E8F7A:6B5C4D3E:2F1A0B9C", "UUID=0f0f0f0f-5555-4aaa-8bbb-000000000005"] {
+            #expect(map.resolve(spec) == .device("/dev/md127"), "\(spec)")
+        }
+        #expect(map.resolve("/dev/md1").device == nil)
+        #expect(map.resolve("/dev/disk/by-id/md-name-web01:1").device == nil)
+    }
+
     @Test("names that survive virtio, and those that do not")
     func survivesVirtio() {
         for spec in ["UUID=x", "LABEL=root", "PARTUUID=y", "/dev/mapper/vg0-root", "/dev/vg0/root", "/dev/disk/by-uuid/x",

@@ -107,6 +107,9 @@ struct BootChainPhonyGuestTests {
         #expect(report.bootNotEnsuredReasons.contains { $0.contains("on md RAID") })
         #expect(report.warnings.contains { $0.contains("on md RAID") })
         #expect(report.bootResult?.hasPrefix("converted, boot not ensured: the root filesystem is on md RAID") == true)
+        // fstab's /dev/md/md0 is the array the appliance calls /dev/md127 (its md name).
+        #expect(!report.bootNotEnsuredReasons.contains { $0.contains("/dev/md/md0") }, "\(report.bootNotEnsuredReasons)")
+        #expect(report.inspection.mountpoints["/"] == report.inspection.rootDevice)
         #expect(PreflightVerdict.judge(report: report, failure: nil).outcome == .willNotBoot)
     }
 }

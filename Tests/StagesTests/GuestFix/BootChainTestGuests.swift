@@ -18,7 +18,8 @@ import Testing
 ///   `/initrd.img-<v>` (Debian's name) while dracut is the installed generator.
 /// - `missing-initrd`: ext4 /; grub.cfg's only entry loads a kernel whose initramfs is gone.
 /// - `luks-root`: sda1 ext2 /boot, sda2 a LUKS volume (the encrypted root; the key is not given).
-/// - `md-root`: sda1 and sda2 an md RAID1 holding ext4 /, named by UUID.
+/// - `md-root`: sda1 and sda2 an md RAID1 holding ext4 /: fstab names it `/dev/md/md0`, the
+///   link udev makes from the array's name, which the appliance has no device for; grub by UUID.
 ///
 /// Every initramfs is a real gzip cpio; the originals hold VMware's drivers, no virtio.
 enum BootChainTestGuests {
@@ -30,7 +31,7 @@ enum BootChainTestGuests {
     static let plainRootUUID = "0d0d0d0d-4444-4aaa-8bbb-000000000004"
     static let mdRootUUID = "0f0f0f0f-5555-4aaa-8bbb-000000000005"
 
-    static var directory: URL { GuestFixTestGuests.cacheDirectory.appendingPathComponent("bootchain-v1") }
+    static var directory: URL { GuestFixTestGuests.cacheDirectory.appendingPathComponent("bootchain-v2") }
 
     static func image(_ name: String) async throws -> URL {
         try await ensureBuilt()
@@ -96,7 +97,7 @@ enum BootChainTestGuests {
             "fstab-d": "UUID=\(plainRootUUID)\t/\text4\terrors=remount-ro\t0\t1\n",
             "grub-d": grubConfig(search: nil, kernel: "/boot/vmlinuz-6.1.0-17-amd64", initrd: "/boot/initrd.img-6.1.0-17-amd64",
                                  root: "UUID=\(plainRootUUID)"),
-                        "fstab-f": "UUID=\(mdRootUUID)\t/\text4\tdefaults\t0\t1\n",
+                        "fstab-f": "/dev/md/md0\t/\text4\tdefaults\t0\t1\n",
             "grub-f": grubConfig(search: nil, kernel: "/boot/vmlinuz-\(version)", initrd: "/boot/initrd.img-\(version)", root: "UUID=\(mdRootUUID)"),
         ]
         // A LUKS1 header as cryptsetup writes it (magic, version 1, cipher, UUID at 168):
