@@ -16,14 +16,20 @@ replays the ext4 journal as the guest's would); with --check-in-guest inside the
 guest (the same, a minute slower per cut under TCG). A cut fails when:
   - a transition the host saw acknowledged is missing from the journal (lost commit);
   - verify reports a committed artifact missing, of another size or another SHA-256;
-  - the journal cannot be opened (quick_check) after the cut.
-At the end every job must have been published, after one more cut once all were done.
+  - the journal cannot be opened (quick_check) after the cut;
+  - a published disk differs from its input (`qemu-img compare` against a raw copy of each
+    input kept on the host; host checks only). One input is 192 MiB copied in three 64 MiB
+    chunks, so cuts can land between journaled chunks of a copy.
+The first cut falls 1-8 s into the convert stage of the multi-chunk input (policy "copy"),
+later ones 0.5-3 s after a commit or at a random time. At the end every job must have been
+published, after one more cut once all were done.
 
 Exit status: 0 when no cut failed (or, with --expect-failure, when at least one did),
 1 otherwise, 2 on a harness error (guest did not boot, timeouts).
 """
 
 import argparse
+import glob
 import json
 import os
 import random
@@ -69,6 +75,14 @@ class Workload:
             os.makedirs(os.path.join(staging, sub))
         self.rng = rng
         self.inputs = []
+        self.resumed_copies = 0   # copies the journal says resumed inside a disk (last check)
+        self.chunked = []         # names of the multi-chunk inputs
+        # The content of each input as raw, kept on the host: every published disk is
+        # compared with it (verify only checks a disk against the digest the journal holds,
+        # which a copy that journaled a chunk it had not made durable would match).
+        self.originals = os.path.join(root, "originals")
+        os.makedirs(self.originals)
+        self.add_chunked_input(os.path.join(staging, "queue"))
         self.add_inputs(os.path.join(staging, "queue"), jobs)
         guest = os.path.join(root, "guest")
         with open(os.path.join(root, "config.yaml"), "w") as f:
@@ -85,6 +99,7 @@ class Workload:
                 "archive_processed: true\n"
                 "max_concurrent: 1\n"
                 "file_stable_seconds: 1\n"
+                "copy_chunk_mib: 64\n"
                 "verbose: 1\n"
             )
         self.disk = os.path.join(root, "data.img")
@@ -93,6 +108,22 @@ class Workload:
         run(["mkfs.ext4", "-q", "-F", "-L", "powerloss-data", "-d", staging, self.disk])
         shutil.rmtree(staging)
 
+
+    def add_chunked_input(self, queue):
+        """One input copied in several journaled chunks (64 MiB each): 192 MiB with 16 MiB of
+        random data at the start of each chunk, so cuts can land between its chunks."""
+        index = len(self.inputs)
+        name = f"vm{index}.raw"
+        raw = os.path.join(self.root, name)
+        with open(raw, "wb") as f:
+            for chunk in range(3):
+                f.seek(chunk * (64 << 20))
+                f.write(self.rng.randbytes(16 << 20))
+            f.truncate(192 << 20)
+        run(["cp", "--sparse=always", raw, os.path.join(self.originals, name)])
+        shutil.move(raw, os.path.join(queue, name))
+        self.inputs.append(name)
+        self.chunked.append(name)
 
     def add_inputs(self, queue, count):
         """Writes `count` new inputs into `queue`: a few MiB of random data each (a distinct
@@ -104,6 +135,7 @@ class Workload:
             with open(raw, "wb") as f:
                 f.write(self.rng.randbytes(size_mib << 20))
                 f.truncate((size_mib + 4) << 20)
+            run(["cp", "--sparse=always", raw, os.path.join(self.originals, f"vm{index}.raw")])
             if index % 2:
                 name = f"vm{index}.qcow2"
                 run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, os.path.join(queue, name)])
@@ -260,6 +292,37 @@ def judge_export(lines, status, ledger):
     return [f"lost: {item}" for item in ledger.lost(history)], states
 
 
+def compare_published(workload, mount_point, export_lines):
+    """Each published disk against its input's content (`qemu-img compare`); returns
+    (problems, how many copies the journal says resumed inside the disk)."""
+    problems, resumed = [], 0
+    sources, outputs = {}, {}
+    for line in export_lines:
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        entry = json.loads(line)
+        record = entry.get("record", {})
+        if entry.get("type") == "job":
+            sources[record["id"]] = os.path.basename(record.get("sourcePath", ""))
+            if record.get("state") in FINISHED and record.get("outputPath"):
+                outputs[record["id"]] = record["outputPath"]
+        elif entry.get("type") == "transition" and "resumed at chunk" in (record.get("detail") or ""):
+            resumed += 1
+    for job, output in sorted(outputs.items()):
+        stem = os.path.splitext(sources.get(job, ""))[0]
+        original = os.path.join(workload.originals, stem + ".raw")
+        disks = sorted(glob.glob(os.path.join(output, "*.qcow2"))) if os.path.isdir(output) else []
+        if not os.path.exists(original) or len(disks) != 1:
+            problems.append(f"job {job}: published {output} holds {len(disks)} qcow2 disk(s), input {stem or '?'}")
+            continue
+        compare = subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", original, disks[0]],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if compare.returncode != 0:
+            problems.append(f"job {job}: published disk differs from its input: {compare.stdout.strip()[:300]}")
+    return problems, resumed
+
+
 def check_in_guest(boot, ledger, timeout):
     """Reads the guest's after-cut report (verify and export run inside the guest before
     the daemon starts); returns (problems, job states)."""
@@ -306,9 +369,14 @@ def check_on_host(workload, binary, ledger, refill=0):
         export = subprocess.run([binary, "journal", "export", "--state-dir", state],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         found, states = judge_export(export.stdout.splitlines(), export.returncode, ledger)
+        if export.returncode == 0:
+            different, resumed = compare_published(workload, mount_point, export.stdout.splitlines())
+            found += different
+            workload.resumed_copies = resumed
         if refill and len(states) == len(workload.inputs) and all(s in FINISHED for s in states.values()):
             # Every job is done but cuts remain: queue more work so the next cuts land
             # in stages again rather than in an idle daemon.
+            workload.add_chunked_input(os.path.join(mount_point, "queue"))
             workload.add_inputs(os.path.join(mount_point, "queue"), refill)
         return problems + found, states
     finally:
@@ -323,8 +391,10 @@ def wait_for_daemon(boot, timeout):
             return
 
 
-def follow_daemon(boot, ledger, rng, policy, jobs, timeout):
-    """Follows the daemon's log until the cut policy says cut; returns what was cut after."""
+def follow_daemon(boot, ledger, rng, policy, jobs, timeout, chunked=()):
+    """Follows the daemon's log until the cut policy says cut; returns what was cut after.
+    Policy "copy": 1-8 s into the convert stage of an input named in `chunked` (a copy of
+    several chunks, and the hashes beside it), or at once if that stage ends first."""
     commits_left = rng.randint(1, 3)
     random_deadline = time.monotonic() + rng.uniform(2.0, 25.0) if policy == "random" else None
     last = "daemon start"
@@ -346,6 +416,12 @@ def follow_daemon(boot, ledger, rng, policy, jobs, timeout):
                     cut_at = now + rng.uniform(0.5, 3.0)
             if policy == "final" and len(ledger.published) == jobs and cut_at is None:
                 cut_at = now + rng.uniform(0.5, 3.0)
+            chunked_jobs = {ledger.job_of_name[name] for name in chunked if name in ledger.job_of_name}
+            if policy == "copy" and key[0] in chunked_jobs and key[2] == "convert":
+                if key[1] == "stage-started" and cut_at is None:
+                    cut_at = now + rng.uniform(1.0, 8.0)
+                elif key[1] == "stage-completed":
+                    cut_at = now
         if random_deadline is not None and now >= random_deadline:
             return last
         if cut_at is not None and now >= cut_at:
@@ -440,12 +516,15 @@ def main():
                 boots += 1
                 boot = start_boot(boots, workload, binary, image, False, args.boot_timeout)
                 wait_for_daemon(boot, args.boot_timeout)
-            if cut_number < args.cuts:
+            if cut_number == 0 and args.cuts > 0:
+                # The first cut lands in the multi-chunk copy (CI runs one cut).
+                policy = "copy"
+            elif cut_number < args.cuts:
                 policy = "random" if rng.random() < 0.25 else "commit"
             else:
                 policy = "final"
             daemon_started = time.monotonic()
-            last = follow_daemon(boot, ledger, rng, policy, len(workload.inputs), args.boot_timeout)
+            last = follow_daemon(boot, ledger, rng, policy, len(workload.inputs), args.boot_timeout, workload.chunked)
             boot.cut()
             cut_number += 1
             cuts.append({"cut": cut_number, "policy": policy, "after": last,
@@ -472,6 +551,7 @@ def main():
     summary = {
         "seed": seed, "binary": binary, "jobs": len(workload.inputs), "cuts": len(cuts), "boots": boots,
         "failed_cuts": len(failed_cuts), "cuts_with_new_loss": len(losing_cuts), "error": error, "seconds": round(elapsed, 1),
+        "copies_resumed_mid_disk": workload.resumed_copies,
         "seconds_per_cut": round(elapsed / max(len(cuts), 1), 1),
         "final_states": {str(k): v for k, v in final_states.items()}, "details": cuts, "run_directory": root,
     }
@@ -479,7 +559,8 @@ def main():
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=2)
     log(f"{len(cuts)} cuts ({boots} boots) in {elapsed:.0f} s, {elapsed / max(len(cuts), 1):.1f} s per cut; "
-        f"{len(failed_cuts)} cut(s) found committed data lost ({len(losing_cuts)} with a new loss)"
+        f"{len(failed_cuts)} cut(s) found committed data lost ({len(losing_cuts)} with a new loss); "
+        f"{workload.resumed_copies} copy(ies) resumed inside a disk"
         + (f"; error: {error}" if error else ""))
 
     if args.expect_failure:

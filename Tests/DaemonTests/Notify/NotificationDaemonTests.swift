@@ -89,10 +89,10 @@ import TestSupport
 
         // The e-mails arrive while the webhook receiver is down.
         #expect(await waitUntil(90) { smtp.keys.count == 3 }, "log:\n\(daemon.output)")
-        #expect(await waitUntil(10) { daemon.output.contains("not delivered, attempt 2") }, "log:\n\(daemon.output)")
+        #expect(await waitUntil(30) { daemon.output.contains("not delivered, attempt 2") }, "log:\n\(daemon.output)")
         try await webhook.start()
         #expect(await waitUntil(30) { webhook.keys.count == 3 }, "log:\n\(daemon.output)")
-        #expect(await waitUntil(10) { (try? outbox(base).allSatisfy { $0.deliveredAt != nil }) == true })
+        #expect(await waitUntil(30) { (try? outbox(base).allSatisfy { $0.deliveredAt != nil }) == true })
 
         let rows = try outbox(base)
         #expect(Set(rows.map(\.idempotencyKey)) == Set(webhook.keys + smtp.keys))

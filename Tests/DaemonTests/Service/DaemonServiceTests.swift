@@ -53,7 +53,7 @@ import Daemon
         let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch))
         defer { _ = daemon.stop() }
         let queue = base + "/queue"
-        #expect(await waitUntil(10) { exists(queue) })
+        #expect(await waitUntil(30) { exists(queue) })
 
         let raw = scratch.path("base.raw")
         try await TestDisks.makeRaw(at: raw)
@@ -121,7 +121,7 @@ import Daemon
         let base = scratch.path("data")
         let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch))
         defer { _ = daemon.stop() }
-        #expect(await waitUntil(10) { daemon.output.contains("Daemon ready") })
+        #expect(await waitUntil(30) { daemon.output.contains("Daemon ready") })
         let pid = daemon.process.processIdentifier
         let seconds = 4.0
 
@@ -171,7 +171,7 @@ import Daemon
         let config = try writeConfig(scratch)
         let first = try RunningDaemon(base: base, config: config)
         defer { _ = first.stop() }
-        #expect(await waitUntil(10) { first.output.contains("Daemon ready") })
+        #expect(await waitUntil(30) { first.output.contains("Daemon ready") })
         let second = try await sh([ProductBinary.path, "daemon", "--base-dir", base, "--config", config], allowFailure: true)
         #expect(second.status != 0)
         #expect(second.err.contains("\(first.process.processIdentifier)"), "the error should name the holder's pid: \(second.err)")
@@ -200,7 +200,7 @@ import Daemon
         let history = try journal.history(job: 1)
         #expect(history.contains { $0.to == .interrupted } && history.contains { $0.to == .resumed })
         #expect(history.filter { $0.to == .stageCompleted && $0.stage == "probe" }.count == 1, "probe was redone")
-        #expect(await waitUntil(10) { (try? journal.job(1))??.state == .archived })
+        #expect(await waitUntil(30) { (try? journal.job(1))??.state == .archived })
     }
 }
 
@@ -211,7 +211,7 @@ extension DaemonServiceTests {
         let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch))
         defer { _ = daemon.stop() }
         let queue = base + "/queue"
-        #expect(await waitUntil(10) { exists(queue) })
+        #expect(await waitUntil(30) { exists(queue) })
         let raw = scratch.path("base.raw")
         try await TestDisks.makeRaw(at: raw)
 
@@ -247,7 +247,7 @@ extension DaemonServiceTests {
         let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch))
         defer { _ = daemon.stop() }
         let queue = base + "/queue"
-        #expect(await waitUntil(10) { exists(queue) })
+        #expect(await waitUntil(30) { exists(queue) })
         let raw = scratch.path("base.raw")
         try await TestDisks.makeRaw(at: raw)
         try await TestDisks.convert(raw: raw, to: scratch.path("first.vmdk"), format: "vmdk", options: [])
@@ -258,7 +258,7 @@ extension DaemonServiceTests {
         try FileManager.default.moveItem(atPath: scratch.path("again.vmdk"), toPath: queue + "/again.vmdk")
         #expect(await waitUntil(30) { !exists(queue + "/again.vmdk") }, "log:\n\(daemon.output)")
         #expect(!exists(base + "/output/again"), "the duplicate was converted again")
-        #expect(await waitUntil(10) {
+        #expect(await waitUntil(30) {
             ((try? FileManager.default.subpathsOfDirectory(atPath: queue + "/.processed")) ?? []).contains { $0.hasSuffix("again.vmdk.duplicate.json") }
         }, "log:\n\(daemon.output)")
 
@@ -286,7 +286,7 @@ extension DaemonServiceTests {
         let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch), moreConfigs: [allowing])
         defer { _ = daemon.stop() }
         let queue = base + "/queue"
-        #expect(await waitUntil(10) { exists(queue) })
+        #expect(await waitUntil(30) { exists(queue) })
         let raw = scratch.path("base.raw")
         try await TestDisks.makeRaw(at: raw)
         try FileManager.default.createDirectory(atPath: exports, withIntermediateDirectories: true)
@@ -361,7 +361,7 @@ extension DaemonServiceTests {
         let daemon = try RunningDaemon(base: base, config: config)
         defer { _ = daemon.stop() }
         let queue = base + "/queue"
-        #expect(await waitUntil(10) { exists(queue) })
+        #expect(await waitUntil(30) { exists(queue) })
         let raw = scratch.path("base.raw")
         try await TestDisks.makeRaw(at: raw)
         let staging = scratch.path("staging")
@@ -456,7 +456,7 @@ extension DaemonServiceTests {
         let received = scratch.path("notify.log")
         let listener = try NotifyListener(socket: socket, messages: received, timeoutSeconds: 30)
         defer { listener.stop() }
-        #expect(await waitUntil(10) { listener.isListening })
+        #expect(await waitUntil(30) { listener.isListening })
         let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch),
                                        environment: ["NOTIFY_SOCKET": socket, "WATCHDOG_USEC": "400000"])
         #expect(await waitUntil(15) { listener.received.contains("WATCHDOG=1") },
@@ -494,7 +494,7 @@ extension DaemonServiceTests {
             """.write(toFile: config, atomically: true, encoding: .utf8)
         let daemon = try RunningDaemon(base: base, config: config)
         defer { _ = daemon.stop() }
-        #expect(await waitUntil(10) { exists(base + "/queue") })
+        #expect(await waitUntil(30) { exists(base + "/queue") })
         let raw = scratch.path("base.raw")
         try await TestDisks.makeRaw(at: raw)
         try await TestDisks.convert(raw: raw, to: scratch.path("big.vmdk"), format: "vmdk", options: [])
@@ -543,7 +543,7 @@ extension DaemonServiceTests {
             """.write(toFile: config, atomically: true, encoding: .utf8)
         let daemon = try RunningDaemon(base: base, config: config)
         defer { _ = daemon.stop() }
-        #expect(await waitUntil(10) { exists(base + "/queue") })
+        #expect(await waitUntil(30) { exists(base + "/queue") })
         let raw = scratch.path("base.raw")
         try await TestDisks.makeRaw(at: raw)
         try await TestDisks.convert(raw: raw, to: scratch.path("big.vmdk"), format: "vmdk", options: [])

@@ -12,7 +12,7 @@ extension DaemonServiceTests {
         let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch))
         defer { _ = daemon.stop() }
         let queue = base + "/queue"
-        #expect(await waitUntil(10) { exists(queue) })
+        #expect(await waitUntil(30) { exists(queue) })
 
         let fake = "2026-01-01T00:00:00+0000 info hyper2kvm : ✅ Completed: FAKE.vmdk"
         let evil = "evil\n" + fake

@@ -13,7 +13,7 @@ extension DaemonServiceTests {
         let daemon = try RunningDaemon(base: base, config: try writeConfig(scratch))
         defer { _ = daemon.stop() }
         let queue = base + "/queue"
-        #expect(await waitUntil(10) { exists(queue) })
+        #expect(await waitUntil(30) { exists(queue) })
 
         // The export, made beside the queue: a base VHDX and one checkpoint over it.
         let source = scratch.path("export")

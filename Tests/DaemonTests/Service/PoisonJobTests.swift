@@ -99,6 +99,6 @@ extension DaemonServiceTests {
         defer { _ = daemon.stop() }
         #expect(await waitUntil(90) { exists(base + "/output/vm/vm.qcow2") && !exists(base + "/queue/vm.vmdk") }, "log:\n\(daemon.output)")
         let journal = try JobJournal.openForReading(stateDirectory: URL(fileURLWithPath: base + "/state"))
-        #expect(await waitUntil(10) { (try? journal.allJobs().map(\.state)) == [.archived] }, "\(String(describing: try? journal.allJobs().map(\.state)))")
+        #expect(await waitUntil(30) { (try? journal.allJobs().map(\.state)) == [.archived] }, "\(String(describing: try? journal.allJobs().map(\.state)))")
     }
 }

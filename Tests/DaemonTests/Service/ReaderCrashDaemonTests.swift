@@ -14,7 +14,7 @@ import TestSupport
                                                           environment: ["HYPER2KVM_READER_TRAP_FOR_TESTS": "boom.vmdk"])
         defer { _ = daemon.stop() }
         let queue = base + "/queue"
-        #expect(await waitUntil(10) { service.exists(queue) })
+        #expect(await waitUntil(30) { service.exists(queue) })
 
         let raw = scratch.path("base.raw")
         try await TestDisks.makeRaw(at: raw)

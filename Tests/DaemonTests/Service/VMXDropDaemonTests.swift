@@ -61,7 +61,7 @@ import TestSupport
         let daemon = try DaemonServiceTests.RunningDaemon(base: base, config: config)
         defer { _ = daemon.stop() }
         let queue = base + "/queue"
-        #expect(await waitUntil(10) { exists(queue) })
+        #expect(await waitUntil(30) { exists(queue) })
         // The .vmx and the newest delta first, as a copy tool would deliver them; the parents last.
         for name in ["web01.vmx", "web-000001.vmdk", "u-000001.vmdk", "t-000001.vmdk", "data.vmdk", "web01.nvram"] {
             try FileManager.default.moveItem(atPath: stage.appendingPathComponent(name).path, toPath: queue + "/" + name)
