@@ -252,17 +252,21 @@ class Ledger:
         return lost
 
 
-def parse_export(lines):
-    history, states = {}, {}
+def export_records(lines):
+    """(type, record) of each JSON line of `hyper2kvm journal export`."""
     for line in lines:
         line = line.strip()
-        if not line.startswith("{"):
-            continue
-        entry = json.loads(line)
-        record = entry.get("record", {})
-        if entry.get("type") == "job":
+        if line.startswith("{"):
+            entry = json.loads(line)
+            yield entry.get("type"), entry.get("record", {})
+
+
+def parse_export(lines):
+    history, states = {}, {}
+    for kind, record in export_records(lines):
+        if kind == "job":
             states[record["id"]] = record["state"]
-        elif entry.get("type") == "transition":
+        elif kind == "transition":
             stage = record.get("stage") if record["to"] in ("stage-started", "stage-completed") else None
             key = (record["jobID"], record["to"], stage)
             history[key] = history.get(key, 0) + 1
@@ -292,22 +296,17 @@ def judge_export(lines, status, ledger):
     return [f"lost: {item}" for item in ledger.lost(history)], states
 
 
-def compare_published(workload, mount_point, export_lines):
+def compare_published(workload, export_lines):
     """Each published disk against its input's content (`qemu-img compare`); returns
     (problems, how many copies the journal says resumed inside the disk)."""
     problems, resumed = [], 0
     sources, outputs = {}, {}
-    for line in export_lines:
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        entry = json.loads(line)
-        record = entry.get("record", {})
-        if entry.get("type") == "job":
+    for kind, record in export_records(export_lines):
+        if kind == "job":
             sources[record["id"]] = os.path.basename(record.get("sourcePath", ""))
             if record.get("state") in FINISHED and record.get("outputPath"):
                 outputs[record["id"]] = record["outputPath"]
-        elif entry.get("type") == "transition" and "resumed at chunk" in (record.get("detail") or ""):
+        elif kind == "transition" and "resumed at chunk" in (record.get("detail") or ""):
             resumed += 1
     for job, output in sorted(outputs.items()):
         stem = os.path.splitext(sources.get(job, ""))[0]
@@ -370,7 +369,7 @@ def check_on_host(workload, binary, ledger, refill=0):
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         found, states = judge_export(export.stdout.splitlines(), export.returncode, ledger)
         if export.returncode == 0:
-            different, resumed = compare_published(workload, mount_point, export.stdout.splitlines())
+            different, resumed = compare_published(workload, export.stdout.splitlines())
             found += different
             workload.resumed_copies = resumed
         if refill and len(states) == len(workload.inputs) and all(s in FINISHED for s in states.values()):
