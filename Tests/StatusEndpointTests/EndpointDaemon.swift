@@ -4,11 +4,9 @@ import TestSupport
 
 /// The real daemon binary with its HTTP endpoint on a free loopback port, for the endpoint's
 /// end-to-end tests. Requests go through curl, a client we did not write.
-final class EndpointDaemon: @unchecked Sendable {
-    let process = Process()
+final class EndpointDaemon: DaemonProcess, @unchecked Sendable {
     let base: String
     let port: Int
-    let log: URL
 
     var queue: String { base + "/queue" }
     var stateDir: String { base + "/state" }
@@ -27,17 +25,8 @@ final class EndpointDaemon: @unchecked Sendable {
             http_listen: \(listen ?? "127.0.0.1:\(self.port)")
             \(extraConfig)
             """)
-        log = URL(fileURLWithPath: scratch.path("daemon.log"))
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        process.executableURL = URL(fileURLWithPath: ProductBinary.path)
-        process.arguments = ["daemon", "--base-dir", base, "--config", config]
-        let handle = try FileHandle(forWritingTo: log)
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
+        try super.init(base: base, configs: [config], log: URL(fileURLWithPath: scratch.path("daemon.log")))
     }
-
-    var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
 
     /// GET through curl: (HTTP status, body).
     func get(_ path: String, headers: [String] = []) async throws -> (status: Int, body: String) {

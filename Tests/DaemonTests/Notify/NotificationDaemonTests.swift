@@ -10,22 +10,10 @@ import TestSupport
     static let token = "T999/B888/SECRET-TOKEN-daemon"
     static let password = "SECRET-daemon-pass"
 
-    final class Daemon {
-        let process = Process()
-        let log: URL
-
+    final class Daemon: DaemonProcess, @unchecked Sendable {
         init(base: String, config: String) throws {
-            log = URL(fileURLWithPath: base + "-\(UUID().uuidString.prefix(8)).log")
-            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-            process.executableURL = URL(fileURLWithPath: ProductBinary.path)
-            process.arguments = ["daemon", "--base-dir", base, "--config", config]
-            let handle = try FileHandle(forWritingTo: log)
-            process.standardOutput = handle
-            process.standardError = handle
-            try process.run()
+            try super.init(base: base, configs: [config], log: URL(fileURLWithPath: base + "-\(UUID().uuidString.prefix(8)).log"))
         }
-
-        var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
 
         func stop(signal: Int32 = SIGTERM) async {
             if process.isRunning { kill(process.processIdentifier, signal) }

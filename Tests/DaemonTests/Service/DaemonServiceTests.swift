@@ -6,24 +6,12 @@ import Daemon
 
 /// The daemon as operators run it: the real binary watching a real directory.
 @Suite(.serialized, .tags(.slow), .notInQuickRun) struct DaemonServiceTests {
-    final class RunningDaemon {
-        let process = Process()
-        let log: URL
-
+    final class RunningDaemon: DaemonProcess, @unchecked Sendable {
         /// `moreConfigs` follow `config` on the command line (later files win).
         init(base: String, config: String, moreConfigs: [String] = [], environment: [String: String] = [:]) throws {
-            log = URL(fileURLWithPath: base + ".log")
-            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-            process.executableURL = URL(fileURLWithPath: ProductBinary.path)
-            process.arguments = ["daemon", "--base-dir", base, "--config", config] + moreConfigs.flatMap { ["--config", $0] }
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-            let handle = try FileHandle(forWritingTo: log)
-            process.standardOutput = handle
-            process.standardError = handle
-            try process.run()
+            try super.init(base: base, configs: [config] + moreConfigs, log: URL(fileURLWithPath: base + ".log"),
+                           environment: environment)
         }
-
-        var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
 
         func stop() -> Int32 {
             if process.isRunning { process.terminate() }
