@@ -211,7 +211,8 @@ struct LinuxGuestFixer: Sendable {
             skipped += bootSkipped
             warnings += bootWarnings
         }
-        let pathResolver = BootPathResolver(filesystems: GuestMounter(guest: guest, devices: devices).filesystemUUIDs(plan))
+        let pathResolver = BootPathResolver(filesystems: GuestMounter(guest: guest, devices: devices).filesystemUUIDs(plan),
+                                            subvolumes: BootPathResolver.subvolumes(of: plan.fstab))
         let tool = try InitramfsRegenerator.detectTool(guest)
         let listings = InitramfsListings()
         try timed("initramfs") {

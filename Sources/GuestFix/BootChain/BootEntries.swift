@@ -171,6 +171,19 @@ enum GrubWords {
 struct BootPathResolver: Equatable, Sendable {
     /// Mountpoint → filesystem UUID of each mounted filesystem (UUID may be empty).
     var filesystems: [String: String]
+    /// Mountpoint → the btrfs subvolume mounted there (`@`, `@/var`), from fstab's `subvol=`.
+    var subvolumes: [String: String] = [:]
+
+    /// fstab's `subvol=` of each entry, without leading slashes.
+    static func subvolumes(of fstab: [FstabEntry]) -> [String: String] {
+        var result: [String: String] = [:]
+        for entry in fstab {
+            guard let option = entry.options.first(where: { $0.hasPrefix("subvol=") }) else { continue }
+            let path = String(option.dropFirst("subvol=".count).drop { $0 == "/" })
+            if !path.isEmpty { result[entry.mountpoint] = path }
+        }
+        return result
+    }
 
     /// The mountpoint of the filesystem holding `path` (longest mountpoint that contains it).
     func mountpoint(holding path: String) -> String {
@@ -193,6 +206,15 @@ struct BootPathResolver: Equatable, Sendable {
             }
         }
         let relative = path.hasPrefix("/") ? path : "/" + path
+        // grub reads a btrfs filesystem from its top level unless the default subvolume was
+        // changed: Debian's grub-mkconfig writes /@/boot/vmlinuz-… for a root in subvolume @.
+        // Such a path is under the mountpoint of that subvolume (the longest match wins).
+        for (mountpoint, subvolume) in subvolumes.sorted(by: { $0.value.count > $1.value.count }) {
+            let prefix = "/" + subvolume
+            guard relative.hasPrefix(prefix + "/") else { continue }
+            let rest = String(relative.dropFirst(prefix.count))
+            return mountpoint == "/" ? rest : mountpoint + rest
+        }
         return base == "/" ? relative : base + relative
     }
 }

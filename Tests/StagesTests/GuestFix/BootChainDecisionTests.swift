@@ -105,6 +105,20 @@ struct BootChainDecisionTests {
         let subvolumes = BootPathResolver(filesystems: ["/": "btrfs-uuid", "/var": "btrfs-uuid", "/home": "btrfs-uuid",
                                                         "/.snapshots": "btrfs-uuid", "/boot/grub2/i386-pc": "btrfs-uuid"])
         for _ in 0..<8 { #expect(subvolumes.guestPath("/boot/initrd-5.14.21-default", in: suse) == "/boot/initrd-5.14.21-default") }
+
+        // Debian's btrfs: root in subvolume @, /home in @home; grub-mkconfig writes paths from
+        // the filesystem's top level (/@/boot/…), which are /boot/… in the mounted guest.
+        let fstab = FstabEntry.parse("""
+            UUID=b7f3 / btrfs defaults,subvol=@ 0 0
+            UUID=b7f3 /home btrfs defaults,subvol=/@home 0 0
+            """)
+        let debian = BootPathResolver(filesystems: ["/": "", "/home": ""], subvolumes: BootPathResolver.subvolumes(of: fstab))
+        #expect(debian.subvolumes == ["/": "@", "/home": "@home"])
+        var grub = entry
+        grub.searchUUID = "b7f3"
+        #expect(debian.guestPath("/@/boot/initrd.img-6.1.0-18-amd64", in: grub) == "/boot/initrd.img-6.1.0-18-amd64")
+        #expect(debian.guestPath("/@home/user/x", in: grub) == "/home/user/x")
+        #expect(debian.guestPath("/boot/vmlinuz-6.1.0-18-amd64", in: grub) == "/boot/vmlinuz-6.1.0-18-amd64")
     }
 
     @Test("initramfs targets come from the entries, never from a generator's naming; microcode and uninstalled kernels left out")
